@@ -1,0 +1,5 @@
+"""`python -m img2vid` runs the CLI."""
+
+from img2vid.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The Engine protocol, the Clip it returns, and the registry that creates engines lazily."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from img2vid.config import Settings
+from img2vid.images import LoadedImage
+from img2vid.progress import CancelToken, ProgressCallback
+from img2vid.request import GenerationRequest
+
+
+@dataclass
+class Clip:
+    """A stream of H x W x 3 uint8 RGB frames with its rate and size known up front.
+
+    `frames` is consumed once. `info` carries what the engine actually used (sizes snapped,
+    model id, memory plan...) for the sidecar.
+    """
+
+    frames: Iterator[np.ndarray]
+    fps: float
+    width: int
+    height: int
+    num_frames: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+class Engine(Protocol):
+    """Turns a request and its loaded photos into a Clip. Never writes files or prints."""
+
+    name: str
+
+    def __init__(self, settings: Settings) -> None: ...
+
+    def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
+                 progress: ProgressCallback, cancel: CancelToken) -> Clip: ...
+
+
+# name -> "module:Class"; imported only when first used so heavy engines cost nothing until then.
+_REGISTRY = {
+    "camera": "img2vid.engines.camera:CameraEngine",
+    "diffusion": "img2vid.engines.diffusion:DiffusionEngine",
+}
+
+
+def create_engine(name: str, settings: Settings) -> Engine:
+    """A new engine instance by name (imports its module on first use)."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(_REGISTRY)}") from None
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(settings)

@@ -1,0 +1,124 @@
+"""Safe image loading: size limits checked before decoding, EXIF, modes, alpha, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from img2vid.config import ImageSettings
+from img2vid.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An 8-bit RGB photo ready for an engine, with what the sidecar needs to know about it."""
+
+    pixels: np.ndarray  # H x W x 3, uint8, C-contiguous
+    path: str
+    sha256: str
+    source_format: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def describe(self) -> dict[str, object]:
+        return {"path": self.path, "sha256": self.sha256, "format": self.source_format,
+                "width": self.width, "height": self.height, "notes": list(self.notes)}
+
+
+def load_image(path: str | Path, settings: ImageSettings | None = None) -> LoadedImage:
+    """Load `path` as 8-bit RGB, or raise InputError with one line saying what is wrong."""
+    settings = settings or ImageSettings()
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+    digest = _sha256(path)
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        # Our own pixel limit replaces Pillow's global warning/error thresholds.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                fmt = im.format or "unknown"
+                _check_size(path, im.size, settings)
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    notes.append(f"{path.name} is animated ({frames} frames); "
+                                 "using its first frame")
+                    im.seek(0)
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                pixels = _to_rgb8(im, settings.background)
+        except InputError:
+            raise
+        except Image.DecompressionBombError:
+            raise InputError(f"{path} declares more pixels than allowed; "
+                             "raise images.max_pixels in config.yaml if it is genuine") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{path} is not an image file that can be read "
+                             "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"{path} is truncated or corrupt ({exc}); "
+                             "re-export or re-download it") from None
+    height, width = pixels.shape[:2]
+    if min(width, height) < settings.min_side:
+        raise InputError(f"{path} is {width}x{height} px, too small: each side must be at "
+                         f"least {settings.min_side} px")
+    for note in notes:
+        log.warning(note)
+    return LoadedImage(pixels=pixels, path=str(path), sha256=digest, source_format=fmt,
+                       notes=tuple(notes))
+
+
+def _check_size(path: Path, size: tuple[int, int], settings: ImageSettings) -> None:
+    width, height = size
+    if width * height > settings.max_pixels:
+        raise InputError(
+            f"{path} is {width}x{height} px ({width * height / 1e6:.0f} MP), over the "
+            f"{settings.max_pixels / 1e6:.0f} MP limit; downscale it or raise "
+            "images.max_pixels in config.yaml")
+
+
+def _to_rgb8(im: Image.Image, background: str) -> np.ndarray:
+    """Any Pillow mode -> H x W x 3 uint8, alpha composited onto `background`."""
+    if im.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        grey = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+        grey = np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in {"LA", "La", "PA", "RGBa"}:
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        base = Image.new("RGBA", im.size, background)
+        im = Image.alpha_composite(base, im)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
