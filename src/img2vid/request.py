@@ -47,6 +47,22 @@ class OutputFormat(str, Enum):
         return "" if self is OutputFormat.PNG else f".{self.value}"
 
 
+class Interpolator(str, Enum):
+    FLOW = "flow"  # weightless optical flow (OpenCV DIS)
+    RIFE = "rife"  # learned, needs weights
+
+
+class LoopMode(str, Enum):
+    NONE = "none"
+    PINGPONG = "pingpong"  # forwards then backwards (boomerang)
+    SEAMLESS = "seamless"  # the end blends back into the start
+
+
+class TransitionStyle(str, Enum):
+    CROSSFADE = "crossfade"
+    MORPH = "morph"  # frame interpolation carries one photo into the next
+
+
 class PresetName(str, Enum):
     PREVIEW = "preview"
     STANDARD = "standard"
@@ -130,6 +146,18 @@ class GenerationRequest(BaseModel):
     fade_in: float = Field(0.0, ge=0, le=30, description="fade from black, seconds")
     fade_out: float = Field(0.0, ge=0, le=30, description="fade to black, seconds")
     transition: float = Field(1.0, ge=0, le=10, description="crossfade between images, seconds")
+    transition_style: TransitionStyle = Field(TransitionStyle.CROSSFADE,
+                                              description="crossfade or morph between images")
+    interpolate: int | None = Field(None, ge=2, le=4, description="multiply the frame rate by "
+                                    "2, 3 or 4 with frame interpolation")
+    target_fps: int | None = Field(None, ge=1, le=240, description="interpolate up to this "
+                                   "frame rate")
+    interpolator: Interpolator = Field(Interpolator.FLOW, description="flow (weightless) or "
+                                       "rife (learned weights)")
+    rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
+                                     "(default: the downloaded one)")
+    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong or seamless")
+    reverse: bool = Field(False, description="play the clip backwards")
     format: OutputFormat | None = Field(None, description="mp4, webm, gif, png (frame folder), "
                                         "mkv (lossless FFV1); default from config")
     crf: int | None = Field(None, ge=0, le=51, description="encoder quality (lower is better)")
@@ -216,6 +244,15 @@ class GenerationRequest(BaseModel):
         if self.duration and self.fade_in + self.fade_out > self.duration + 1e-9:
             raise ValueError(f"fade_in + fade_out ({self.fade_in + self.fade_out:g} s) is longer "
                              f"than the clip ({self.duration:g} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_interpolation(self) -> GenerationRequest:
+        if self.interpolate is not None and self.target_fps is not None:
+            raise ValueError("give interpolate or target_fps, not both")
+        if self.target_fps is not None and self.fps and self.target_fps < self.fps:
+            raise ValueError(f"target_fps={self.target_fps} is below fps={self.fps}; "
+                             "interpolation only adds frames")
         return self
 
     @property
