@@ -451,11 +451,13 @@ class CameraEngine:
         fps = float(request.fps or 30)
         timeline = Timeline.plan(num_frames, len(images), request.transition * fps)
         framings, sources = [], []
-        for image in images:
+        for index, image in enumerate(images, start=1):
             cancel.raise_if_cancelled()
             focus, source = choose_focus(request, image.pixels, self._faces)
             framings.append(Framing.fit(image.width, image.height, out_w, out_h, focus))
             sources.append(source)
+            if request.focus == "auto":  # face detection takes a moment per photo
+                progress(Progress("focus", index, len(images)))
         info: dict[str, Any] = {
             "motion": request.motion.value, "zoom": request.zoom, "easing": request.easing.value,
             "focus": _focus_fractions(framings[0]), "focus_source": sources[0],
