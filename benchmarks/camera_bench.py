@@ -51,7 +51,7 @@ from img2vid import pipeline
 from img2vid.config import Settings
 from img2vid.encode import EncodeOptions, open_writer
 from img2vid.engines.camera import CameraEngine
-from img2vid.images import load_image
+from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, no_progress
 from img2vid.request import GenerationRequest, build_request
 
@@ -110,9 +110,8 @@ def img2vid_request(source: Path, frames: int) -> GenerationRequest:
                          crf=CRF, encode_speed=SPEED)
 
 
-def img2vid_clip(source: Path, frames: int) -> Iterator[np.ndarray]:
-    image = load_image(source)
-    clip = CameraEngine(Settings()).generate(img2vid_request(source, frames), [image],
+def img2vid_clip(image: LoadedImage, frames: int) -> Iterator[np.ndarray]:
+    clip = CameraEngine(Settings()).generate(img2vid_request(Path(image.path), frames), [image],
                                              no_progress, CancelToken())
     return clip.frames
 
@@ -168,16 +167,17 @@ def _cpu() -> float:
 def run_variant(variant: str, source: Path, frames: int, workdir: Path) -> Measured:
     """Time one variant; the photo is decoded before the clock starts (except through the
     pipeline, which loads it itself, as a user's run does)."""
-    pixels = cv2.cvtColor(cv2.imread(str(source)), cv2.COLOR_BGR2RGB)
+    image = load_image(source)
+    pixels = image.pixels
     out = workdir / f"{variant.replace(' ', '_').replace('+', '_')}.mp4"
     out.unlink(missing_ok=True)
     options = EncodeOptions(crf=CRF, speed=SPEED)
     prepared: list[np.ndarray] = []
     if variant == "x264 alone":
-        prepared = list(img2vid_clip(source, frames))
+        prepared = list(img2vid_clip(image, frames))
     wall, cpu = time.perf_counter(), _cpu()
     if variant == "img2vid":
-        count = sum(1 for _ in img2vid_clip(source, frames))
+        count = sum(1 for _ in img2vid_clip(image, frames))
     elif variant == "img2vid+x264":
         result = pipeline.generate(img2vid_request(source, frames), Settings(), output=out)
         count = result.metadata["output"]["frames"]
@@ -259,11 +259,11 @@ def jitter(shifts: np.ndarray) -> float:
 
 def renderer_frames(name: str, source: Path, frames: int
                     ) -> Iterator[np.ndarray | av.VideoFrame]:
+    image = load_image(source)
     if name == "img2vid":
-        return img2vid_clip(source, frames)
-    pixels = cv2.cvtColor(cv2.imread(str(source)), cv2.COLOR_BGR2RGB)
+        return img2vid_clip(image, frames)
     base, kind = name.split()
-    return zoompan_frames(pixels, frames, base == "zoompan8k",
+    return zoompan_frames(image.pixels, frames, base == "zoompan8k",
                           "rgb24" if kind == "rgb" else "yuv420p")
 
 
