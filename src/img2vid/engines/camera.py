@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,10 @@ LEVELS_PER_OCTAVE = 4  # pyramid step 2^(-1/4): the warp's residual downscale st
 MIN_LEVEL_SIDE = 16
 FACE_DETECT_SIDE = 640  # long side of the grey copy the face detector sees
 MAX_RENDER_THREADS = 4
+# Render threads run below normal priority: when the encoder is the bottleneck (it is, for
+# H.264 on a small machine) rendering only fills its idle time instead of slowing it down.
+RENDER_NICE = 10
+OPENCV_SERIAL_PIXELS = 1 << 16  # smaller warps run on the calling thread (cv::warpAffine)
 
 # A transition mixes the outgoing and incoming frames; t runs from 0 (all a) to 1 (all b).
 Transition = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
@@ -289,13 +294,25 @@ def plan_view(slide: Slide, camera: Camera, out_w: int, out_h: int) -> View:
 
 
 def warp(view: View, out_w: int, out_h: int, border: int = cv2.BORDER_REFLECT) -> np.ndarray:
-    """One bilinear affine warp (OpenCV releases the GIL, so pool threads run in parallel).
+    """One bilinear affine warp, done in horizontal bands on the calling thread.
+
+    Each band is small enough that OpenCV runs it right here instead of on its own thread
+    pool, so the engine's pool is the only parallelism: the render threads' background
+    priority then holds and no nested pool competes with the encoder. Shifting the matrix by
+    the band's first row makes the result identical to a single whole-frame warp.
 
     The window never leaves the photo, so the border mode only matters for the half pixel at
     the edge when a small photo is enlarged; reflection makes it repeat the edge pixel.
     """
-    return cv2.warpAffine(view.pixels, view.matrix, (out_w, out_h),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+    out = np.empty((out_h, out_w, view.pixels.shape[2]), np.uint8)
+    rows = max(1, (OPENCV_SERIAL_PIXELS - 1) // out_w)
+    for top in range(0, out_h, rows):
+        bottom = min(out_h, top + rows)
+        band = view.matrix.copy()
+        band[:, 2] += view.matrix[:, 1] * top
+        cv2.warpAffine(view.pixels, band, (out_w, bottom - top), dst=out[top:bottom],
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+    return out
 
 
 def render_view(slide: Slide, camera: Camera, out_w: int, out_h: int,
@@ -485,7 +502,8 @@ class CameraEngine:
         """
         total = planner.timeline.num_frames
         ahead = 2 * self.threads
-        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="img2vid-camera")
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="img2vid-camera",
+                                  initializer=_lower_thread_priority)
         pending: deque[Future[np.ndarray]] = deque()
         submitted = 0
         try:
@@ -502,6 +520,16 @@ class CameraEngine:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_thread_priority() -> None:
+    """Give the calling pool thread background priority (on Linux nice is per thread)."""
+    if sys.platform != "linux":
+        return  # elsewhere setpriority would lower the whole process
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
+    except OSError:
+        log.debug("could not lower the render threads' priority", exc_info=True)
 
 
 def _usable_cores() -> int:
