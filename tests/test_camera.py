@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -188,6 +190,34 @@ def test_static_full_size_render_is_the_photo_itself() -> None:
     frame = render_view(Slide(framing, Pyramid(pixels)), camera_at(Motion.STATIC, framing, 1.3, 0),
                         160, 90)
     assert np.array_equal(frame, pixels)
+
+
+def test_banded_warp_equals_one_whole_frame_warp(astronaut: LoadedImage) -> None:
+    framing = Framing.fit(512, 512, 1280, 720, (0.3, 0.6))
+    view = cam.plan_view(Slide(framing, Pyramid(astronaut.pixels)),
+                         camera_at(Motion.ROTATE, framing, 1.3, 0.7), 1280, 720)
+    whole = cv2.warpAffine(view.pixels, view.matrix, (1280, 720),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REFLECT)
+    assert np.array_equal(warp(view, 1280, 720), whole)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
+def test_render_threads_run_at_background_priority(engine: CameraEngine,
+                                                   astronaut: LoadedImage,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = set()
+    real_warp = cam.warp
+
+    def noting_warp(view: View, out_w: int, out_h: int) -> np.ndarray:
+        seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_warp(view, out_w, out_h)
+
+    monkeypatch.setattr(cam, "warp", noting_warp)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    render(engine, [astronaut], width=128, height=72, num_frames=8, fps=8)
+    assert seen == {min(19, before + cam.RENDER_NICE)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_pyramid_levels_are_aligned(astronaut: LoadedImage) -> None:

@@ -523,11 +523,13 @@ class CameraEngine:
 
 
 def _lower_thread_priority() -> None:
-    """Give the calling pool thread background priority (on Linux nice is per thread)."""
+    """Lower the calling pool thread's priority by RENDER_NICE (on Linux nice is per thread)."""
     if sys.platform != "linux":
         return  # elsewhere setpriority would lower the whole process
+    thread = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + RENDER_NICE))
     except OSError:
         log.debug("could not lower the render threads' priority", exc_info=True)
 
