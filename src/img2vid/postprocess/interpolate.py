@@ -56,7 +56,7 @@ class FlowInterpolator:
 
     name = "flow"
 
-    def __init__(self, max_side: int = 512, cut_threshold: float = 0.45) -> None:
+    def __init__(self, max_side: int = 512, cut_threshold: float = 0.3) -> None:
         if max_side < 32:
             raise ValueError(f"max_side must be at least 32, got {max_side}")
         self.max_side = max_side
@@ -138,18 +138,38 @@ def _consistency(forward: np.ndarray, back: np.ndarray, target: np.ndarray) -> n
     return cv2.blur(ok, (3, 3))
 
 
-def _fill(flow: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
-    """Flow where `known` is 1, smoothly filled in from nearby known flow where it is 0.
+def _fill(flow: np.ndarray, known: np.ndarray, sigma: float = 4.0) -> np.ndarray:
+    """Flow where `known` is 1, filled in from the surrounding known flow where it is 0.
 
-    DIS drags a moving object's motion onto the background it uncovers; those pixels
-    fail the match test, so their flow is replaced by the surrounding matched motion
-    (normalised convolution), which stops the object from smearing into the background.
+    DIS has no answer for pixels without a match: it drags a moving object's motion onto
+    the background it uncovers, and reports ~0 motion for content leaving the frame.
+    Those pixels fail the match test and get the matched motion around them instead:
+    a Gaussian-weighted average of it (normalised convolution) near known pixels, and
+    push-pull hole filling over an image pyramid for holes too wide for that.
     """
-    weight = cv2.GaussianBlur(known, (0, 0), sigma)
-    spread = cv2.GaussianBlur(flow * known[..., None], (0, 0), sigma)
-    filled = spread / np.maximum(weight, 1e-3)[..., None]
     k = known[..., None]
+    weight = cv2.GaussianBlur(known, (0, 0), sigma)
+    near = cv2.GaussianBlur(flow * k, (0, 0), sigma) / np.maximum(weight, 1e-6)[..., None]
+    reach = np.minimum(weight * 200.0, 1.0)[..., None]
+    filled = near * reach + _push_pull(flow, known) * (1.0 - reach)
     return flow * k + filled * (1.0 - k)
+
+
+def _push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`values` averaged over known pixels at ever coarser pyramid levels, then pulled
+    back down: every pixel gets the nearest known values, however far away they are."""
+    levels = []
+    value, weight = values * known[..., None], known
+    while min(weight.shape[:2]) > 8:
+        levels.append((value, weight))
+        value, weight = cv2.pyrDown(value), cv2.pyrDown(weight)
+    estimate = value / np.maximum(weight, 1e-6)[..., None]
+    for value, weight in reversed(levels):
+        up = cv2.pyrUp(estimate, dstsize=(weight.shape[1], weight.shape[0]))
+        # A pixel with a quarter of its neighbourhood known keeps its own average.
+        trust = np.minimum(weight * 4.0, 1.0)[..., None]
+        estimate = value / np.maximum(weight, 1e-6)[..., None] * trust + up * (1.0 - trust)
+    return estimate
 
 
 class FlowPair:
@@ -157,7 +177,6 @@ class FlowPair:
 
     # Grey-level difference (0..255) above which a flow match is not believed.
     PHOTO_TOLERANCE = 24.0
-    FILL_SIGMA = 4.0  # working-size pixels
     FIXED_POINT_STEPS = 3
 
     def __init__(self, owner: FlowInterpolator, a: np.ndarray, b: np.ndarray,
@@ -181,8 +200,8 @@ class FlowPair:
         self.confidence = float(0.5 * (cv2.mean(self.match0)[0] + cv2.mean(self.match1)[0]))
         self.confident = self.confidence >= owner.cut_threshold
         if self.confident:
-            f01 = _fill(f01, (self.match0 > 0.99).astype(np.float32), self.FILL_SIGMA)
-            f10 = _fill(f10, (self.match1 > 0.99).astype(np.float32), self.FILL_SIGMA)
+            f01 = _fill(f01, (self.match0 > 0.99).astype(np.float32))
+            f10 = _fill(f10, (self.match1 > 0.99).astype(np.float32))
         self.f01, self.f10 = f01, f10
         self.scale = (self.width / self.lw, self.height / self.lh)
 
@@ -229,11 +248,14 @@ class FlowPair:
         ft0, ft1 = self._flows_at(t)
         p0 = self.low_grid + ft0
         p1 = self.low_grid + ft1
-        # The frame-1 sample lands on a pixel that exists only in frame 1 (no match in 0):
-        # the content at x is hidden in frame 0, so frame 0 must not contribute; and the
-        # other way round. Samples from outside a frame do not contribute either.
-        vis0 = _sample(self.o1, p1) * _inside(p0, self.lw, self.lh)
-        vis1 = _sample(self.o0, p0) * _inside(p1, self.lw, self.lh)
+        # If the frame-1 sample lands on a pixel that exists only in frame 1 (no match in
+        # frame 0), the content at x is hidden in frame 0, so frame 0 must not contribute;
+        # and the other way round. A sample from outside its frame does not contribute,
+        # and says nothing against the other one.
+        in0 = _inside(p0, self.lw, self.lh)
+        in1 = _inside(p1, self.lw, self.lh)
+        vis0 = in0 * (1.0 - in1 * (1.0 - _sample(self.o1, p1)))
+        vis1 = in1 * (1.0 - in0 * (1.0 - _sample(self.o0, p0)))
         w0 = (1.0 - t) * (vis0 + 1e-3)
         w1 = t * (vis1 + 1e-3)
         warped0, warped1 = self._warp(ft0, ft1)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from img2vid.errors import InputError
+from img2vid.postprocess.interpolate import FlowInterpolator
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # and the timestep-calibration head.
 TRAINING_ONLY_PREFIXES = ("teacher.", "caltime.")
 PAD_MULTIPLE = 64  # block0 works at 1/16 size and halves twice more
+CUT_CHECK_SIDE = 160  # thumbnail size for scene-cut detection
 
 
 class RifeWeightsError(InputError):
@@ -226,6 +228,7 @@ class RifeInterpolator:
         self.scale = scale
         self.model = load_ifnet(weights, str(self.device), self.dtype)
         self.weights = Path(weights)
+        self._cut_check = FlowInterpolator(max_side=CUT_CHECK_SIDE)
         self._last: tuple[np.ndarray, Any, Any] | None = None
 
     @property
@@ -257,28 +260,14 @@ class RifeInterpolator:
                              f"and {b.shape}")
         x0, f0 = self._tensor(a)
         x1, f1 = self._tensor(b)
-        return RifePair(self, a, b, x0, x1, f0, f1, _similarity(x0, x1) >= CUT_SIMILARITY)
+        return RifePair(self, a, b, x0, x1, f0, f1, self._same_shot(a, b))
 
-
-# Below this thumbnail similarity a pair is a scene cut (Practical-RIFE uses 0.2 too).
-CUT_SIMILARITY = 0.2
-
-
-def _similarity(x0: Any, x1: Any) -> float:
-    """SSIM of 32 x 32 grey thumbnails: ~1 for neighbouring frames, ~0 across a cut."""
-    import torch
-    from torch.nn import functional as F  # noqa: N812
-
-    with torch.inference_mode():
-        g = torch.cat((x0, x1)).float().mean(dim=1, keepdim=True)
-        g = F.interpolate(g, size=(32, 32), mode="area").flatten(1)
-        mu = g.mean(dim=1)
-        var = g.var(dim=1, unbiased=False)
-        cov = ((g[0] - mu[0]) * (g[1] - mu[1])).mean()
-        c1, c2 = 0.01 ** 2, 0.03 ** 2
-        ssim = ((2 * mu[0] * mu[1] + c1) * (2 * cov + c2)
-                / ((mu[0] ** 2 + mu[1] ** 2 + c1) * (var[0] + var[1] + c2)))
-        return float(ssim)
+    def _same_shot(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """The flow interpolator's scene-cut test on thumbnails (about 1 ms a pair)."""
+        step = max(1, max(a.shape[:2]) // CUT_CHECK_SIDE)
+        small_a = np.ascontiguousarray(a[::step, ::step])
+        small_b = np.ascontiguousarray(b[::step, ::step])
+        return self._cut_check.prepare(small_a, small_b).confident
 
 
 class RifePair:
