@@ -83,7 +83,7 @@ def _clip(frames: list[np.ndarray], fps: float, pulled: list[int] | None = None)
 def pan_scene():
     """A slow pan sampled at 1/20 frame steps: truth for any output time."""
     motion = Motion(pan=(3.0, 1.0), zoom=1.0, angle=0.0)
-    times = [i / 20 for i in range(0, 6 * 20 + 1)]
+    times = [i / 20 for i in range(6 * 20 + 1)]
     frames = render_frames(photo("rocket"), None, times, size=(192, 128), motion=motion)
     return dict(zip(times, frames))
 

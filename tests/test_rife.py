@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from img2vid.models_cache import (  # noqa: E402
+from img2vid.errors import InputError, ModelNotAvailableError
+from img2vid.models_cache import (
     RIFE_SHA256,
     DownloadError,
     download_rife,
@@ -21,15 +21,14 @@ from img2vid.models_cache import (  # noqa: E402
     rife_weights_path,
     sha256_of,
 )
-from img2vid.errors import InputError, ModelNotAvailableError  # noqa: E402
-from img2vid.postprocess.interpolate import FlowInterpolator  # noqa: E402
-from img2vid.postprocess.rife import (  # noqa: E402
+from img2vid.postprocess.interpolate import FlowInterpolator
+from img2vid.postprocess.rife import (
     RifeInterpolator,
     RifeWeightsError,
     build_ifnet,
     load_ifnet,
 )
-from tests.triplets import photo, psnr, triplets  # noqa: E402
+from tests.triplets import photo, psnr, triplets
 
 
 @pytest.fixture(autouse=True)

@@ -47,7 +47,8 @@ class FrameStore:
             self._ram.append(frame)
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="img2vid-frames-")
+            # Closed in close(): it lives as long as the store, not a with-block.
+            self._file = tempfile.TemporaryFile(prefix="img2vid-frames-")  # noqa: SIM115
             log.info("frame store over %d MiB: spilling frames to a temporary file",
                      self.ram_budget >> 20)
         self._file.seek(0, 2)

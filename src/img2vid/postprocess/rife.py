@@ -4,6 +4,8 @@ strict weights loader. torch is imported only when a RIFE interpolator is built.
 from __future__ import annotations
 
 import logging
+import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ def build_ifnet() -> torch.nn.Module:
     """A randomly initialised IFNet (v4.25 layout: 5 blocks, 158 tensors)."""
     import torch
     from torch import nn
-    from torch.nn import functional as F  # noqa: N812
+    from torch.nn import functional as F
 
     def conv(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
         return nn.Sequential(nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=True),
@@ -180,7 +182,8 @@ def load_ifnet(path: str | Path, device: str = "cpu",
         raise RifeWeightsError(f"RIFE weights not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a weights file"
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
+            zipfile.BadZipFile) as exc:  # all mean "not a readable weights file"
         raise RifeWeightsError(f"cannot read RIFE weights {path}: {exc}".splitlines()[0]) from None
     state = clean_state_dict(state, str(path))
     model = build_ifnet()
@@ -239,7 +242,7 @@ class RifeInterpolator:
         """Padded N x 3 x H x W tensor of a frame and its Head features (cached for reuse:
         in a stream each frame is the second of one pair and the first of the next)."""
         import torch
-        from torch.nn import functional as F  # noqa: N812
+        from torch.nn import functional as F
 
         if self._last is not None and self._last[0] is frame:
             return self._last[1], self._last[2]
