@@ -88,6 +88,8 @@ class FlowInterpolator:
             if grey.shape[::-1] == size:
                 return grey
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        while grey.shape[1] >= 2 * size[0] and grey.shape[0] >= 2 * size[1]:
+            grey = cv2.pyrDown(grey)  # halving first: INTER_AREA is slow at large factors
         if grey.shape[::-1] != size:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         self._last_grey = (frame, grey)
@@ -148,14 +150,20 @@ def _fill(flow: np.ndarray, known: np.ndarray, sigma: float = 4.0) -> np.ndarray
     push-pull hole filling over an image pyramid for holes too wide for that.
     """
     k = known[..., None]
-    # (flow x known, known) in one array: every blur and pyramid step is one pass.
+    # (flow x known, known) in one array, so each blur and pyramid step is one pass; the
+    # filling is smooth, so it runs at half size (a quarter of the work).
     packed = np.concatenate([flow * k, k], axis=2)
+    height, width = known.shape
+    half = cv2.resize(packed, ((width + 1) // 2, (height + 1) // 2),
+                      interpolation=cv2.INTER_AREA)
+    sigma /= 2
     size = 2 * round(2.5 * sigma) + 1
-    blurred = cv2.GaussianBlur(packed, (size, size), sigma)
+    blurred = cv2.GaussianBlur(half, (size, size), sigma)
     weight = blurred[..., 2:]
     near = blurred[..., :2] / np.maximum(weight, 1e-6)
     reach = np.minimum(weight * 200.0, 1.0)
-    filled = near * reach + _push_pull(packed) * (1.0 - reach)
+    filled = near * reach + _push_pull(half) * (1.0 - reach)
+    filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
     return flow * k + filled * (1.0 - k)
 
 
