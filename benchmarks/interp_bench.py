@@ -11,6 +11,7 @@ benchmarks/results/interp_bench.png and .json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -24,9 +25,7 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-import itertools
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # this checkout's sources and test data
 
 from tests.triplets import SPEEDS, Motion, photo, psnr, render_frames, triplets
 
