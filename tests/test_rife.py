@@ -75,20 +75,20 @@ def test_random_network_runs_on_any_frame_size(random_state, tmp_path):
 def test_missing_keys_are_refused_by_name(random_state, tmp_path):
     state = dict(random_state)
     del state["block4.lastconv.0.bias"]
-    with pytest.raises(RifeWeightsError, match=r"1 missing \(block4\.lastconv\.0\.bias\)"):
+    with pytest.raises(RifeWeightsError, match=r"1 key missing \(block4\.lastconv\.0\.bias\)"):
         load_ifnet(_save(state, tmp_path / "w.pkl"))
 
 
 def test_a_file_no_key_matches_is_refused_not_run_at_random(random_state, tmp_path):
     """The failure mode of lenient loaders: every key under another prefix."""
     state = {f"flownet.{k}": v for k, v in random_state.items()}
-    with pytest.raises(RifeWeightsError, match=r"158 missing .* 158 unexpected"):
+    with pytest.raises(RifeWeightsError, match=r"158 keys missing .*; 158 keys unexpected"):
         load_ifnet(_save(state, tmp_path / "w.pkl"))
 
 
 def test_unexpected_keys_and_wrong_shapes_are_refused(random_state, tmp_path):
     extra = {**random_state, "block5.conv0.0.0.weight": torch.zeros(1)}
-    with pytest.raises(RifeWeightsError, match=r"1 unexpected \(block5\.conv0\.0\.0\.weight\)"):
+    with pytest.raises(RifeWeightsError, match=r"1 key unexpected \(block5\.conv0\.0\.0\.weight\)"):
         load_ifnet(_save(extra, tmp_path / "extra.pkl"))
     wrong = {**random_state, "encode.cnn0.bias": torch.zeros(8)}
     with pytest.raises(RifeWeightsError, match=r"wrong shapes for encode\.cnn0\.bias"):

@@ -162,6 +162,10 @@ def clean_state_dict(state: Any, source: str = "weights") -> dict[str, Any]:
     return out
 
 
+def _count(keys: list[str]) -> str:
+    return f"{len(keys)} key" + ("s" if len(keys) != 1 else "")
+
+
 def _names(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
@@ -193,16 +197,16 @@ def load_ifnet(path: str | Path, device: str = "cpu",
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing ({_names(missing)})")
+            parts.append(f"{_count(missing)} missing ({_names(missing)})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
-        raise RifeWeightsError(f"{path} does not match RIFE 4.25/4.26 IFNet: "
-                               + "; ".join(parts) + " of its keys")
+            parts.append(f"{_count(unexpected)} unexpected ({_names(unexpected)})")
+        raise RifeWeightsError(f"{path} is not a RIFE 4.25/4.26 IFNet checkpoint: "
+                               + "; ".join(parts))
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
              if state[k].shape != v.shape]
     if wrong:
-        raise RifeWeightsError(f"{path} does not match RIFE 4.25/4.26 IFNet: wrong shapes "
-                               f"for {_names(wrong, 3)}")
+        raise RifeWeightsError(f"{path} is not a RIFE 4.25/4.26 IFNet checkpoint: wrong "
+                               f"shapes for {_names(wrong, 3)}")
     model.load_state_dict(state, strict=True)
     log.info("loaded RIFE IFNet from %s (%d tensors)", path, len(expected))
     return model.to(device=device, dtype=dtype).eval()
