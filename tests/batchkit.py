@@ -12,7 +12,7 @@ from PIL import Image
 FAST = {"resolution": 256, "fps": 8, "duration": 1.0, "encode_speed": "ultrafast"}
 
 
-def photo(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> Path:
+def make_photo(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> Path:
     """A smooth random-coloured gradient with some texture, saved in the format of `path`."""
     rng = np.random.default_rng(seed)
     w, h = size
@@ -28,7 +28,7 @@ def photo(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> Path:
 def bad_files(folder: Path) -> dict[str, Path]:
     """Files a folder batch picks up by extension but cannot use, by kind."""
     folder.mkdir(parents=True, exist_ok=True)
-    good = photo(folder / "tmp-good.png", 99)
+    good = make_photo(folder / "tmp-good.png", 99)
     data = good.read_bytes()
     good.unlink()
     files = {
@@ -50,3 +50,10 @@ def decode(path: Path) -> tuple[int, int, int, list[np.ndarray]]:
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         return len(frames), stream.codec_context.width, stream.codec_context.height, frames
+
+
+def fake_factory(name: str, settings: object) -> object:
+    """An engine factory for batch runs (importable by name, so Ray workers can load it)."""
+    from tests.fakes import FakeEngine
+
+    return FakeEngine(settings)

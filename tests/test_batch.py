@@ -28,7 +28,7 @@ from img2vid.errors import ModelNotAvailableError
 from img2vid.outputs import STAGING_PREFIX
 from img2vid.progress import CancelToken
 from img2vid.request import OutputFormat, build_request, output_size
-from tests.batchkit import FAST, bad_files, decode, photo
+from tests.batchkit import FAST, bad_files, decode, make_photo
 from tests.fakes import FakeEngine
 
 FAST_FLAGS = ["--resolution", "256", "--fps", "8", "--duration", "1", "--encode-speed",
@@ -56,7 +56,7 @@ def fake_camera(monkeypatch):
     monkeypatch.setitem(base._REGISTRY, "diffusion", "tests.fakes:FakeEngine")
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+def batch_main(capsys, *argv: str) -> tuple[int, str, str]:
     code = cli.main(["batch", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -114,14 +114,14 @@ class CountingFactory:
 
 def test_folder_with_bad_files_reports_them_and_makes_the_rest(workdir, fake_camera, capsys):
     photos = workdir / "shoot"
-    good = [photo(photos / "alps.jpg", 1), photo(photos / "beach.png", 2, (120, 160)),
-            photo(photos / "city.webp", 3)]
+    good = [make_photo(photos / "alps.jpg", 1), make_photo(photos / "beach.png", 2, (120, 160)),
+            make_photo(photos / "city.webp", 3)]
     bad = bad_files(photos)
     (photos / "notes.txt").write_text("not a photo, not an item")
-    photo(photos / ".hidden.png", 4)
+    make_photo(photos / ".hidden.png", 4)
     out = workdir / "videos"
 
-    code, stdout, stderr = run_cli(capsys, str(photos), "-o", str(out), "--quiet", *FAST_FLAGS)
+    code, stdout, stderr = batch_main(capsys, str(photos), "-o", str(out), "--quiet", *FAST_FLAGS)
 
     assert code == 1  # some item failed
     assert "3 done, 0 skipped, 4 failed" in stdout
@@ -162,7 +162,7 @@ def test_folder_with_bad_files_reports_them_and_makes_the_rest(workdir, fake_cam
     # Without the bad files the same command skips everything and succeeds.
     for path in bad.values():
         path.unlink()
-    code, stdout, _ = run_cli(capsys, str(photos), "-o", str(out), "--quiet", *FAST_FLAGS)
+    code, stdout, _ = batch_main(capsys, str(photos), "-o", str(out), "--quiet", *FAST_FLAGS)
     assert code == 0
     assert "0 done, 3 skipped, 0 failed" in stdout
 
@@ -176,8 +176,8 @@ def _size(path: Path) -> tuple[int, int]:
 
 def test_glob_input_takes_matching_files(workdir, fake_camera, capsys):
     for i, name in enumerate(["a.png", "b.png", "c.jpg"]):
-        photo(workdir / "in" / name, i)
-    code, _, _ = run_cli(capsys, str(workdir / "in" / "*.png"), "-o", "out", "--quiet",
+        make_photo(workdir / "in" / name, i)
+    code, _, _ = batch_main(capsys, str(workdir / "in" / "*.png"), "-o", "out", "--quiet",
                          *FAST_FLAGS)
     assert code == 0
     assert [Path(r["item"]).name for r in report(workdir / "out")["items"]] == ["a.png",
@@ -188,7 +188,7 @@ def test_glob_input_takes_matching_files(workdir, fake_camera, capsys):
 
 def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, capsys):
     for i, name in enumerate(["sea.png", "hill.png", "road.png"]):
-        photo(workdir / "jobs" / "photos" / name, i)
+        make_photo(workdir / "jobs" / "photos" / name, i)
     manifest = workdir / "jobs" / "rows.csv"
     manifest.write_text(
         "image,prompt,motion,duration,fps\n"
@@ -202,7 +202,7 @@ def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, c
     out = workdir / "out"
     os.chdir(workdir / "jobs" / "photos")  # image paths are relative to the manifest
 
-    code, _, stderr = run_cli(capsys, str(manifest), "-o", str(out), "--quiet",
+    code, _, stderr = batch_main(capsys, str(manifest), "-o", str(out), "--quiet",
                               "--zoom", "1.5", *FAST_FLAGS)
 
     assert code == 1
@@ -214,7 +214,7 @@ def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, c
     assert cli.main(["generate", "x.png", "--fps", "500"]) == 2
     cli_line = capsys.readouterr().err.strip()
     assert cli_line == "img2vid: error: " + rows["rows.csv:4"]["error"]
-    assert rows["rows.csv:4"]["error"].startswith("invalid request: fps='500'")
+    assert rows["rows.csv:4"]["error"] == "invalid request: fps=500: allowed range is 1 to 120"
     assert "image not found" in rows["rows.csv:5"]["error"]
     assert "no image given" in rows["rows.csv:7"]["error"]
     assert f"failed: rows.csv:4: {rows['rows.csv:4']['error']}" in stderr
@@ -230,7 +230,7 @@ def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, c
 
 def test_jsonl_manifest_rows(workdir, fake_camera, capsys):
     for i, name in enumerate(["a.png", "b.png"]):
-        photo(workdir / name, i)
+        make_photo(workdir / name, i)
     manifest = workdir / "rows.jsonl"
     manifest.write_text("\n".join([
         json.dumps({"images": ["a.png", "b.png"], "transition": 0.25, "duration": 2}),
@@ -242,7 +242,7 @@ def test_jsonl_manifest_rows(workdir, fake_camera, capsys):
         json.dumps({"image": "a.png", "image_count": 2}),
     ]) + "\n")
 
-    code, _, _ = run_cli(capsys, str(manifest), "-o", "out", "--quiet", *FAST_FLAGS)
+    code, _, _ = batch_main(capsys, str(manifest), "-o", "out", "--quiet", *FAST_FLAGS)
 
     assert code == 1
     rows = report(workdir / "out")["items"]
@@ -250,7 +250,7 @@ def test_jsonl_manifest_rows(workdir, fake_camera, capsys):
     assert [r["status"] for r in rows] == [DONE, DONE, FAILED, FAILED, FAILED, FAILED]
     assert "not valid JSON" in rows[2]["error"]
     assert "must be a JSON object" in rows[3]["error"]
-    assert rows[4]["error"] == "invalid request: colour='blue': unknown field"
+    assert rows[4]["error"] == "invalid request: colour=blue: unknown field"
     slideshow = json.loads((workdir / "out" / "a.json").read_text())["request"]
     assert slideshow["images"] == [str(workdir / "a.png"), str(workdir / "b.png")]
     assert decode(workdir / "out" / "a.mp4")[0] == 16
@@ -266,7 +266,7 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
     (workdir / "noimg.csv").write_text("prompt\nhello\n")
     (workdir / "latin1.csv").write_bytes("image,prompt\na.png,caf\xe9\n".encode("latin-1"))
     (workdir / "list.txt").write_text("a.png\n")
-    photo(workdir / "a.png", 0)
+    make_photo(workdir / "a.png", 0)
     args = {
         "missing": ["nowhere/"],
         "empty-folder": ["empty"],
@@ -285,12 +285,12 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
         "unknown-column": "unknown column(s) 'colour'",
         "no-image-column": "needs an 'image' (or 'images') column",
         "not-utf8": "is not UTF-8 text",
-        "bad-option": "invalid request: fps='0': allowed range is 1 to 120",
+        "bad-option": "invalid request: fps=0: allowed range is 1 to 120",
         "not-manifest": "is not a folder, an image or a manifest",
         "no-input": "batch needs INPUT",
     }[case]
 
-    code, stdout, stderr = run_cli(capsys, *args, "-o", "out")
+    code, stdout, stderr = batch_main(capsys, *args, "-o", "out")
 
     assert code == 2
     assert stdout == ""
@@ -301,10 +301,10 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
 
 def test_ray_without_ray_installed_says_how_to_install(workdir, fake_camera, capsys,
                                                        monkeypatch):
-    photo(workdir / "in" / "a.png", 0)
+    make_photo(workdir / "in" / "a.png", 0)
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
     for argv in (["in", "--ray"], ["--ray", "in"], ["in", "--ray", "10.0.0.1:6379"]):
-        code, _, stderr = run_cli(capsys, *argv, "-o", "out")
+        code, _, stderr = batch_main(capsys, *argv, "-o", "out")
         assert code == 2
         assert stderr == "img2vid: error: --ray needs Ray: pip install 'img2vid[ray]'\n"
     assert not (workdir / "out").exists()
@@ -318,7 +318,7 @@ def _stat(path: Path) -> tuple[int, int]:
 
 
 def test_resume_after_interruption_does_each_item_once(tmp_path):
-    photos = [photo(tmp_path / "in" / f"p{i}.png", i) for i in range(8)]
+    photos = [make_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(8)]
     out = tmp_path / "out"
     first = CountingFactory(delay=0.02)
     cancel = CancelToken()
@@ -356,7 +356,7 @@ def test_resume_after_interruption_does_each_item_once(tmp_path):
 
 def test_keyboard_interrupt_keeps_the_report_and_no_partial_files(tmp_path):
     for i in range(6):
-        photo(tmp_path / "in" / f"p{i}.png", i)
+        make_photo(tmp_path / "in" / f"p{i}.png", i)
     out = tmp_path / "out"
     factory = CountingFactory(delay=0.03)
 
@@ -378,7 +378,7 @@ def test_keyboard_interrupt_keeps_the_report_and_no_partial_files(tmp_path):
 
 def test_resume_redoes_items_whose_request_or_photo_changed(tmp_path):
     for i in range(3):
-        photo(tmp_path / "in" / f"p{i}.png", i)
+        make_photo(tmp_path / "in" / f"p{i}.png", i)
     out = tmp_path / "out"
 
     def run(**changes):
@@ -391,7 +391,7 @@ def test_resume_redoes_items_whose_request_or_photo_changed(tmp_path):
     assert run() == ({DONE: 0, SKIPPED: 3, FAILED: 0, PENDING: 0}, [])
     assert run(motion="pan-left")[0][DONE] == 3  # another request: made again, same names
     assert run(motion="pan-left")[0][SKIPPED] == 3
-    photo(tmp_path / "in" / "p1.png", 42)  # the photo itself changed
+    make_photo(tmp_path / "in" / "p1.png", 42)  # the photo itself changed
     (out / "p2.json").unlink()  # a crash between the video and its sidecar
     assert run(motion="pan-left") == ({DONE: 2, SKIPPED: 1, FAILED: 0, PENDING: 0},
                                       ["p1", "p2"])
@@ -399,7 +399,7 @@ def test_resume_redoes_items_whose_request_or_photo_changed(tmp_path):
 
 
 def test_unseeded_diffusion_items_resume_whatever_seed_was_chosen(tmp_path):
-    photo(tmp_path / "a.png", 0)
+    make_photo(tmp_path / "a.png", 0)
     manifest = tmp_path / "rows.jsonl"
     manifest.write_text(json.dumps({"image": "a.png", "engine": "diffusion",
                                     "num_frames": 4}) + "\n")
@@ -418,7 +418,7 @@ def test_unseeded_diffusion_items_resume_whatever_seed_was_chosen(tmp_path):
 
 
 def test_stale_partial_files_from_a_crash_are_removed(tmp_path):
-    photo(tmp_path / "in" / "a.png", 0)
+    make_photo(tmp_path / "in" / "a.png", 0)
     out = tmp_path / "out"
     out.mkdir()
     stale = out / f"{STAGING_PREFIX}dead.mp4"
@@ -436,9 +436,9 @@ def test_stale_partial_files_from_a_crash_are_removed(tmp_path):
 def _mixed_manifest(tmp_path: Path, camera: int, diffusion: int) -> Path:
     lines = []
     for i in range(camera):
-        lines.append({"image": str(photo(tmp_path / f"cam{i}.png", i))})
+        lines.append({"image": str(make_photo(tmp_path / f"cam{i}.png", i))})
     for i in range(diffusion):
-        lines.append({"image": str(photo(tmp_path / f"dif{i}.png", 10 + i)),
+        lines.append({"image": str(make_photo(tmp_path / f"dif{i}.png", 10 + i)),
                       "engine": "diffusion", "model": "tiny", "num_frames": 4})
     manifest = tmp_path / "rows.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))

@@ -102,6 +102,8 @@ def _run(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
     for index, item in items:
         groups["diffusion" if item.engine == "diffusion" else "camera"].append((index, item))
 
+    # Diffusion actors hold a CPU each too; camera actors get the rest.
+    diffusion_actors = min(max(gpus, 1), len(groups["diffusion"]))
     datasets = []
     for engine, group in groups.items():
         if not group:
@@ -110,11 +112,12 @@ def _run(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
                  "request": item.request.model_dump_json()} for index, item in group]
         if engine == "diffusion":
             # One model per GPU; without GPUs a single CPU actor still gets the work done.
-            size, gpu_each = (min(gpus, len(rows)), 1) if gpus else (1, 0)
+            size, gpu_each = diffusion_actors, (1 if gpus else 0)
             if not gpus:
                 log.warning("the Ray cluster has no GPU; diffusion items run on one CPU actor")
         else:
-            size, gpu_each = min(workers or cpus, cpus, len(rows)), 0
+            free = max(1, cpus - diffusion_actors)
+            size, gpu_each = min(workers or free, free, len(rows)), 0
         log.info("ray: %d %s item(s) on %d actor(s)", len(rows), engine, size)
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         datasets.append(dataset.map_batches(
