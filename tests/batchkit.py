@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -57,3 +58,29 @@ def fake_factory(name: str, settings: object) -> object:
     from tests.fakes import FakeEngine
 
     return FakeEngine(settings)
+
+
+def _in_ray_actor() -> bool:
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
+def dying_factory(name: str, settings: object) -> object:
+    """An engine factory whose Ray actor dies while loading it (a crash in a CUDA driver)."""
+    if _in_ray_actor():
+        os._exit(3)
+    raise RuntimeError("dying_factory is for Ray actors only")
+
+
+def crashing_factory(name: str, settings: object) -> object:
+    """FakeEngines whose Ray worker process dies on photos named crash*: a segfault."""
+    from tests.fakes import FakeEngine
+
+    class Crashing(FakeEngine):
+        def generate(self, request, images, progress, cancel):
+            if Path(request.images[0]).stem.startswith("crash") and _in_ray_actor():
+                os._exit(4)
+            return super().generate(request, images, progress, cancel)
+
+    return Crashing(settings)

@@ -12,7 +12,15 @@ import pytest
 
 from img2vid.batch import DONE, FAILED, PENDING, SKIPPED, run_batch
 from img2vid.config import Settings
-from tests.batchkit import FAST, bad_files, decode, fake_factory, make_photo
+from tests.batchkit import (
+    FAST,
+    bad_files,
+    crashing_factory,
+    decode,
+    dying_factory,
+    fake_factory,
+    make_photo,
+)
 
 # Ray on Linux advertises the host's network address unless told otherwise; it reads this
 # when first imported, so it is set before the import below.
@@ -51,7 +59,7 @@ def photos(tmp_path_factory):
     return folder  # 8 good photos, broken.jpg and tiny.png
 
 
-def test_ray_batch_matches_the_local_batch(cluster, photos, tmp_path):
+def test_ray_batch_matches_the_local_batch_and_resumes(cluster, photos, tmp_path):
     local = run_batch(str(photos), FAST, Settings(), output_dir=tmp_path / "local",
                       factory=fake_factory)
     on_ray = run_batch(str(photos), FAST, Settings(), output_dir=tmp_path / "ray",
@@ -68,35 +76,30 @@ def test_ray_batch_matches_the_local_batch(cluster, photos, tmp_path):
         assert b.parent == tmp_path / "ray" and b.name == a.name
         frames_a, w_a, h_a, pixels_a = decode(a)
         frames_b, w_b, h_b, pixels_b = decode(b)
-        assert (frames_b, w_b, h_b) == (frames_a, w_a, h_a) == (8, *(w_a, h_a))
+        assert (frames_b, w_b, h_b) == (frames_a, w_a, h_a) and frames_a == 8
         # libx264 is deterministic for the same input, settings and thread count.
         assert filecmp.cmp(a, b, shallow=False)
         assert all(np.array_equal(x, y) for x, y in zip(pixels_a, pixels_b))
         assert json.loads(b.with_suffix(".json").read_text())["request"] == json.loads(
             a.with_suffix(".json").read_text())["request"]
 
-
-def test_ray_batch_resumes_like_a_local_one(cluster, photos, tmp_path):
-    out = tmp_path / "out"
-    first = run_batch(str(photos), FAST, Settings(), output_dir=out, ray_address="",
-                      factory=fake_factory)
-    assert first.counts[DONE] == 8
-    (out / "img03.mp4").unlink()  # lost with a crash
-    (out / "img05.json").unlink()  # crash between the video and its sidecar
+    # Resume: a crash lost one video and another's sidecar; only those two are made again.
+    out = tmp_path / "ray"
+    (out / "img03.mp4").unlink()
+    (out / "img05.json").unlink()
     kept = (out / "img00.mp4").stat().st_mtime_ns
-
     again = run_batch(str(photos), FAST, Settings(), output_dir=out, ray_address="",
                       factory=fake_factory)
-
     assert again.counts == {DONE: 2, SKIPPED: 6, FAILED: 2, PENDING: 0}
     assert {Path(r["item"]).name for r in again.rows if r["status"] == DONE} == {
         "img03.png", "img05.png"}
     assert (out / "img00.mp4").stat().st_mtime_ns == kept
-    assert decode(out / "img03.mp4")[0] == 8
+    assert filecmp.cmp(out / "img03.mp4", tmp_path / "local" / "img03.mp4", shallow=False)
 
 
-def test_ray_runs_camera_and_diffusion_items_in_their_own_actor_pools(cluster, tmp_path):
-    rows = [{"image": str(make_photo(tmp_path / f"c{i}.png", i))} for i in range(3)]
+def test_camera_and_diffusion_pools_and_an_item_that_kills_its_worker(cluster, tmp_path):
+    rows = [{"image": str(make_photo(tmp_path / f"{name}.png", i))}
+            for i, name in enumerate(("c0", "crash", "c1"))]
     rows += [{"image": str(make_photo(tmp_path / f"d{i}.png", 10 + i)), "engine": "diffusion",
               "model": "tiny", "num_frames": 4} for i in range(2)]
     manifest = tmp_path / "rows.jsonl"
@@ -104,8 +107,30 @@ def test_ray_runs_camera_and_diffusion_items_in_their_own_actor_pools(cluster, t
 
     result = run_batch(str(manifest), {"resolution": 256, "fps": 8, "duration": 1,
                                        "encode_speed": "ultrafast"}, Settings(),
-                       output_dir=tmp_path / "out", ray_address="", factory=fake_factory)
+                       output_dir=tmp_path / "out", ray_address="", factory=crashing_factory)
 
-    assert result.counts[DONE] == 5
-    assert [decode(tmp_path / "out" / f"{n}.mp4")[0] for n in ("c0", "c1", "c2", "d0", "d1")
-            ] == [8, 8, 8, 4, 4]
+    assert result.counts == {DONE: 4, SKIPPED: 0, FAILED: 1, PENDING: 0}
+    assert [decode(tmp_path / "out" / f"{n}.mp4")[0] for n in ("c0", "c1", "d0", "d1")
+            ] == [8, 8, 4, 4]
+    (crashed,) = [r for r in result.rows if r["status"] == FAILED]
+    assert crashed["input"] == str(tmp_path / "crash.png")
+    assert "worker making this video died 2 times" in crashed["error"]
+    assert not (tmp_path / "out" / "crash.mp4").exists()
+
+
+def test_an_engine_that_kills_its_worker_on_load_ends_the_job_with_a_report(cluster,
+                                                                             tmp_path):
+    for i in range(3):
+        make_photo(tmp_path / "in" / f"p{i}.png", i)
+    out = tmp_path / "out"
+    run_batch(str(tmp_path / "in"), FAST, Settings(), output_dir=out, factory=fake_factory)
+    (out / "p1.mp4").unlink()
+
+    result = run_batch(str(tmp_path / "in"), FAST, Settings(), output_dir=out,
+                       ray_address="", factory=dying_factory)
+
+    assert result.counts == {DONE: 0, SKIPPED: 2, FAILED: 1, PENDING: 0}
+    (failed,) = [r for r in result.rows if r["status"] == FAILED]
+    assert Path(failed["item"]).name == "p1.png"
+    assert failed["error"].startswith("the Ray job failed: ")
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["p0.mp4", "p2.mp4"]

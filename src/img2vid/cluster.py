@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--ray needs Ray: pip install 'img2vid[ray]'"
 _RESULT_COLUMNS = ("index", "status", "output", "seconds", "error")
+ITEM_RETRIES = 1  # an item whose worker process dies is tried once more on a new process
 
 
 class ItemWorker:
@@ -93,8 +95,21 @@ def _run(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
          workers: int | None, cancel: CancelToken, factory: EngineFactory,
          ) -> Iterator[tuple[int, ItemResult]]:
     context = ray.data.DataContext.get_current()
+    saved = context.enable_progress_bars, context.max_errored_blocks
     context.enable_progress_bars = False  # the CLI shows one bar for the whole batch
+    # Items never raise (run_item catches everything), so a block fails only when its worker
+    # process died for good (crash, OOM killer): that item is reported and the rest go on.
+    context.max_errored_blocks = -1
     _quiet_ray_data_console()
+    try:
+        yield from _execute(ray, items, settings, workers, cancel, factory)
+    finally:
+        context.enable_progress_bars, context.max_errored_blocks = saved
+
+
+def _execute(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
+             workers: int | None, cancel: CancelToken, factory: EngineFactory,
+             ) -> Iterator[tuple[int, ItemResult]]:
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = int(resources.get("GPU", 0))
@@ -120,11 +135,22 @@ def _run(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
             size, gpu_each = min(workers or free, free, len(rows)), 0
         log.info("ray: %d %s item(s) on %d actor(s)", len(rows), engine, size)
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        datasets.append(dataset.map_batches(
-            ItemWorker, fn_constructor_kwargs={"settings": settings, "engine": engine,
-                                               "factory": factory},
-            batch_size=1, compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1,
-            num_gpus=gpu_each))
+        with warnings.catch_warnings():
+            # Ray Data restarts a dead actor and retries its task forever by default, so an
+            # item that crashes its worker would never end. Each item gets ITEM_RETRIES; each
+            # actor enough restarts for every item to crash it, so a bad item never takes the
+            # pool down with it, while an engine that crashes on load still ends the job.
+            # (No named parameter for these yet: Ray 2.60 deprecates passing them this way.)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            datasets.append(dataset.map_batches(
+                ItemWorker, fn_constructor_kwargs={"settings": settings, "engine": engine,
+                                                   "factory": factory},
+                batch_size=1, num_cpus=1,
+                # One item at a time per actor: a video takes seconds to minutes, so nothing
+                # is gained by queueing, and a worker that crashes takes only its own item.
+                compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
+                num_gpus=gpu_each, max_restarts=len(rows) * (ITEM_RETRIES + 1),
+                max_task_retries=ITEM_RETRIES))
     dataset = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
 
     seen: set[int] = set()
@@ -139,13 +165,16 @@ def _run(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Settings,
             if cancel.cancelled:
                 return
     except ray.exceptions.RayError as exc:
-        # Ray gave up on the job (a node lost, actors failing to start...): the items it
-        # did not finish are reported, and a rerun resumes them.
+        # Ray gave up on the whole job (actors that cannot start, a node lost...): the items
+        # it did not finish are reported, and a rerun resumes them.
         log.exception("the Ray job failed")
         message = f"the Ray job failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        for index, _ in items:
-            if index not in seen:
-                yield index, ItemResult(FAILED, error=message)
+    else:
+        message = (f"the Ray worker making this video died {ITEM_RETRIES + 1} times (a crash "
+                   "or the out-of-memory killer); see the Ray logs of its node")
+    for index, _ in items:
+        if index not in seen:
+            yield index, ItemResult(FAILED, error=message)
 
 
 class _DropNotice(logging.Filter):
