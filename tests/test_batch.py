@@ -175,13 +175,15 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def test_glob_input_takes_matching_files(workdir, fake_camera, capsys):
-    for i, name in enumerate(["a.png", "b.png", "c.jpg"]):
+    for i, name in enumerate(["a.png", "b.png", "c.jpg", "sub/d.png"]):
         make_photo(workdir / "in" / name, i)
-    code, _, _ = batch_main(capsys, str(workdir / "in" / "*.png"), "-o", "out", "--quiet",
-                         *FAST_FLAGS)
+    (workdir / "in" / "p.json").write_text("{}")
+    code, _, stderr = batch_main(capsys, "in/**/[abdp].*", "-o", "out", "--quiet",
+                                 *FAST_FLAGS)
     assert code == 0
-    assert [Path(r["item"]).name for r in report(workdir / "out")["items"]] == ["a.png",
-                                                                                "b.png"]
+    assert [r["item"] for r in report(workdir / "out")["items"]] == [
+        "in/a.png", "in/b.png", "in/sub/d.png"]
+    assert "ignored in/p.json (not a photo)" in stderr
 
 
 # --- manifests ----------------------------------------------------------------------------------
@@ -280,8 +282,8 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
     }[case]
     expected = {
         "missing": "nowhere/ not found",
-        "empty-folder": "no images in empty",
-        "no-match": "no files match empty/*.jpg",
+        "empty-folder": "no photos in empty (looked for",
+        "no-match": "no photos matching empty/*.jpg",
         "unknown-column": "unknown column(s) 'colour'",
         "no-image-column": "needs an 'image' (or 'images') column",
         "not-utf8": "is not UTF-8 text",

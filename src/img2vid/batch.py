@@ -79,18 +79,16 @@ class BatchResult:
     elapsed_s: float
     ignored: list[str] = field(default_factory=list)
 
-    @property
-    def failed(self) -> int:
-        return self.counts[FAILED]
-
 
 # --- items ----------------------------------------------------------------------------------
 
 def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem], list[str]]:
     """The items `source` names (folder, glob, single photo or manifest) and ignored files.
 
-    `options` are request fields from the command line; a manifest row's own values
-    override them for that row. Raises InputError when there is nothing usable to run.
+    A folder or glob gives one item per photo (by extension; other files are returned as
+    ignored, not failed). `options` are request fields from the command line; a manifest
+    row's own values override them for that row. Raises InputError when there is nothing
+    to run.
     """
     unknown = sorted(set(options) - _REQUEST_FIELDS)
     if unknown:
@@ -98,34 +96,33 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
     build_request(images=("check.png",), **options)  # bad options fail once, before any item
 
     path = Path(source).expanduser()
-    ignored: list[str] = []
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-        ignored = [str(p) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if not images:
-            raise InputError(f"no images in {source} (looked for "
-                             f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-        items = [_item(str(p), (str(p),), options) for p in images]
-    elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         items = read_manifest(path, options)
+        if not items:
+            raise InputError(f"manifest {source} has no rows")
+        return items, []
+    if path.is_dir():
+        files = [str(p) for p in path.iterdir() if not p.name.startswith(".")]
+        where = f"in {source}"
     elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        items = [_item(str(path), (str(path),), options)]
+        files, where = [str(path)], ""
     elif path.is_file():
         raise InputError(f"{source} is not a folder, an image or a manifest; a manifest must "
                          "end in .csv or .jsonl")
     elif glob.has_magic(source):
-        matches = sorted(p for p in glob.glob(os.path.expanduser(source), recursive=True)
-                         if os.path.isfile(p))
-        if not matches:
-            raise InputError(f"no files match {source}")
-        items = [_item(p, (p,), options) for p in matches]
+        files = glob.glob(os.path.expanduser(source), recursive=True)
+        where = f"matching {source}"
     else:
         raise InputError(f"{source} not found; give a folder, a glob in quotes such as "
                          "'photos/*.jpg', or a .csv/.jsonl manifest")
-    if not items:
-        raise InputError(f"{source} has no rows")
-    return items, ignored
+    # Sorted, so items (and the names their outputs get) come in the same order every run.
+    files = sorted(f for f in files if os.path.isfile(f))
+    images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    ignored = [f for f in files if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
+    if not images:
+        raise InputError(f"no photos {where} (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    return [_item(f, (f,), options) for f in images], ignored
 
 
 def _item(name: str, images: Sequence[str], fields: dict[str, Any]) -> BatchItem:
