@@ -1,0 +1,207 @@
+"""Command line: `img2vid generate | doctor | ...`; flags are generated from GenerationRequest."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from img2vid import __version__
+from img2vid.config import Settings, load_settings
+from img2vid.errors import CancelledError, Img2VidError, InputError
+from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+
+log = logging.getLogger("img2vid")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- generate -------------------------------------------------------------------------------
+
+def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("images",),
+                          ) -> None:
+    """One --kebab-case flag per GenerationRequest field, typed and documented by the model.
+
+    Values stay strings here; the request validates them, so the CLI, API and UI share
+    the same checks and messages.
+    """
+    group = parser.add_argument_group("generation options (unset values come from --preset)")
+    for name, field in GenerationRequest.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        choices = _enum_choices(field.annotation)
+        help_text = field.description or ""
+        if _is_bool(field.annotation):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+            continue
+        metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+        group.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
+
+
+def request_from_args(args: argparse.Namespace, images: Sequence[str]) -> GenerationRequest:
+    fields = {name: getattr(args, name) for name in GenerationRequest.model_fields
+              if name != "images" and getattr(args, name, None) is not None}
+    return build_request(images=tuple(images), **fields)
+
+
+def _enum_choices(annotation: Any) -> list[str]:
+    for arg in (typing.get_args(annotation) or (annotation,)):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+    return []
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool or (isinstance(annotation, types.UnionType)
+                                  and bool in typing.get_args(annotation))
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    presets = "; ".join(f"{p.value}: {d}" for p, d in PRESET_DESCRIPTIONS.items())
+    p = sub.add_parser("generate", help="make a video from one or more photos",
+                       description="Make a video from one or more photos. Presets: " + presets)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input photo(s)")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: a timestamped "
+                   "name in output.directory)")
+    p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
+                   "the output path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_request_arguments(p)
+    p.set_defaults(handler=_generate)
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.pipeline import generate
+
+    request = request_from_args(args, args.images)
+    log.info("request: %s", request.summary())
+    with ProgressBars(enabled=not args.quiet) as bars:
+        result = generate(request, settings, output=args.output, progress=bars)
+    if args.json:
+        print(json.dumps(result.metadata, indent=2))
+    else:
+        print(result.output)
+    return 0
+
+
+class ProgressBars:
+    """One tqdm bar per progress stage (render, denoise, encode...), stacked."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.stage)
+        if bar is None:
+            bar = tqdm(total=event.total, desc=f"{event.stage:>8}", unit="it",
+                       position=len(self.bars), leave=True, dynamic_ncols=True)
+            self.bars[event.stage] = bar
+        if event.total and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        bar.refresh()
+
+    def __enter__(self) -> ProgressBars:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+# --- doctor ---------------------------------------------------------------------------------
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check this machine: encoders, libraries, GPU, disk, "
+                       "config")
+    p.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.doctor import report
+
+    lines, ok = report(settings, config_path=args.config)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+# Each subcommand registers itself; later features add their builders here.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_doctor]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config file (default: "
+                        "$IMG2VID_CONFIG or ./config.yaml)")
+    parser = _Parser(prog="img2vid", parents=[common],
+                     description="Turn a still photo into a short video, locally.")
+    parser.add_argument("--version", action="version", version=f"img2vid {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in COMMANDS:
+        before = set(sub.choices)
+        register(sub)
+        for name in set(sub.choices) - before:
+            # --config is accepted after the subcommand too.
+            sub.choices[name].add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                                           help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log_path: Path | None = None
+    try:
+        settings = load_settings(args.config)
+        from img2vid.logs import setup_logging
+
+        log_path = setup_logging(settings.logs)
+        log.info("img2vid %s: %s", __version__, " ".join(sys.argv))
+        return args.handler(args, settings)
+    except KeyboardInterrupt:
+        log.warning("interrupted by the user")
+        print("img2vid: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except CancelledError:
+        print("img2vid: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except InputError as exc:
+        log.info("input error: %s", exc)
+        print(f"img2vid: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Img2VidError as exc:
+        log.exception("failed")
+        print(f"img2vid: error: {exc}{_log_hint(log_path)}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("internal error")
+        print(f"img2vid: internal error: {type(exc).__name__}: {exc}{_log_hint(log_path)}",
+              file=sys.stderr)
+        return 1
+
+
+def _log_hint(path: Path | None) -> str:
+    return f" (details in {path})" if path else ""
