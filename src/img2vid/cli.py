@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from img2vid import __version__
 from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
+from img2vid.models_cmd import add_models_command
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 
 log = logging.getLogger("img2vid")
@@ -149,7 +150,8 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 # --- entry point ----------------------------------------------------------------------------
 
 # Each subcommand registers itself; later features add their builders here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_doctor]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_doctor,
+                                                                 add_models_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the diffusion extra is not installed")
 
-from img2vid.config import Settings  # noqa: E402
-from img2vid.images import LoadedImage, load_image  # noqa: E402
-from tests.diffusion import tiny_models  # noqa: E402
+from img2vid.config import Settings
+from img2vid.images import LoadedImage, load_image
+from tests.diffusion import tiny_models
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,19 +59,26 @@ def loaded_photo(small_photo: Path) -> LoadedImage:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings()
-
-
-@pytest.fixture(scope="session")
-def engine(settings: Settings):
+def engine():
     """One engine for the session, as a server would keep it (pipelines stay cached)."""
     from img2vid.engines.diffusion import DiffusionEngine
 
-    eng = DiffusionEngine(settings)
+    eng = DiffusionEngine(Settings())
     yield eng
     eng.release()
 
 
 def frames_of(clip) -> np.ndarray:
     return np.stack(list(clip.frames))
+
+
+def fake_hub_cache(home: Path, repo_id: str, source: Path) -> str:
+    """Lay `source` out as huggingface_hub's cache holds a downloaded snapshot of `repo_id`."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(source, repo / "snapshots" / commit, dirs_exist_ok=True)
+    return commit

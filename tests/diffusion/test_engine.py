@@ -78,7 +78,7 @@ def test_negative_prompt_reaches_the_pipeline(engine, i2vgen_dir, small_photo, l
         return original(pipe, text, device)
 
     monkeypatch.setattr(i2vgen, "encode_prompt", spy)
-    base = dict(prompt="a cat", seed=3)
+    base = {"prompt": "a cat", "seed": 3}
     plain = frames_of(run(engine, request(i2vgen_dir, small_photo, **base), loaded_photo)[0])
     negative = frames_of(run(engine, request(i2vgen_dir, small_photo, negative_prompt="blurry dog",
                                              **base), loaded_photo)[0])
@@ -101,7 +101,7 @@ def test_cancel_mid_run_then_next_job_is_unaffected(engine, i2vgen_dir, wan_dir,
         token = CancelToken()
         done: list[int] = []
 
-        def cancel_after_two(event: Progress) -> None:
+        def cancel_after_two(event: Progress, token=token, done=done) -> None:
             if event.stage == "denoise" and event.done:
                 done.append(event.done)
                 if event.done == 2:

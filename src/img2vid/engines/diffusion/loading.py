@@ -76,6 +76,10 @@ def resolve_model(name: str | None, settings: Settings) -> ResolvedModel:
     return _from_snapshot(spec, path)
 
 
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith((".", "~"))
+
+
 def download_model(name: str, settings: Settings) -> ResolvedModel:
     """Fetch a registry model into the Hugging Face cache (huggingface_hub's progress bars)."""
     spec = get_spec(name)
@@ -101,6 +105,11 @@ def _snapshot(spec: ModelSpec, settings: Settings, local_only: bool | None) -> P
     except LocalEntryNotFoundError as exc:
         why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE)" if offline or _is_offline_error(exc)
                else "the Hugging Face hub could not be reached")
+        if local_only is False:  # an explicit download
+            raise ModelNotAvailableError(
+                f"cannot download {spec.name} ({spec.hub_id}): {why}; retry with internet "
+                "(and HF_HUB_OFFLINE unset), or use a local copy with --model /path/to/folder"
+            ) from None
         raise ModelNotAvailableError(
             f"model {spec.name} ({spec.hub_id}) is not downloaded and {why}: run "
             f"`img2vid models download {spec.name}` with internet, or pass --model /path/to/folder"
@@ -203,7 +212,7 @@ def weight_elements(folder: Path, variant: str | None) -> dict[str, int]:
         total = 0
         for f in files:
             with safe_open(str(f), framework="pt") as handle:
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     shape = handle.get_slice(key).get_shape()
                     n = 1
                     for d in shape:
