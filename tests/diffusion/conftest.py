@@ -43,6 +43,16 @@ def wan_dir(tiny_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ltx_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_ltx(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def cogvideox_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_cogvideox(tiny_dir)
+
+
+@pytest.fixture(scope="session")
 def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled coffee photo scaled down to 150x100 (3:2), saved as JPEG."""
     from PIL import Image

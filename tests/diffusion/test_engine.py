@@ -18,7 +18,7 @@ from tests.diffusion.conftest import frames_of
 SMALL = {"width": 96, "height": 64, "num_frames": 4, "num_inference_steps": 2}
 
 
-def request(model: Path, photo: Path, **fields):
+def make_request(model: Path, photo: Path, **fields):
     return build_request(images=(str(photo),), model=str(model), **{**SMALL, **fields})
 
 
@@ -31,7 +31,7 @@ def run(engine, req, photo, progress=None, cancel=None):
 def test_i2vgen_clip_encodes_to_mp4(engine, i2vgen_dir, small_photo, loaded_photo, tmp_path):
     import av
 
-    clip, _ = run(engine, request(i2vgen_dir, small_photo, prompt="a cat", seed=1), loaded_photo)
+    clip, _ = run(engine, make_request(i2vgen_dir, small_photo, prompt="a cat", seed=1), loaded_photo)
     assert (clip.width, clip.height, clip.num_frames, clip.fps) == (96, 64, 4, 8.0)
     out = tmp_path / "clip.mp4"
     with open_writer(out, clip.width, clip.height, clip.fps,
@@ -50,19 +50,19 @@ def test_i2vgen_clip_encodes_to_mp4(engine, i2vgen_dir, small_photo, loaded_phot
 
 
 def test_same_seed_same_video_other_seed_differs(engine, i2vgen_dir, small_photo, loaded_photo):
-    first = frames_of(run(engine, request(i2vgen_dir, small_photo, seed=7), loaded_photo)[0])
+    first = frames_of(run(engine, make_request(i2vgen_dir, small_photo, seed=7), loaded_photo)[0])
     torch.rand(1000)  # other code drawing from the global RNG must not shift our result
-    again = frames_of(run(engine, request(i2vgen_dir, small_photo, seed=7), loaded_photo)[0])
-    other = frames_of(run(engine, request(i2vgen_dir, small_photo, seed=8), loaded_photo)[0])
+    again = frames_of(run(engine, make_request(i2vgen_dir, small_photo, seed=7), loaded_photo)[0])
+    other = frames_of(run(engine, make_request(i2vgen_dir, small_photo, seed=8), loaded_photo)[0])
     np.testing.assert_array_equal(first, again)
     assert np.abs(first.astype(int) - other.astype(int)).mean() > 0.5
 
 
 def test_missing_seed_is_chosen_and_recorded(engine, i2vgen_dir, small_photo, loaded_photo):
-    clip, _ = run(engine, request(i2vgen_dir, small_photo), loaded_photo)
+    clip, _ = run(engine, make_request(i2vgen_dir, small_photo), loaded_photo)
     seed = clip.info["seed"]
     assert isinstance(seed, int) and seed >= 0
-    replay = run(engine, request(i2vgen_dir, small_photo, seed=seed), loaded_photo)[0]
+    replay = run(engine, make_request(i2vgen_dir, small_photo, seed=seed), loaded_photo)[0]
     np.testing.assert_array_equal(frames_of(clip), frames_of(replay))
 
 
@@ -79,15 +79,15 @@ def test_negative_prompt_reaches_the_pipeline(engine, i2vgen_dir, small_photo, l
 
     monkeypatch.setattr(i2vgen, "encode_prompt", spy)
     base = {"prompt": "a cat", "seed": 3}
-    plain = frames_of(run(engine, request(i2vgen_dir, small_photo, **base), loaded_photo)[0])
-    negative = frames_of(run(engine, request(i2vgen_dir, small_photo, negative_prompt="blurry dog",
+    plain = frames_of(run(engine, make_request(i2vgen_dir, small_photo, **base), loaded_photo)[0])
+    negative = frames_of(run(engine, make_request(i2vgen_dir, small_photo, negative_prompt="blurry dog",
                                              **base), loaded_photo)[0])
     assert seen == ["a cat", "", "a cat", "blurry dog"]
     assert not np.array_equal(plain, negative)
 
 
 def test_progress_reports_every_step(engine, i2vgen_dir, small_photo, loaded_photo):
-    _, events = run(engine, request(i2vgen_dir, small_photo, seed=1, num_inference_steps=3),
+    _, events = run(engine, make_request(i2vgen_dir, small_photo, seed=1, num_inference_steps=3),
                     loaded_photo)
     denoise = [(e.done, e.total) for e in events if e.stage == "denoise"]
     assert denoise == [(0, 3), (1, 3), (2, 3), (3, 3)]
@@ -97,7 +97,7 @@ def test_progress_reports_every_step(engine, i2vgen_dir, small_photo, loaded_pho
 def test_cancel_mid_run_then_next_job_is_unaffected(engine, i2vgen_dir, wan_dir, small_photo,
                                                     loaded_photo):
     for folder in (i2vgen_dir, wan_dir):
-        req = request(folder, small_photo, seed=5, num_inference_steps=4)
+        req = make_request(folder, small_photo, seed=5, num_inference_steps=4)
         token = CancelToken()
         done: list[int] = []
 
@@ -118,7 +118,7 @@ def test_cancel_mid_run_then_next_job_is_unaffected(engine, i2vgen_dir, wan_dir,
 
 def test_svd_runs_and_says_the_prompt_is_ignored(engine, svd_dir, small_photo, loaded_photo,
                                                  caplog):
-    req = request(svd_dir, small_photo, prompt="a cat runs", seed=2, motion_bucket_id=40,
+    req = make_request(svd_dir, small_photo, prompt="a cat runs", seed=2, motion_bucket_id=40,
                   noise_aug_strength=0.1)
     with caplog.at_level(logging.WARNING):
         clip, events = run(engine, req, loaded_photo)
@@ -130,20 +130,37 @@ def test_svd_runs_and_says_the_prompt_is_ignored(engine, svd_dir, small_photo, l
     assert (clip.info["motion_bucket_id"], clip.info["noise_aug_strength"]) == (40, 0.1)
     assert [e.done for e in events if e.stage == "denoise"] == [0, 1, 2]
     # motion strength reaches the UNet's added-time conditioning
-    other = frames_of(run(engine, request(svd_dir, small_photo, seed=2, motion_bucket_id=200,
+    other = frames_of(run(engine, make_request(svd_dir, small_photo, seed=2, motion_bucket_id=200,
                                           noise_aug_strength=0.1), loaded_photo)[0])
     assert not np.array_equal(frames, other)
 
 
 def test_wan_snaps_frames_and_uses_negative_prompt(engine, wan_dir, small_photo, loaded_photo):
-    clip, _ = run(engine, request(wan_dir, small_photo, prompt="the cat", seed=4), loaded_photo)
+    clip, _ = run(engine, make_request(wan_dir, small_photo, prompt="the cat", seed=4), loaded_photo)
     frames = frames_of(clip)
     assert frames.shape == (5, 64, 96, 3)  # 4 frames asked, Wan takes 4k+1
     assert clip.info["size"]["asked"]["num_frames"] == 4
     assert clip.info["size"]["used"]["num_frames"] == 5
-    negative = frames_of(run(engine, request(wan_dir, small_photo, prompt="the cat", seed=4,
+    negative = frames_of(run(engine, make_request(wan_dir, small_photo, prompt="the cat", seed=4,
                                              negative_prompt="blurry static"), loaded_photo)[0])
     assert not np.array_equal(frames, negative)
+
+
+@pytest.mark.parametrize(("model", "size", "frames"), [
+    ("ltx_dir", (96, 64), 9),  # 8k+1 frames, sides multiple of 32
+    ("cogvideox_dir", (64, 64), 9),  # the size and frames its positional table was made for
+])
+def test_ltx_and_cogvideox_map_onto_their_pipelines(request, engine, model, size, frames,
+                                                    small_photo, loaded_photo):
+    folder = request.getfixturevalue(model)
+    clip, events = run(engine, make_request(folder, small_photo, prompt="the cat", seed=2),
+                       loaded_photo)
+    assert frames_of(clip).shape == (frames, size[1], size[0], 3)
+    assert clip.info["size"]["used"] == {"width": size[0], "height": size[1],
+                                         "num_frames": frames}
+    assert any("frames: 4 -> " in w for w in clip.info["warnings"])
+    assert [e.done for e in events if e.stage == "denoise"] == [0, 1, 2]
+    engine.release()
 
 
 def test_resolution_keeps_aspect_and_snaps_to_model_multiple(engine, wan_dir, tmp_path):
@@ -175,7 +192,7 @@ def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_pho
         return original(pipe, job, generator, steps)
 
     monkeypatch.setattr(i2vgen, "run", flaky)
-    req = request(i2vgen_dir, small_photo, seed=9, memory="high", num_frames=6)
+    req = make_request(i2vgen_dir, small_photo, seed=9, memory="high", num_frames=6)
     clip, _ = run(engine, req, loaded_photo)
     assert clip.num_frames == 6
     attempts = clip.info["memory_attempts"]
@@ -186,7 +203,7 @@ def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_pho
     assert calls[1] < calls[0]  # the lighter level decodes fewer frames at once
     monkeypatch.setattr(i2vgen, "run", original)
     # the retried video is the same one a direct run at the lower level gives
-    direct = run(engine, request(i2vgen_dir, small_photo, seed=9, memory="balanced",
+    direct = run(engine, make_request(i2vgen_dir, small_photo, seed=9, memory="balanced",
                                  num_frames=6), loaded_photo)[0]
     np.testing.assert_array_equal(frames_of(clip), frames_of(direct))
 
@@ -202,21 +219,21 @@ def test_out_of_memory_twice_fails_with_advice_and_engine_survives(
 
     monkeypatch.setattr(i2vgen, "run", always_oom)
     with pytest.raises(OutOfMemoryError) as err:
-        run(engine, request(i2vgen_dir, small_photo, seed=1, memory="high"), loaded_photo)
+        run(engine, make_request(i2vgen_dir, small_photo, seed=1, memory="high"), loaded_photo)
     message = str(err.value)
     assert "\n" not in message
     assert "lower --resolution" in message and "fewer --num-frames" in message
     assert "--memory low" in message
     monkeypatch.setattr(i2vgen, "run", original)
-    clip, _ = run(engine, request(i2vgen_dir, small_photo, seed=1), loaded_photo)
+    clip, _ = run(engine, make_request(i2vgen_dir, small_photo, seed=1), loaded_photo)
     assert clip.num_frames == 4
 
 
 def test_pipeline_is_cached_between_jobs_and_released(engine, wan_dir, small_photo,
                                                       loaded_photo):
-    run(engine, request(wan_dir, small_photo, seed=1), loaded_photo)
+    run(engine, make_request(wan_dir, small_photo, seed=1), loaded_photo)
     pipe = engine._loaded.pipe
-    clip, _ = run(engine, request(wan_dir, small_photo, seed=2), loaded_photo)
+    clip, _ = run(engine, make_request(wan_dir, small_photo, seed=2), loaded_photo)
     assert engine._loaded.pipe is pipe
     assert clip.info["timings"]["load_s"] < 0.5
     engine.release()
@@ -237,7 +254,7 @@ def test_unsupported_speed_options_are_refused(engine, i2vgen_dir, wan_dir, smal
         cases.append((wan_dir, {"quantize": "int8"}, "pip install torchao"))
     for folder, options, text in cases:
         with pytest.raises(InputError, match=text):
-            run(engine, request(folder, small_photo, seed=1, **options), loaded_photo)
+            run(engine, make_request(folder, small_photo, seed=1, **options), loaded_photo)
 
 
 def test_compile_is_refused_with_leaf_offload():
@@ -253,13 +270,13 @@ def test_compile_is_refused_with_leaf_offload():
 
 
 def test_wan_speed_options_run_and_are_recorded(engine, wan_dir, small_photo, loaded_photo):
-    base = frames_of(run(engine, request(wan_dir, small_photo, seed=6), loaded_photo)[0])
-    clip, _ = run(engine, request(wan_dir, small_photo, seed=6, step_cache="first-block",
+    base = frames_of(run(engine, make_request(wan_dir, small_photo, seed=6), loaded_photo)[0])
+    clip, _ = run(engine, make_request(wan_dir, small_photo, seed=6, step_cache="first-block",
                                   attention="_native_math"), loaded_photo)
     assert clip.info["speed"]["step_cache"] == "first-block"
     assert clip.info["speed"]["attention"] == "_native_math"
     assert frames_of(clip).shape == base.shape
-    quantized, _ = run(engine, request(wan_dir, small_photo, seed=6, quantize="fp8"),
+    quantized, _ = run(engine, make_request(wan_dir, small_photo, seed=6, quantize="fp8"),
                        loaded_photo)
     report = quantized.info["speed"]["quantize"]
     assert report["mode"] == "fp8" and report["bytes_saved"] > 0

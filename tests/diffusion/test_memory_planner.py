@@ -52,7 +52,7 @@ def test_forced_level_is_kept_even_if_lighter_would_do():
 def test_decode_gets_chunked_then_tiled_as_levels_get_lighter():
     chunks = [plan_memory(WORK, gpu(80), level) for level in ("high", "balanced", "low",
                                                                    "minimum")]
-    assert [p.decode_chunk for p in chunks] == [8, 4, 1, 1]
+    assert [p.decode_chunk for p in chunks] == [4, 2, 1, 1]
     assert chunks[-1].vae_tiling and not chunks[0].vae_tiling
 
 
@@ -72,7 +72,7 @@ def test_cpu_never_offloads_but_still_plans_decoding():
     small_ram = MemoryFigures("cpu", None, None, int(12 * GB))
     tight = plan_memory(WORK, small_ram)
     assert tight.offload == "none" and tight.fits
-    assert tight.vae_tiling or tight.decode_chunk < 8  # decoding economised to fit 12 GB
+    assert tight.vae_tiling or tight.decode_chunk < 4  # decoding economised to fit 12 GB
 
 
 def test_step_down_goes_one_level_lighter_then_stops():

@@ -158,3 +158,70 @@ def build_wan(folder: Path) -> Path:
     target = folder / "wan-tiny"
     pipe.save_pretrained(target)
     return target
+
+
+def _t5(vocab_words=VOCAB_WORDS, d_model: int = 16):
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    vocab += [("\u2581" + w, -1.0) for w in vocab_words]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=4, d_ff=32,
+                                      num_layers=2, num_heads=4,
+                                      relative_attention_num_buckets=8))
+    return tokenizer, encoder
+
+
+def build_ltx(folder: Path) -> Path:
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXImageToVideoPipeline,
+        LTXVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    tokenizer, text_encoder = _t5()
+    # the real model's compression (32x spatial via 4x4 patches and 3 halvings, 8x in time)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1))
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, num_layers=1, caption_channels=16)
+    pipe = LTXImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                   text_encoder=text_encoder, tokenizer=tokenizer,
+                                   transformer=transformer)
+    target = folder / "ltx-tiny"
+    pipe.save_pretrained(target)
+    return target
+
+
+def build_cogvideox(folder: Path) -> Path:
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    tokenizer, text_encoder = _t5(d_model=16)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
+        norm_num_groups=2, temporal_compression_ratio=4)
+    # learned positional embeddings pin the size: 8x8 latents (64x64 px) and 9 frames here,
+    # as the 5B model's pin it to 720x480 and 49 frames
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4,
+        time_embed_dim=4, text_embed_dim=16, num_layers=1, sample_width=8, sample_height=8,
+        sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True)
+    pipe = CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder,
+                                         vae=vae, transformer=transformer,
+                                         scheduler=CogVideoXDDIMScheduler())
+    target = folder / "cogvideox-tiny"
+    pipe.save_pretrained(target)
+    return target

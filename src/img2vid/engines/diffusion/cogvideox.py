@@ -41,6 +41,8 @@ def run(pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> An
         guidance_scale=job.guidance_scale,
         use_dynamic_cfg=USE_DYNAMIC_CFG,
         generator=generator,
+        # the learned positional table covers exactly this many text tokens (226 on the 5B)
+        max_sequence_length=pipe.transformer.config.max_text_seq_length,
         output_type="np",
         callback_on_step_end=steps.on_step_end,
     )

@@ -14,6 +14,7 @@ from img2vid.engines.diffusion.registry import (
     FAMILY_REFERENCE,
     MODELS,
     PIPELINE_FAMILIES,
+    FrameRule,
     ModelSpec,
     get_spec,
 )
@@ -161,6 +162,8 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
                    pipeline_class=FAMILY_PIPELINES[family],
                    side_multiple=_side_multiple(folder, family, reference.side_multiple),
                    download_gb=0.0, description=f"local {class_name} folder")
+    if family == "cogvideox":
+        spec = _cogvideox_shape(folder, spec)
     revision = folder.name if folder.parent.name == "snapshots" else None
     return ResolvedModel(spec=spec, path=folder, source="folder", revision=revision,
                          variant=_variant_present(folder, "fp16"))
@@ -176,6 +179,20 @@ def _side_multiple(folder: Path, family: str, default: int) -> int:
         patch = read_config(folder, "transformer").get("patch_size", [1, 2, 2])
         return int(vae.get("scale_factor_spatial", 8)) * int(patch[-1])
     return default
+
+
+def _cogvideox_shape(folder: Path, spec: ModelSpec) -> ModelSpec:
+    """CogVideoX I2V's learned positional embeddings pin one size and frame count: read them
+    from the transformer config (60x90 latents and 49 frames on the 5B model: 720x480)."""
+    config = read_config(folder, "transformer")
+    if not config.get("use_learned_positional_embeddings", True):
+        return spec
+    scale = 2 ** (len(read_config(folder, "vae").get("block_out_channels", [0] * 4)) - 1)
+    width = int(config.get("sample_width", 90)) * scale
+    height = int(config.get("sample_height", 60)) * scale
+    frames = int(config.get("sample_frames", 49))
+    return replace(spec, fixed_size=(width, height), frames=FrameRule(fixed=frames),
+                   default_frames=frames)
 
 
 def read_config(folder: Path, component: str) -> dict[str, Any]:
