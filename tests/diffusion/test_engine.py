@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -245,7 +246,6 @@ def test_unsupported_speed_options_are_refused(engine, i2vgen_dir, wan_dir, smal
     cases = [
         (i2vgen_dir, {"attention": "flash"}, "classic attention processors"),
         (i2vgen_dir, {"step_cache": "first-block"}, "transformer models"),
-        (wan_dir, {"step_cache": "magcache"}, "magnitude ratios"),
         (wan_dir, {"attention": "nonsense"}, "unknown backend"),
     ]
     try:
@@ -273,7 +273,7 @@ def test_wan_speed_options_run_and_are_recorded(engine, wan_dir, small_photo, lo
     base = frames_of(run(engine, make_request(wan_dir, small_photo, seed=6), loaded_photo)[0])
     clip, _ = run(engine, make_request(wan_dir, small_photo, seed=6, step_cache="first-block",
                                   attention="_native_math"), loaded_photo)
-    assert clip.info["speed"]["step_cache"] == "first-block"
+    assert clip.info["speed"]["step_cache"]["mode"] == "first-block"
     assert clip.info["speed"]["attention"] == "_native_math"
     assert frames_of(clip).shape == base.shape
     quantized, _ = run(engine, make_request(wan_dir, small_photo, seed=6, quantize="fp8"),
@@ -283,6 +283,27 @@ def test_wan_speed_options_run_and_are_recorded(engine, wan_dir, small_photo, lo
     assert report["bytes_after"] < report["bytes_before"]
     # fp8 storage changes the weights a little, not the shape of the result
     assert frames_of(quantized).shape == base.shape
+    engine.release()
+
+
+def test_magcache_calibrates_once_then_uses_the_ratios(wan_dir, small_photo, loaded_photo,
+                                                     tmp_path):
+    from img2vid.config import ModelSettings, Settings
+    from img2vid.engines.diffusion import DiffusionEngine
+
+    engine = DiffusionEngine(Settings(models=ModelSettings(cache_dir=tmp_path)))
+    req = make_request(wan_dir, small_photo, seed=6, step_cache="magcache",
+                       num_inference_steps=4)
+    first, _ = run(engine, req, loaded_photo)
+    report = first.info["speed"]["step_cache"]
+    assert report["magcache"].startswith("calibrating")
+    saved = json.loads(Path(report["ratios_file"]).read_text())
+    assert saved["num_inference_steps"] == 4 and len(saved["mag_ratios"]) == 4
+    assert saved["mag_ratios"][0] == 1.0 and all(r > 0 for r in saved["mag_ratios"])
+    second, _ = run(engine, make_request(wan_dir, small_photo, seed=6, step_cache="magcache",
+                                         num_inference_steps=6), loaded_photo)
+    assert second.info["speed"]["step_cache"]["magcache"] == "using calibrated ratios"
+    assert frames_of(second).shape == frames_of(first).shape
     engine.release()
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +30,7 @@ from img2vid.engines.diffusion.loading import (
     resolve_model,
     weight_elements,
 )
+from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
 from img2vid.engines.memory import (
     MemoryFigures,
@@ -137,7 +139,7 @@ class DiffusionEngine:
 
         attempts: list[dict[str, Any]] = []
         try:
-            frames, timings, peak = self._run_with_fallback(
+            frames, timings, extras = self._run_with_fallback(
                 resolved, family, request, job, work, figures, plan, device, dtype, seed,
                 progress, cancel, attempts)
         finally:
@@ -158,11 +160,11 @@ class DiffusionEngine:
             "memory_attempts": [{"level": a["plan"].level, "result": a["result"]}
                                 for a in attempts],
             "speed": {"compile": request.compile, "attention": request.attention,
-                      "step_cache": request.step_cache.value,
+                      "step_cache": extras.pop("step_cache"),
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)
                       if self._loaded else request.quantize.value},
             "timings": timings,
-            **peak,
+            **extras,
             "versions": runtime.library_versions(),
             "warnings": list(notes),
         }
@@ -227,10 +229,12 @@ class DiffusionEngine:
         cancel.raise_if_cancelled()
         steps = StepReporter(job.num_inference_steps, progress, cancel)
         runtime.reset_peak(device)
+        ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
         try:
             with (runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
-                  runtime.step_cache_scope(pipe, family, request.step_cache)):
+                  step_cache(pipe, family.DENOISER, request.step_cache, job.num_inference_steps,
+                             ratios_file) as cache_report):
                 progress(Progress("denoise", 0, job.num_inference_steps))
                 video = family.run(pipe, job, generator, steps)
         except BaseException:
@@ -244,7 +248,14 @@ class DiffusionEngine:
         finished = time.perf_counter()
         timings = {"load_s": round(loaded - started, 3),
                    "generate_s": round(finished - loaded, 3)}
-        return frames, timings, runtime.peak_memory(device)
+        return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
+
+    def _cache_root(self) -> Path:
+        if self.settings.models.cache_dir is not None:
+            return Path(self.settings.models.cache_dir)
+        from huggingface_hub.constants import HF_HOME
+
+        return Path(HF_HOME)
 
     def _pipeline(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
                   plan: MemoryPlan, device: str, dtype: Any, progress: ProgressCallback) -> Any:

@@ -21,7 +21,6 @@ from img2vid.request import GenerationRequest, Quantize, StepCache
 
 log = logging.getLogger(__name__)
 
-FIRST_BLOCK_CACHE_THRESHOLD = 0.05  # diffusers' default: skip when the first block moves < 5%
 # family -> dtype on CUDA. The UNet models were released in fp16; the transformers in bf16.
 CUDA_DTYPES = {"i2vgen": "float16", "svd": "float16", "wan": "bfloat16", "ltx": "bfloat16",
                "cogvideox": "bfloat16"}
@@ -110,14 +109,9 @@ def check_options(spec: ModelSpec, family: ModuleType, request: GenerationReques
                 "attention processors, which always run PyTorch SDPA; attention backends apply to "
                 "wan, ltx-video and cogvideox")
         _check_attention_backend(request.attention)
-    if request.step_cache is not StepCache.NONE:
-        if not transformer:
-            raise InputError(f"--step-cache {request.step_cache.value} works on transformer "
-                             f"models (wan, ltx-video, cogvideox), not {spec.name}'s UNet")
-        if request.step_cache is StepCache.MAGCACHE:
-            raise InputError(
-                f"--step-cache magcache needs magnitude ratios calibrated for {spec.name}, and "
-                "none ship with img2vid or diffusers for it; use --step-cache first-block")
+    if request.step_cache is not StepCache.NONE and not transformer:
+        raise InputError(f"--step-cache {request.step_cache.value} works on transformer "
+                         f"models (wan, ltx-video, cogvideox), not {spec.name}'s UNet")
     if request.quantize is Quantize.INT8:
         try:
             import torchao  # noqa: F401
@@ -158,22 +152,6 @@ def attention_scope(name: str | None) -> Any:
     from diffusers.models.attention_dispatch import attention_backend
 
     return attention_backend(name)
-
-
-@contextmanager
-def step_cache_scope(pipe: Any, family: ModuleType, mode: StepCache) -> Iterator[None]:
-    """First-block cache on the transformer for this job only (the cached pipeline stays clean)."""
-    if mode is not StepCache.FIRST_BLOCK:
-        yield
-        return
-    from diffusers.hooks import FirstBlockCacheConfig
-
-    denoiser = getattr(pipe, family.DENOISER)
-    denoiser.enable_cache(FirstBlockCacheConfig(threshold=FIRST_BLOCK_CACHE_THRESHOLD))
-    try:
-        yield
-    finally:
-        denoiser.disable_cache()
 
 
 def weight_bytes(module: Any) -> int:
