@@ -17,6 +17,7 @@ from img2vid import __version__
 from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.interpolate_cmd import add_interpolate_parser
+from img2vid.models_cmd import add_models_command
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 
 log = logging.getLogger("img2vid")
@@ -253,7 +254,7 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_doctor, add_interpolate_parser, _add_batch]
+    _add_generate, _add_doctor, add_interpolate_parser, _add_batch, add_models_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
