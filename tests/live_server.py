@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from img2vid.config import LogSettings, OutputSettings, ServerSettings, Settings
 from img2vid.jobs import EngineFactory, JobQueue, JobStatus
 from img2vid.server.app import create_app
-from img2vid.server.run import bind
+from img2vid.server.run import bind, make_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PHOTO = EXAMPLES / "coffee.png"  # 600 x 400
@@ -46,9 +45,7 @@ def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui:
     sock = bind("127.0.0.1", 0)
     queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
     app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
-    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="none",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
+    server = make_server(app, queue)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -8,15 +8,16 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import Mount
 
 from img2vid import __version__
 from img2vid.config import Settings
 from img2vid.jobs import JobQueue
 from img2vid.server import api
-from img2vid.server.security import BodyLimit, require_token
+from img2vid.server.security import require_token
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,25 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
             # Blocking joins belong off the event loop.
             await asyncio.to_thread(queue.stop, shutdown_grace)
 
+    limit_mb = settings.server.max_upload_mb
+    # Every request body is bounded, the UI's uploads included: declared lengths are refused
+    # before reading, chunked bodies once they pass the bound.
+    max_body = int(limit_mb * 1024 * 1024 * 4 / 3) + BODY_OVERHEAD
     app = FastAPI(title="img2vid", version=__version__, lifespan=lifespan,
+                  max_body_size=max_body,
                   description="Turn still photos into short videos. Jobs are queued and run "
                   "one at a time per GPU; poll a job, then download its video.")
     app.state.settings = settings
     app.state.queue = queue
+    app.state.shutdown_hooks = []
+
+    @app.exception_handler(413)
+    async def _too_large(_: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail
+        if detail == "Content Too Large":  # Starlette's body bound: say what the limit is
+            detail = (f"request body too large: the server takes at most {limit_mb:g} MB of "
+                      "images per request (server.max_upload_mb)")
+        return JSONResponse({"detail": detail}, status_code=413)
 
     app.include_router(api.router, prefix="/api/v1", dependencies=[Depends(require_token)])
 
@@ -54,9 +69,6 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"])
-    max_body = int(settings.server.max_upload_mb * 1024 * 1024 * 4 / 3) + BODY_OVERHEAD
-    app.add_middleware(BodyLimit, max_bytes=max_body)
-
     if ui:
         _mount_ui(app, settings, queue)
     return app
@@ -82,6 +94,9 @@ def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:
         max_file_size=int(settings.server.max_upload_mb * 1024 * 1024),
         footer_links=["api"], run_history=False, ssr_mode=False, mcp_server=False,
         show_error=True)
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    # Open browser tabs hold a heartbeat stream; ending it lets the server stop promptly.
+    app.state.shutdown_hooks.append(gradio_app.stop_event.set)
 
 
 def _matches(given: str, expected: str) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from img2vid.config import Settings
 from img2vid.errors import InputError
@@ -58,13 +59,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, but a signal first tells the queue to stop taking jobs, a second one stops
-    the running job at once, and the process then exits with 0 instead of re-raising the
-    signal."""
+class Server(uvicorn.Server):
+    """uvicorn, but a signal first tells the queue to stop taking jobs (a second one stops
+    the running job at once), open UI streams are ended so connections can close, and the
+    process then exits with 0 instead of re-raising the signal."""
 
-    def __init__(self, config: uvicorn.Config, queue: JobQueue) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, queue: JobQueue) -> None:
         super().__init__(config)
+        self.app = app
         self.queue = queue
 
     @contextlib.contextmanager
@@ -88,6 +90,18 @@ class _Server(uvicorn.Server):
         self.queue.close(interrupt=again)
         super().handle_exit(sig, frame)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.queue.close()
+        for hook in self.app.state.shutdown_hooks:
+            hook()
+        await super().shutdown(sockets)
+
+
+def make_server(app: FastAPI, queue: JobQueue) -> Server:
+    config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=3,
+                            server_header=False, lifespan="on", ws="none")
+    return Server(config, app, queue)
+
 
 @dataclass
 class Service:
@@ -96,7 +110,7 @@ class Service:
     settings: Settings
     sock: socket.socket
     queue: JobQueue
-    server: _Server
+    server: Server
 
     @property
     def port(self) -> int:
@@ -136,6 +150,4 @@ def prepare(settings: Settings, *, engine_factory: EngineFactory | None = None) 
             queue.stop()
         sock.close()
         raise
-    config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=3,
-                            server_header=False, lifespan="on", ws="none")
-    return Service(settings, sock, queue, _Server(config, queue))
+    return Service(settings, sock, queue, make_server(app, queue))

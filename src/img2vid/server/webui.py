@@ -19,7 +19,6 @@ from img2vid.errors import InputError
 from img2vid.jobs import Job, JobQueue, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.outputs import STAGING_PREFIX
 from img2vid.request import (
-    MAX_FRAMES,
     PRESET_DESCRIPTIONS,
     RESOLUTIONS,
     Easing,
@@ -90,19 +89,19 @@ class WebUI:
                         resolution = gr.Dropdown(
                             [FROM_PRESET, *map(str, RESOLUTIONS)], value=FROM_PRESET,
                             label="Resolution (short side, px)", elem_id="resolution")
+                        # Text, not gr.Number: a browser number box cannot be left empty,
+                        # and empty means "from the preset". Seeds also pass 2**53.
                         with gr.Row():
-                            num_frames = gr.Number(None, label="Frames", precision=0,
-                                                   minimum=1, maximum=MAX_FRAMES,
-                                                   elem_id="frames")
-                            fps = gr.Number(None, label="FPS", precision=0, minimum=1,
-                                            maximum=120, elem_id="fps")
+                            num_frames = gr.Textbox(label="Frames", placeholder="from preset",
+                                                    elem_id="frames")
+                            fps = gr.Textbox(label="FPS", placeholder="from preset",
+                                             elem_id="fps")
                         with gr.Row():
-                            steps = gr.Number(None, label="Steps", precision=0, minimum=1,
-                                              maximum=200)
-                            guidance = gr.Number(None, label="Guidance", minimum=0,
-                                                 maximum=20)
+                            steps = gr.Textbox(label="Steps", placeholder="from preset")
+                            guidance = gr.Textbox(label="Guidance", placeholder="from preset")
                         with gr.Row():
-                            seed = gr.Number(None, label="Seed", precision=0, minimum=0)
+                            seed = gr.Textbox(label="Seed", placeholder="random",
+                                              elem_id="seed")
                             randomize = gr.Checkbox(True, label="Randomise seed")
                         with gr.Row():
                             motion = gr.Dropdown([m.value for m in Motion],
@@ -129,7 +128,8 @@ class WebUI:
                     params = gr.JSON(label="Parameters used", elem_id="params")
             history_paths = gr.State([])
             history = gr.Gallery(label="History: click one to load its settings",
-                                 columns=6, height="auto", allow_preview=False,
+                                 columns=6, height=260, fit_columns=False,
+                                 allow_preview=False, object_fit="cover",
                                  interactive=False, elem_id="history")
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
@@ -157,26 +157,31 @@ class WebUI:
 
     # --- handlers -------------------------------------------------------------------------
 
-    def generate(self, files: list[str] | None, prompt: str, negative: str, engine: str,
-                 model: str | None, preset: str, resolution: str, num_frames: float | None,
-                 fps: float | None, steps: float | None, guidance: float | None,
-                 seed: float | None, randomize: bool, motion: str, zoom: float, focus: str,
-                 easing: str, interpolate: str, request: gr.Request,
+    def generate(self, files: list[str] | None, prompt: str | None = None,
+                 negative: str | None = None, engine: str = "camera",
+                 model: str | None = None, preset: str = PresetName.STANDARD.value,
+                 resolution: str = FROM_PRESET, num_frames: str | None = None,
+                 fps: str | None = None, steps: str | None = None,
+                 guidance: str | None = None, seed: str | None = None,
+                 randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
+                 zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
+                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
-        if randomize or seed is None:
-            seed = random.randrange(2**31)
+        seed = str(seed or "").strip()
+        if randomize or not seed:
+            seed = str(random.randrange(2**31))
+        # Values stay text: the request parses them, so errors read as they do in the CLI.
         fields = intake.clean_fields({
             "prompt": prompt, "negative_prompt": negative, "engine": engine,
             "model": model if engine == "diffusion" else None, "preset": preset,
-            "resolution": None if resolution in (None, FROM_PRESET) else int(resolution),
-            "num_frames": _int(num_frames), "fps": _int(fps),
-            "num_inference_steps": _int(steps), "guidance_scale": guidance,
-            "seed": int(seed), "motion": motion, "zoom": zoom, "focus": focus,
-            "easing": easing,
-            "interpolate": None if interpolate in (None, NO_INTERPOLATION) else int(interpolate),
+            "resolution": None if resolution == FROM_PRESET else resolution,
+            "num_frames": _text(num_frames), "fps": _text(fps),
+            "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
+            "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
+            "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         try:
@@ -188,7 +193,7 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, int(seed), skip, skip)
+            yield (_describe(job), skip, skip, skip, seed, skip, skip)
             last = time.monotonic()
             version = -1
             while not job.status.terminal:
@@ -215,14 +220,14 @@ class WebUI:
         if job.status is JobStatus.FAILED:
             raise gr.Error(f"Failed: {job.error}")
         if job.status is JobStatus.CANCELLED:
-            yield ("Cancelled; no file was written.", None, "", None, skip, skip, skip)
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip)
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
         yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
-               str(output), _used(job.sidecar), skip, gallery, paths)
+               str(output), _used(job.sidecar), seed, gallery, paths)
 
-    def cancel(self, request: gr.Request) -> str:
+    def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
         with self._lock:
             job_id = self._session_jobs.get(session or "")
@@ -272,8 +277,9 @@ class WebUI:
                 req.get("engine", "camera"), req.get("model"),
                 req.get("preset", PresetName.STANDARD.value),
                 str(req["resolution"]) if req.get("resolution") else FROM_PRESET,
-                req.get("num_frames"), req.get("fps"), req.get("num_inference_steps"),
-                req.get("guidance_scale"), data.get("seed", req.get("seed")), False,
+                *(_shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
+                                                "guidance_scale")),
+                _shown(data.get("seed", req.get("seed"))), False,
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
@@ -331,11 +337,18 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
     """The parameters actually used, from the sidecar (request as resolved, engine details)."""
     if not sidecar:
         return None
+    output = dict(sidecar.get("output", {}))
+    # Gradio takes any dict with a "path" for a file to serve; this one is only information.
+    output["file"] = output.pop("path", None)
     return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
             "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
-            "engine_info": sidecar.get("engine_info"), "output": sidecar.get("output"),
+            "engine_info": sidecar.get("engine_info"), "output": output,
             "timings": sidecar.get("timings")}
 
 
-def _int(value: float | None) -> int | None:
-    return None if value is None else int(value)
+def _shown(value: object) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value).strip()
