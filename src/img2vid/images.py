@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +70,11 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
                 pixels = _to_rgb8(im, settings.background)
         except InputError:
             raise
-        except Image.DecompressionBombError:
-            raise InputError(f"{path} declares more pixels than allowed; "
-                             "raise images.max_pixels in config.yaml if it is genuine") from None
+        except Image.DecompressionBombError as exc:
+            # Pillow's own guard fires at open() for headers far beyond its default limit.
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(claimed.group(1)) if claimed else settings.max_pixels + 1
+            raise InputError(_too_many_pixels(path, f"{pixels / 1e6:.0f} MP", settings)) from None
         except UnidentifiedImageError:
             raise InputError(f"{path} is not an image file that can be read "
                              "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None
@@ -91,10 +94,13 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
 def _check_size(path: Path, size: tuple[int, int], settings: ImageSettings) -> None:
     width, height = size
     if width * height > settings.max_pixels:
-        raise InputError(
-            f"{path} is {width}x{height} px ({width * height / 1e6:.0f} MP), over the "
-            f"{settings.max_pixels / 1e6:.0f} MP limit; downscale it or raise "
-            "images.max_pixels in config.yaml")
+        raise InputError(_too_many_pixels(
+            path, f"{width}x{height} px ({width * height / 1e6:.0f} MP)", settings))
+
+
+def _too_many_pixels(path: Path, claimed: str, settings: ImageSettings) -> str:
+    return (f"{path} is {claimed}, over the {settings.max_pixels / 1e6:.0f} MP limit; "
+            "downscale it or raise images.max_pixels in config.yaml")
 
 
 def _to_rgb8(im: Image.Image, background: str) -> np.ndarray:

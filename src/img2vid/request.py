@@ -315,7 +315,7 @@ def _reason(field: str, err: dict[str, Any]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
+    text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

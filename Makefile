@@ -1,0 +1,43 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test setup setup-dev browser lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Core only: the camera engine needs no torch and no model download.
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	touch $@
+
+# Everything, for the tests. constraints-cpu.txt pins the CPU build of torch.
+$(VENV)/.dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
+	$(PIP) install -q -c constraints-cpu.txt -e ".[diffusion,server,ray,dev]"
+	touch $@ $(VENV)/.core
+
+setup: $(VENV)/.core
+setup-dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(BIN)/img2vid generate examples/coffee.png --preset preview --motion ken-burns \
+		--zoom 1.4 --fade-in 0.5 --fade-out 0.5
+
+browser:
+	@scripts/install-chromium.sh
+
+test: $(VENV)/.dev browser
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/camera_bench.py
+
+clean:
+	rm -rf $(VENV) outputs logs benchmarks/results .pytest_cache

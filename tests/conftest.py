@@ -1,0 +1,43 @@
+"""Shared fixtures: the bundled photos, a CLI runner, isolated settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from img2vid.config import ImageSettings, LogSettings, OutputSettings, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def photo() -> Path:
+    """A real photograph (CC0, from scikit-image): 600x400 RGB."""
+    return EXAMPLES / "coffee.png"
+
+
+@pytest.fixture(scope="session")
+def face_photo() -> Path:
+    """A public-domain NASA portrait with one face."""
+    return EXAMPLES / "astronaut.png"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(output=OutputSettings(directory=tmp_path / "out"),
+                    logs=LogSettings(directory=tmp_path / "logs"),
+                    images=ImageSettings())
+
+
+def run_cli(*args: str | os.PathLike[str], cwd: Path, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m img2vid ARGS` in `cwd` against this checkout's sources."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    full_env.pop("IMG2VID_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "img2vid", *map(str, args)], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
