@@ -112,7 +112,7 @@ def test_the_ui_reports_bad_input_like_the_cli(server: LiveServer) -> None:
     from gradio_client.exceptions import AppError
 
     client = Client(server.base_url + "/", verbose=False)
-    with pytest.raises(AppError, match="fps='500': allowed range is 1 to 120"):
+    with pytest.raises(AppError, match="fps=500: allowed range is 1 to 120"):
         client.predict(files=[handle_file(str(PHOTO))], fps="500",
                        api_name="/generate")
     client.close()

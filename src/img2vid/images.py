@@ -146,9 +146,10 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
         try:
             with Image.open(path) as im:
                 fmt, (width, height) = im.format or "unknown", im.size
-        except Image.DecompressionBombError:
-            raise InputError(f"{path} declares more pixels than allowed; "
-                             "raise images.max_pixels in config.yaml if it is genuine") from None
+        except Image.DecompressionBombError as exc:
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(claimed.group(1)) if claimed else settings.max_pixels + 1
+            raise InputError(_too_many_pixels(path, f"{pixels / 1e6:.0f} MP", settings)) from None
         except UnidentifiedImageError:
             raise InputError(f"{path} is not an image file that can be read "
                              "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None

@@ -72,7 +72,7 @@ def check_model(settings: Settings, model: str | None) -> None:
     info = known.get(model)
     if info is None:
         names = ", ".join(known) or "none configured"
-        raise InputError(f"model={model!r}: unknown model; available here: {names} "
+        raise InputError(f"model={model}: unknown model; available here: {names} "
                          "(see GET /api/v1/models)")
     if not info.available:
         raise InputError(f"model {model} is not available on this server: "

@@ -72,7 +72,7 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             try:
                 probe_image(path, settings.images)
             except InputError as exc:
-                raise InvalidImageError(str(exc).replace(str(path), repr(upload.name))) from None
+                raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)
