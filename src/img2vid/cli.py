@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from img2vid import __version__
 from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
+from img2vid.interpolate_cmd import add_interpolate_parser
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 
 log = logging.getLogger("img2vid")
@@ -251,8 +252,8 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 # --- entry point ----------------------------------------------------------------------------
 
 # Each subcommand registers itself; later features add their builders here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_doctor]
-COMMANDS.append(_add_batch)
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_generate, _add_doctor, add_interpolate_parser, _add_batch]
 
 
 def build_parser() -> argparse.ArgumentParser:

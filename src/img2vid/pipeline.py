@@ -52,7 +52,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     engine = engine or create_engine(request.engine.value, settings)
     clip = engine.generate(request, images, progress, cancel)
-    clip = postprocess.apply(clip, request, progress, cancel)
+    clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
 
     fmt = request.format or settings.output.format
     directory = output.parent if output else settings.output.directory
