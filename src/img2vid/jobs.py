@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_DIRNAME = ".img2vid-queue"  # inside the output folder; never served
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is re-queued once, then failed
-PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress rows written to the database
 
 EngineFactory = Callable[[str], Engine]
 
@@ -179,13 +178,15 @@ class JobStore:
         return self.get(job_id) if cur.rowcount == 1 else None
 
     def finish(self, job_id: str, status: JobStatus, *, error: str | None = None,
-               output: str | None = None, sidecar: dict[str, Any] | None = None) -> None:
+               output: str | None = None, sidecar: dict[str, Any] | None = None,
+               progress: JobProgress | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET status = ?, finished = ?, error = ?, output = ?, sidecar = ? "
-                "WHERE id = ?",
+                "UPDATE jobs SET status = ?, finished = ?, error = ?, output = ?, sidecar = ?, "
+                "progress = ? WHERE id = ?",
                 (status.value, time.time(), error, output,
-                 json.dumps(sidecar) if sidecar is not None else None, job_id))
+                 json.dumps(sidecar) if sidecar is not None else None,
+                 json.dumps(progress.as_dict()) if progress else None, job_id))
 
     def requeue(self, job_id: str, *, count_attempt: bool) -> None:
         """running -> queued; a clean shutdown does not count as an attempt."""
@@ -202,11 +203,6 @@ class JobStore:
                 "WHERE id = ? AND status = 'queued'",
                 (time.time(), "cancelled before it started", job_id))
         return cur.rowcount == 1
-
-    def set_progress(self, job_id: str, progress: JobProgress) -> None:
-        with self._lock:
-            self._db.execute("UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'",
-                             (json.dumps(progress.as_dict()), job_id))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -237,6 +233,12 @@ class JobStore:
             per_lane[lane] = per_lane.get(lane, 0) + 1
             positions[job_id] = per_lane[lane]
         return [replace(_from_row(r), position=positions.get(r["id"])) for r in rows], int(total)
+
+    def waiting(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()
+        return int(count)
 
     def ids(self, status: JobStatus, lane: Lane | None = None) -> list[str]:
         """Ids with `status` (in one lane if given), oldest first."""
@@ -307,7 +309,6 @@ class _Running:
     # stage -> (time, done) when first seen: stages interleave (render and encode stream
     # frame by frame), so each keeps its own rate for the ETA.
     stages: dict[str, tuple[float, int]] = field(default_factory=dict)
-    written: float = 0.0
 
 
 class JobQueue:
@@ -443,6 +444,15 @@ class JobQueue:
         log.info("queued job %s (%s lane): %s", job.id, job.lane.value, summary)
         return self.get(job.id) or job
 
+    def check_room(self) -> None:
+        """Raise what `submit` would for a full or closing queue, before any upload is read."""
+        if self._closing:
+            raise ShuttingDownError("the server is shutting down; submit again after restart")
+        waiting = self.store.waiting()
+        if waiting >= self.settings.server.queue_limit:
+            raise QueueFullError(f"the queue is full ({waiting} jobs waiting); try again later",
+                                 retry_after=self.retry_after())
+
     def get(self, job_id: str) -> Job | None:
         job = self.store.get(job_id)
         if job is None or job.status is not JobStatus.RUNNING:
@@ -556,7 +566,7 @@ class JobQueue:
             if name not in engines:
                 engines[name] = self._engine_factory(name)
             result = generate(request, self.settings, engine=engines[name],
-                              progress=lambda event: self._on_progress(job.id, running, event),
+                              progress=lambda event: self._on_progress(running, event),
                               cancel=running.token)
             status = JobStatus.SUCCEEDED
         except CancelledError:
@@ -577,7 +587,8 @@ class JobQueue:
             error = f"internal error: {type(exc).__name__}: {exc}"
         self.store.finish(job.id, status, error=error,
                           output=str(result.output) if result else None,
-                          sidecar=result.metadata if result else None)
+                          sidecar=result.metadata if result else None,
+                          progress=running.progress)
         self._drop_uploads(job.id)
         elapsed = time.monotonic() - t0
         with self._lock:
@@ -586,7 +597,7 @@ class JobQueue:
         log.info("job %s: %s in %.2f s%s", job.id, status.value, elapsed,
                  f" ({error})" if error else "")
 
-    def _on_progress(self, job_id: str, running: _Running, event: Progress) -> None:
+    def _on_progress(self, running: _Running, event: Progress) -> None:
         now = time.monotonic()
         first_time, first_done = running.stages.setdefault(event.stage, (now, event.done))
         eta = None
@@ -594,14 +605,12 @@ class JobQueue:
             rate = (now - first_time) / (event.done - first_done)
             eta = round(rate * max(0, event.total - event.done), 1)
         progress = JobProgress(event.stage, event.done, event.total, event.fraction, eta)
+        # Live progress stays in memory (a restart starts the job over anyway); the database
+        # gets the last one when the job ends, so each job costs three synced commits.
         with self._changed:
             running.progress = progress
             self._version += 1
             self._changed.notify_all()
-        finished_stage = event.total is not None and event.done >= event.total
-        if now - running.written >= PROGRESS_WRITE_INTERVAL or finished_stage:
-            running.written = now
-            self.store.set_progress(job_id, progress)
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -162,16 +162,20 @@ async def create_job(request: Request) -> JobOut:
     Fields are those of `img2vid generate` (snake_case). Refused before queueing with the
     CLI's messages: 400 bad images, 413 too large, 422 invalid fields, 429 queue full.
     """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        fields, uploads = await _read_multipart(request)
-    elif content_type == "application/json":
-        fields, uploads = await _read_json(request)
-    else:
-        raise HTTPException(415, "send multipart/form-data (image files + fields) or "
-                                 "application/json (images as base64)")
+    queue = _queue(request)
     try:
-        job = await run_in_threadpool(intake.submit, _queue(request), fields, uploads)
+        # A full queue is refused before the upload is read (off the event loop: the check
+        # may wait for the database lock).
+        await run_in_threadpool(queue.check_room)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            fields, uploads = await _read_multipart(request)
+        elif content_type == "application/json":
+            fields, uploads = await _read_json(request)
+        else:
+            raise HTTPException(415, "send multipart/form-data (image files + fields) or "
+                                     "application/json (images as base64)")
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
