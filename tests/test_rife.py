@@ -182,6 +182,16 @@ def test_rife_beats_flow_on_ground_truth(rife_weights):
     assert np.mean(rife_scores) > 30
 
 
+def test_fp16_matches_fp32(rife_weights):
+    """The half-precision path (what CUDA runs) gives the same picture: warps sample with
+    float32 coordinates whatever the model's dtype."""
+    _, f0, truth, f2 = triplets()[0]
+    full = RifeInterpolator(rife_weights, device="cpu", half=False).prepare(f0, f2).render(0.5)
+    half = RifeInterpolator(rife_weights, device="cpu", half=True).prepare(f0, f2).render(0.5)
+    assert psnr(half, full) > 50
+    assert abs(psnr(half, truth) - psnr(full, truth)) < 0.05
+
+
 def test_rife_repeats_frames_at_a_scene_cut(rife_weights):
     a = cv2.resize(photo("chelsea"), (320, 240))
     b = cv2.resize(photo("rocket"), (320, 240))

@@ -64,6 +64,7 @@ class FlowInterpolator:
         self.cut_threshold = cut_threshold
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._grids: dict[tuple[int, int], np.ndarray] = {}
+        self._scratch: dict[str, np.ndarray] = {}
         self._last_grey: tuple[np.ndarray, np.ndarray] | None = None
 
     def grid(self, width: int, height: int) -> np.ndarray:
@@ -77,6 +78,14 @@ class FlowInterpolator:
                 self._grids.pop(next(iter(self._grids)))
         return self._grids[key]
 
+    def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A reusable float32 work buffer. Full-size maps are 16 MB at 1080p: allocating
+        them afresh for every frame costs more in page faults than filling them."""
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._scratch[name] = np.empty(shape, dtype=np.float32)
+        return buffer
+
     def working_size(self, width: int, height: int) -> tuple[int, int]:
         scale = min(1.0, self.max_side / max(width, height))
         return max(16, round(width * scale)), max(16, round(height * scale))
@@ -88,6 +97,8 @@ class FlowInterpolator:
             if grey.shape[::-1] == size:
                 return grey
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        while grey.shape[1] >= 2 * size[0] and grey.shape[0] >= 2 * size[1]:
+            grey = cv2.pyrDown(grey)  # halving first: INTER_AREA is slow at large factors
         if grey.shape[::-1] != size:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         self._last_grey = (frame, grey)
@@ -148,14 +159,20 @@ def _fill(flow: np.ndarray, known: np.ndarray, sigma: float = 4.0) -> np.ndarray
     push-pull hole filling over an image pyramid for holes too wide for that.
     """
     k = known[..., None]
-    # (flow x known, known) in one array: every blur and pyramid step is one pass.
+    # (flow x known, known) in one array, so each blur and pyramid step is one pass; the
+    # filling is smooth, so it runs at half size (a quarter of the work).
     packed = np.concatenate([flow * k, k], axis=2)
+    height, width = known.shape
+    half = cv2.resize(packed, ((width + 1) // 2, (height + 1) // 2),
+                      interpolation=cv2.INTER_AREA)
+    sigma /= 2
     size = 2 * round(2.5 * sigma) + 1
-    blurred = cv2.GaussianBlur(packed, (size, size), sigma)
+    blurred = cv2.GaussianBlur(half, (size, size), sigma)
     weight = blurred[..., 2:]
     near = blurred[..., :2] / np.maximum(weight, 1e-6)
     reach = np.minimum(weight * 200.0, 1.0)
-    filled = near * reach + _push_pull(packed) * (1.0 - reach)
+    filled = near * reach + _push_pull(half) * (1.0 - reach)
+    filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
     return flow * k + filled * (1.0 - k)
 
 
@@ -189,6 +206,7 @@ class FlowPair:
 
     def __init__(self, owner: FlowInterpolator, a: np.ndarray, b: np.ndarray,
                  g0: np.ndarray, g1: np.ndarray, f01: np.ndarray, f10: np.ndarray) -> None:
+        self.owner = owner
         self.a, self.b = a, b
         self.height, self.width = a.shape[:2]
         self.lh, self.lw = f01.shape[:2]
@@ -229,23 +247,27 @@ class FlowPair:
             ft1 = -(1.0 - t) * _sample(self.f10, grid + ft1)
         return ft0, ft1
 
-    def _full_coords(self, flow: np.ndarray) -> np.ndarray:
-        """Full-resolution sampling coordinates from a working-size flow."""
+    def _full_coords(self, flow: np.ndarray, name: str) -> np.ndarray:
+        """Full-resolution sampling coordinates from a working-size flow (in the owner's
+        scratch buffer `name`: valid until the next call with that name)."""
+        coords = self.owner.scratch(name, (self.height, self.width, 2))
         if (self.lw, self.lh) == (self.width, self.height):
-            return self.full_grid + flow
+            return cv2.add(self.full_grid, flow, dst=coords)
         flow = flow * np.array(self.scale, dtype=np.float32)
-        big = cv2.resize(flow, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        return cv2.add(big, self.full_grid)
+        cv2.resize(flow, (self.width, self.height), dst=coords, interpolation=cv2.INTER_LINEAR)
+        return cv2.add(coords, self.full_grid, dst=coords)
 
-    def _full(self, field: np.ndarray) -> np.ndarray:
+    def _full(self, field: np.ndarray, name: str) -> np.ndarray:
         if (self.lw, self.lh) == (self.width, self.height):
             return field
-        return cv2.resize(field, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        out = self.owner.scratch(name, (self.height, self.width))
+        return cv2.resize(field, (self.width, self.height), dst=out,
+                          interpolation=cv2.INTER_LINEAR)
 
     def _warp(self, ft0: np.ndarray, ft1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        warped0 = cv2.remap(self.a, self._full_coords(ft0), None, cv2.INTER_LINEAR,
+        warped0 = cv2.remap(self.a, self._full_coords(ft0, "coords0"), None, cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-        warped1 = cv2.remap(self.b, self._full_coords(ft1), None, cv2.INTER_LINEAR,
+        warped1 = cv2.remap(self.b, self._full_coords(ft1, "coords1"), None, cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
         return warped0, warped1
 
@@ -268,7 +290,7 @@ class FlowPair:
         w1 = t * (vis1 + 1e-3)
         warped0, warped1 = self._warp(ft0, ft1)
         # blendLinear normalises: (w0 * warped0 + w1 * warped1) / (w0 + w1).
-        return cv2.blendLinear(warped0, warped1, self._full(w0), self._full(w1))
+        return cv2.blendLinear(warped0, warped1, self._full(w0, "w0"), self._full(w1, "w1"))
 
     def morph(self, t: float) -> np.ndarray:
         """A transition frame: flow-warped where the photos correspond, a crossfade elsewhere.
@@ -279,11 +301,12 @@ class FlowPair:
         # How far both samples are real matches; where they are not, crossfade.
         trust = np.minimum(_sample(self.match0, self.low_grid + ft0),
                            _sample(self.match1, self.low_grid + ft1))
-        trust = self._full(cv2.GaussianBlur(trust, (0, 0), 2.0))
+        trust = self._full(cv2.GaussianBlur(trust, (0, 0), 2.0), "w0")
         warped0, warped1 = self._warp(ft0, ft1)
         moved = cv2.addWeighted(warped0, 1.0 - t, warped1, t, 0.0)
         faded = cv2.addWeighted(self.a, 1.0 - t, self.b, t, 0.0)
-        return cv2.blendLinear(moved, faded, trust + 1e-4, (1.0 - trust) + 1e-4)
+        return cv2.blendLinear(moved, faded, cv2.add(trust, 1e-4),
+                               cv2.subtract(1.0 + 1e-4, trust))
 
 
 def morph_pair(a: np.ndarray, b: np.ndarray, interpolator: FlowInterpolator | None = None,

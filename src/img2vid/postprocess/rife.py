@@ -209,7 +209,8 @@ def load_ifnet(path: str | Path, device: str = "cpu",
 
 
 class RifeInterpolator:
-    """RIFE 4.25/4.26 on CUDA in fp16 when available, else on CPU in fp32.
+    """RIFE 4.25/4.26 on CUDA in fp16 when available, else on CPU in fp32 (`half` forces
+    either precision).
 
     `scale` is Practical-RIFE's setting: 1.0 for footage up to about 2K, 0.5 for 4K (flow
     estimated at half size, faster and better for large motion). Each in-between time is
@@ -219,7 +220,7 @@ class RifeInterpolator:
     name = "rife"
 
     def __init__(self, weights: str | Path, device: str | None = None,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, half: bool | None = None) -> None:
         import torch
 
         if scale not in (0.25, 0.5, 1.0, 2.0):
@@ -227,7 +228,9 @@ class RifeInterpolator:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        if half is None:  # fp16 where it is fast; CPUs run fp16 convolutions slowly
+            half = self.device.type == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
         self.scale = scale
         self.model = load_ifnet(weights, str(self.device), self.dtype)
         self.weights = Path(weights)
