@@ -26,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from tests.triplets import SPEEDS, Motion, photo, psnr, render_frames, triplets  # noqa: E402
+
 from img2vid.postprocess.interpolate import FlowInterpolator  # noqa: E402
-from tests.triplets import SPEEDS, Motion, blend, photo, psnr, render_frames, triplets  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = {"512x512": (512, 512), "1920x1080": (1920, 1080)}

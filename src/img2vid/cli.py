@@ -17,6 +17,7 @@ from img2vid import __version__
 from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.interpolate_cmd import add_interpolate_parser
+from img2vid.models_cmd import add_models_command
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 
 log = logging.getLogger("img2vid")
@@ -250,11 +251,58 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
+# --- serve ----------------------------------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="WebUI and REST API on one port, with a persistent job "
+                       "queue", description="Serve the WebUI at /, the REST API at /api/v1 and "
+                       "its docs at /docs. Jobs wait in a queue stored beside the outputs and "
+                       "survive restarts. Options override the config's server section.")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
+                   "only; 0.0.0.0 for the network, with --token)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--token", help="bearer token every API call and the UI login must give "
+                   "(or set server.token / IMG2VID_SERVER__TOKEN)")
+    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
+                   "(diffusion jobs always run one at a time per GPU)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from img2vid.config import ServerSettings
+    from img2vid.server.run import is_loopback, prepare
+
+    overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
+                 if getattr(args, k) is not None}
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"--{err['loc'][0]}: {err['msg'].lower()}") from None
+    settings = settings.model_copy(update={"server": server})
+    service = prepare(settings)
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                     if isinstance(h, logging.FileHandler)), None)
+    print(f"img2vid {__version__} is serving:")
+    for name, url in service.urls().items():
+        print(f"  {name + ':':<10} {url}")
+    print(f"  outputs:   {settings.output.directory.resolve()}")
+    if log_file:
+        print(f"  log:       {log_file}")
+    print("Press Ctrl-C to stop.", flush=True)
+    if not is_loopback(server.host) and not server.token:
+        print(f"img2vid: warning: listening on {server.host} without a token: anyone who can "
+              "reach this machine can use the server; set --token", file=sys.stderr, flush=True)
+    return service.run()
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_doctor, add_interpolate_parser, _add_batch]
+    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:
