@@ -78,7 +78,9 @@ def main() -> None:
     request = build_request(images=("x.png",), **options)
     job = (f"{args.photos} clips, 720p, {request.fps} fps, {request.duration:g} s "
            f"({request.num_frames} frames), x264 crf {request.crf} {request.encode_speed}")
-    print(f"{job}; {cpus} CPUs ({platform.processor() or platform.machine()})")
+    load_before = os.getloadavg()[0]
+    print(f"{job}; {cpus} CPUs ({platform.processor() or platform.machine()}), "
+          f"load average {load_before:.1f}")
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="img2vid-batch-bench-") as tmp:
@@ -136,14 +138,19 @@ def main() -> None:
     if ray_rows:
         first = ray_rows[0]
         print(f"\nRay overhead vs local ({peer['variant']}): {first['time_vs_local']:.2f}x the "
-              f"time, +{first['overhead_s_per_batch']:.1f} s for the batch "
-              f"(+{first['overhead_s_per_batch'] / first['clips']:.2f} s per clip); "
+              f"time, +{first['overhead_s_per_batch']:.1f} s for this batch of "
+              f"{first['clips']} clips (actor start-up, scheduling, result transfer); "
               f"starting the cluster took {first['cluster_start_s']:.1f} s more")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # Other processes' load skews every variant: it is recorded so results can be judged.
+    load = {"before": load_before, "after": os.getloadavg()[0]}
+    print(f"load average (1 min) before {load['before']:.1f}, after {load['after']:.1f} "
+          f"on {cpus} CPUs")
     (RESULTS / "batch_bench.json").write_text(json.dumps(
-        {"job": job, "cpus": cpus, "machine": platform.platform(), "rows": rows}, indent=2))
-    plot(rows, job, RESULTS / "batch_bench.png")
+        {"job": job, "cpus": cpus, "machine": platform.platform(), "load_average": load,
+         "rows": rows}, indent=2))
+    plot(rows, f"{job}; {cpus} CPUs, load {load['before']:.1f}", RESULTS / "batch_bench.png")
     print(f"\nwrote {RESULTS / 'batch_bench.json'} and {RESULTS / 'batch_bench.png'}")
 
 

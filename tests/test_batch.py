@@ -23,7 +23,6 @@ from img2vid.batch import (
     run_batch,
 )
 from img2vid.config import Settings
-from img2vid.engines import base
 from img2vid.errors import ModelNotAvailableError
 from img2vid.outputs import STAGING_PREFIX
 from img2vid.progress import CancelToken
@@ -47,13 +46,6 @@ def workdir(tmp_path, monkeypatch):
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
-
-
-@pytest.fixture
-def fake_camera(monkeypatch):
-    """The CLI's engines resolve to FakeEngine (the registry is how engines are found)."""
-    monkeypatch.setitem(base._REGISTRY, "camera", "tests.fakes:FakeEngine")
-    monkeypatch.setitem(base._REGISTRY, "diffusion", "tests.fakes:FakeEngine")
 
 
 def batch_main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -112,7 +104,7 @@ class CountingFactory:
 
 # --- folders with good and bad files -----------------------------------------------------------
 
-def test_folder_with_bad_files_reports_them_and_makes_the_rest(workdir, fake_camera, capsys):
+def test_folder_with_bad_files_reports_them_and_makes_the_rest(workdir, capsys):
     photos = workdir / "shoot"
     good = [make_photo(photos / "alps.jpg", 1), make_photo(photos / "beach.png", 2, (120, 160)),
             make_photo(photos / "city.webp", 3)]
@@ -174,7 +166,7 @@ def _size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def test_glob_input_takes_matching_files(workdir, fake_camera, capsys):
+def test_glob_input_takes_matching_files(workdir, capsys):
     for i, name in enumerate(["a.png", "b.png", "c.jpg", "sub/d.png"]):
         make_photo(workdir / "in" / name, i)
     (workdir / "in" / "p.json").write_text("{}")
@@ -188,7 +180,7 @@ def test_glob_input_takes_matching_files(workdir, fake_camera, capsys):
 
 # --- manifests ----------------------------------------------------------------------------------
 
-def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, capsys):
+def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, capsys):
     for i, name in enumerate(["sea.png", "hill.png", "road.png"]):
         make_photo(workdir / "jobs" / "photos" / name, i)
     manifest = workdir / "jobs" / "rows.csv"
@@ -230,7 +222,7 @@ def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, fake_camera, c
     assert not (out / "road.mp4").exists() and not (out / "missing.mp4").exists()
 
 
-def test_jsonl_manifest_rows(workdir, fake_camera, capsys):
+def test_jsonl_manifest_rows(workdir, capsys):
     for i, name in enumerate(["a.png", "b.png"]):
         make_photo(workdir / name, i)
     manifest = workdir / "rows.jsonl"
@@ -262,7 +254,7 @@ def test_jsonl_manifest_rows(workdir, fake_camera, capsys):
 @pytest.mark.parametrize("case", ["missing", "empty-folder", "no-match", "unknown-column",
                                   "no-image-column", "not-utf8", "bad-option", "not-manifest",
                                   "no-input"])
-def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
+def test_bad_usage_is_one_line_and_exit_2(workdir, capsys, case):
     (workdir / "empty").mkdir()
     (workdir / "cols.csv").write_text("image,colour\na.png,blue\n")
     (workdir / "noimg.csv").write_text("prompt\nhello\n")
@@ -301,7 +293,7 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, fake_camera, capsys, case):
     assert not (workdir / "out").exists()
 
 
-def test_ray_without_ray_installed_says_how_to_install(workdir, fake_camera, capsys,
+def test_ray_without_ray_installed_says_how_to_install(workdir, capsys,
                                                        monkeypatch):
     make_photo(workdir / "in" / "a.png", 0)
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra

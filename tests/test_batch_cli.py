@@ -15,7 +15,7 @@ from tests.batchkit import decode, make_photo
 from tests.conftest import ROOT, run_cli
 
 # About a second per video on two cores, so a run can be stopped half way.
-SLOW = ["--resolution", "720", "--fps", "30", "--duration", "2", "--encode-speed", "medium",
+SLOW = ["--resolution", "360", "--fps", "24", "--duration", "2", "--encode-speed", "fast",
         "--workers", "1", "--quiet"]
 COUNT = 6
 
@@ -60,7 +60,7 @@ def _rerun_and_check(tmp_path: Path, before: dict[str, tuple[int, int]]) -> None
     assert {name: value for name, value in _finished(out).items() if name in before} == before
     for i in range(COUNT):
         frames, width, height, _ = decode(out / f"p{i}.mp4")
-        assert (frames, width, height) == (60, 960, 720)
+        assert (frames, width, height) == (48, 480, 360)
 
 
 def test_ctrl_c_keeps_finished_videos_and_the_rerun_does_the_rest(tmp_path):
@@ -72,8 +72,9 @@ def test_ctrl_c_keeps_finished_videos_and_the_rerun_does_the_rest(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
 
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert stderr.count("\n") == 1
+    assert stdout == ""
+    assert stderr == ("img2vid: interrupted; finished videos are kept (report: "
+                      "out/batch_report.csv), run the same command again to make the rest\n")
     assert not list(out.glob(f"{STAGING_PREFIX}*"))  # the video in flight left nothing
     data = json.loads((out / "batch_report.json").read_text())
     assert data["counts"]["done"] >= 2 and data["counts"]["pending"] >= 1

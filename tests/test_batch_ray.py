@@ -60,10 +60,10 @@ def photos(tmp_path_factory):
 
 
 def test_ray_batch_matches_the_local_batch_and_resumes(cluster, photos, tmp_path):
-    local = run_batch(str(photos), FAST, Settings(), output_dir=tmp_path / "local",
-                      factory=fake_factory)
+    # The real camera engine, as `img2vid batch` and `img2vid batch --ray` run it.
+    local = run_batch(str(photos), FAST, Settings(), output_dir=tmp_path / "local")
     on_ray = run_batch(str(photos), FAST, Settings(), output_dir=tmp_path / "ray",
-                       ray_address="", factory=fake_factory)
+                       ray_address="")
 
     assert on_ray.counts == local.counts == {DONE: 8, SKIPPED: 0, FAILED: 2, PENDING: 0}
     assert json.loads((tmp_path / "ray" / "batch_report.json").read_text())["runner"] == "ray"
@@ -88,8 +88,7 @@ def test_ray_batch_matches_the_local_batch_and_resumes(cluster, photos, tmp_path
     (out / "img03.mp4").unlink()
     (out / "img05.json").unlink()
     kept = (out / "img00.mp4").stat().st_mtime_ns
-    again = run_batch(str(photos), FAST, Settings(), output_dir=out, ray_address="",
-                      factory=fake_factory)
+    again = run_batch(str(photos), FAST, Settings(), output_dir=out, ray_address="")
     assert again.counts == {DONE: 2, SKIPPED: 6, FAILED: 2, PENDING: 0}
     assert {Path(r["item"]).name for r in again.rows if r["status"] == DONE} == {
         "img03.png", "img05.png"}

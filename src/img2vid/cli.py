@@ -174,7 +174,7 @@ def _positive_int(text: str) -> int:
 
 
 def _batch(args: argparse.Namespace, settings: Settings) -> int:
-    from img2vid.batch import FAILED, PENDING, run_batch
+    from img2vid.batch import FAILED, PENDING, REPORT_STEM, run_batch
 
     source, ray_address = args.input, args.ray
     if source is None and ray_address and Path(ray_address).exists():
@@ -191,8 +191,9 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
                            workers=args.workers, ray_address=ray_address, progress=bar)
     except KeyboardInterrupt:
         bar.close()
-        print("img2vid: interrupted; finished videos are kept, run the same command again "
-              "to make the rest", file=sys.stderr)
+        report = (args.output_dir or settings.output.directory) / f"{REPORT_STEM}.csv"
+        print(f"img2vid: interrupted; finished videos are kept (report: {report}), run the "
+              "same command again to make the rest", file=sys.stderr)
         return 130
     finally:
         bar.close()
