@@ -10,12 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from img2vid import __version__, outputs
+from img2vid import __version__
 from img2vid.config import Settings
-from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
-from img2vid.engines.base import Clip
 from img2vid.errors import InputError
-from img2vid.progress import CancelToken, Progress, ProgressCallback
+from img2vid.progress import CancelToken, ProgressCallback
 from img2vid.request import ENCODE_SPEEDS, Interpolator, OutputFormat
 
 log = logging.getLogger(__name__)
@@ -98,7 +96,8 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
 
     Returns the sidecar's content. Bad input raises InputError before anything is written.
     """
-    from img2vid.pipeline import library_versions
+    from img2vid.encode import EncodeOptions
+    from img2vid.pipeline import library_versions, save_clip, write_sidecar
     from img2vid.postprocess import make_interpolator
     from img2vid.postprocess.interpolate import interpolate_clip
     from img2vid.video_input import open_clip
@@ -134,21 +133,11 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
     result = interpolate_clip(clip, engine, factor=factor, target_fps=target_fps,
                               progress=progress, cancel=cancel)
 
-    directory = output.parent
     options = EncodeOptions(format=fmt_, crf=crf, speed=speed,
                             comment=json.dumps({"img2vid": __version__,
                                                 "interpolated_from": source.name}))
-    staged = outputs.staging_path(directory, fmt_.extension)
-    try:
-        encoded = _encode(result, staged, options, progress, cancel)
-        final = outputs.commit_to(staged, output)
-    except OSError as exc:
-        outputs.discard(staged)
-        outputs.raise_if_disk_full(exc, directory)
-        raise
-    except BaseException:
-        outputs.discard(staged)
-        raise
+    final, encoded = save_clip(result, options, output=output, directory=output.parent,
+                               prefix="", started=started, progress=progress, cancel=cancel)
     metadata = {
         "img2vid": __version__,
         "created": started.isoformat(timespec="seconds"),
@@ -161,21 +150,7 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
         "versions": library_versions(),
         "timings": {"total_s": round(time.perf_counter() - t0, 3)},
     }
-    try:
-        outputs.write_json_atomic(outputs.sidecar_path(final), metadata)
-    except OSError as exc:
-        outputs.raise_if_disk_full(exc, directory)
-        raise
+    write_sidecar(final, metadata)
     log.info("interpolated %s -> %s (%d frames at %g fps)", source, final, encoded.frames,
              encoded.fps)
     return metadata
-
-
-def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCallback,
-            cancel: CancelToken) -> EncodedInfo:
-    with open_writer(path, clip.width, clip.height, clip.fps, options) as writer:
-        for index, frame in enumerate(clip.frames, start=1):
-            cancel.raise_if_cancelled()
-            writer.write(frame)
-            progress(Progress("encode", index, clip.num_frames))
-        return writer.close()
