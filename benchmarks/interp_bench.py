@@ -130,6 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--rife-weights", help="flownet.pkl (default: the model cache)")
+    parser.add_argument("--no-rife", action="store_true", help="time and score flow only")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch CPU threads (default: all cores)")
     args = parser.parse_args()
@@ -140,12 +141,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     engines: dict[str, object] = {"blend (peer)": BlendPeer(), "flow": FlowInterpolator()}
     notes = []
-    rife_cpu, why = load_rife(args.rife_weights, "cpu")
+    rife_cpu, why = (None, "--no-rife") if args.no_rife else load_rife(args.rife_weights, "cpu")
     if rife_cpu is not None:
         engines["rife cpu fp32"] = rife_cpu
     else:
         notes.append(f"RIFE skipped: {why}")
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.no_rife:
         rife_gpu, why = load_rife(args.rife_weights, "cuda")
         if rife_gpu is not None:
             engines["rife cuda fp16"] = rife_gpu
