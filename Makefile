@@ -38,6 +38,7 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/camera_bench.py
+	$(BIN)/python benchmarks/interp_bench.py
 
 clean:
 	rm -rf $(VENV) outputs logs benchmarks/results .pytest_cache

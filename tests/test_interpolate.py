@@ -209,3 +209,31 @@ def test_morph_between_unrelated_photos_is_a_clean_crossfade():
         assert psnr(pair.morph(t), fade) > 30  # no correspondence: no smeared warping
     early, late = pair.morph(0.1), pair.morph(0.9)
     assert psnr(early, a) > psnr(early, b) and psnr(late, b) > psnr(late, a)
+
+
+def test_morph_transition_in_the_camera_slideshow():
+    """Two overlapping views of one photo, 16 px apart: mid-transition, morph shows one
+    picture in between where the crossfade shows two ghosts."""
+    from img2vid.config import Settings
+    from img2vid.engines.camera import CameraEngine
+    from img2vid.images import LoadedImage
+    from img2vid.request import build_request
+    from tests.conftest import EXAMPLES
+
+    base = cv2.cvtColor(cv2.imread(str(EXAMPLES / "coffee.png")), cv2.COLOR_BGR2RGB)
+    views = [LoadedImage(pixels=np.ascontiguousarray(base[40:280, x:x + 320]), path=name,
+                         sha256="", source_format="test") for x, name in ((0, "a"), (16, "b"))]
+    engine = CameraEngine(Settings())
+
+    def middle(style: str) -> list[np.ndarray]:
+        request = build_request(images=("a", "b"), width=320, height=240, num_frames=30, fps=10,
+                                transition=1.0, motion="static", transition_style=style)
+        frames = list(engine.generate(request, views, lambda _: None, CancelToken()).frames)
+        return frames[14:16]  # the transition spans frames 12..17
+
+    def best_shift(frame: np.ndarray) -> float:
+        return max(psnr(frame, base[40:280, x:x + 320]) for x in range(17))
+
+    for faded, morphed in zip(middle("crossfade"), middle("morph")):
+        assert best_shift(morphed) > 28
+        assert best_shift(morphed) > best_shift(faded) + 5
