@@ -237,3 +237,26 @@ def test_morph_transition_in_the_camera_slideshow():
     for faded, morphed in zip(middle("crossfade"), middle("morph")):
         assert best_shift(morphed) > 28
         assert best_shift(morphed) > best_shift(faded) + 5
+
+
+def test_memory_does_not_grow_with_the_clip():
+    import tracemalloc
+
+    base = render_frames(photo("coffee"), None, [0, 1, 2, 3], size=(256, 192))
+
+    def peak(n: int) -> int:
+        def gen() -> Iterator[np.ndarray]:
+            for i in range(n):
+                yield base[i % 4].copy()
+
+        tracemalloc.start()
+        try:
+            clip = interpolate_clip(Clip(gen(), 10.0, 256, 192, n), FlowInterpolator(), factor=3)
+            assert sum(1 for _ in clip.frames) == 3 * n
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak(20), peak(160)
+    assert long < short * 1.1  # 8x the frames, the same peak
+    assert long < 60 * base[0].nbytes  # a few frames plus the flow fields

@@ -177,3 +177,19 @@ def test_pipeline_runs_the_stages_and_records_them(tmp_path, settings, photo):
     assert rate == 16 and len(frames) == 2 * 10 - 2
     info = result.metadata["engine_info"]
     assert info["interpolation"]["output_frames"] == 10 and info["loop"] == "pingpong"
+
+
+def test_missing_rife_weights_fail_before_the_engine_runs(tmp_path, photo):
+    from img2vid.config import ModelSettings, Settings
+    from img2vid.errors import ModelNotAvailableError
+    from img2vid.pipeline import generate
+    from img2vid.request import build_request
+    from tests.fakes import FakeEngine
+
+    settings = Settings(models=ModelSettings(cache_dir=tmp_path / "empty-cache"))
+    request = build_request(images=(str(photo),), num_frames=4, fps=8, width=96, height=64,
+                            interpolate=2, interpolator="rife")
+    engine = FakeEngine()
+    with pytest.raises(ModelNotAvailableError, match="img2vid models download rife"):
+        generate(request, settings, output=tmp_path / "o.mp4", engine=engine)
+    assert engine.calls == [] and not (tmp_path / "o.mp4").exists()

@@ -46,6 +46,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     started = datetime.now()
     t0 = time.perf_counter()
 
+    postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
     images = [load_image(path, settings.images) for path in request.images]
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()

@@ -40,6 +40,26 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
     return clip
 
 
+def preflight(request: GenerationRequest, settings: Settings | None = None) -> None:
+    """Raise now, before an engine runs, what apply() would raise later: RIFE asked for
+    without its weights or without torch."""
+    if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
+        from img2vid.models_cache import cache_dir, find_rife_weights
+
+        find_rife_weights(request.rife_weights, cache_dir(settings))
+        _require_torch()
+
+
+def _require_torch() -> None:
+    from img2vid.errors import ModelNotAvailableError
+
+    try:
+        import torch  # noqa: F401  (only to report a missing install clearly)
+    except ImportError:
+        raise ModelNotAvailableError("--interpolator rife needs PyTorch: install "
+                                     "img2vid[diffusion] or use --interpolator flow") from None
+
+
 def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
                       settings: Settings | None = None) -> FrameInterpolator:
     """The frame interpolator for a request: flow (weightless) or RIFE (weights from
@@ -48,15 +68,10 @@ def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
         from img2vid.postprocess.interpolate import FlowInterpolator
 
         return FlowInterpolator()
-    from img2vid.errors import ModelNotAvailableError
     from img2vid.models_cache import cache_dir, find_rife_weights
 
     weights = find_rife_weights(rife_weights, cache_dir(settings))
-    try:
-        import torch  # noqa: F401  (only to report a missing install clearly)
-    except ImportError:
-        raise ModelNotAvailableError("--interpolator rife needs PyTorch: install "
-                                     "img2vid[diffusion] or use --interpolator flow") from None
+    _require_torch()
     from img2vid.postprocess.rife import RifeInterpolator
 
     return RifeInterpolator(weights)
