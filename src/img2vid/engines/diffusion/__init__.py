@@ -198,21 +198,20 @@ class DiffusionEngine:
                     attempt["result"] = type(exc).__name__
                     raise
                 attempt["result"] = "out of memory"
-                # an OOM can leave tensors referenced from the traceback: drop them and the
-                # pipeline (its offload mode changes) before trying lighter settings
-                del exc
-                self.release()
-                lower = step_down(plan, work, figures) if len(attempts) == 1 else None
-                if lower is None:
-                    raise OutOfMemoryError(
-                        f"{resolved.spec.name} ran out of memory on {device} at memory level "
-                        f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
-                        f"{oom_advice(plan)}") from None
-                runtime.check_plan(request, lower, device)
-                log.warning("out of memory at memory level %s; retrying at %s", plan.level,
-                            lower.level)
-                plan = lower
-                job = replace(job, decode_chunk=plan.decode_chunk)
+            # Outside the except block the traceback, and the tensors its frames hold, are
+            # gone: drop the pipeline too (the lighter level offloads differently) and retry.
+            self.release()
+            lower = step_down(plan, work, figures) if len(attempts) == 1 else None
+            if lower is None:
+                raise OutOfMemoryError(
+                    f"{resolved.spec.name} ran out of memory on {device} at memory level "
+                    f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{oom_advice(plan)}")
+            runtime.check_plan(request, lower, device)
+            log.warning("out of memory at memory level %s; retrying at %s", plan.level,
+                        lower.level)
+            plan = lower
+            job = replace(job, decode_chunk=plan.decode_chunk)
 
     def _run(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
              job: DiffusionJob, plan: MemoryPlan, device: str, dtype: Any, seed: int,

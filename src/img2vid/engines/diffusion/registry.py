@@ -47,7 +47,9 @@ class ModelSpec:
     side_multiple: int
     default_frames: int
     guidance_scale: float
-    download_gb: float  # approximate, the files `img2vid models download` fetches
+    # approximate size of the files `img2vid models download` fetches; the UNet models' match
+    # their parameter counts in fp16 (I2VGen-XL 2.49 B, SVD-XT 2.26 B), the others are estimates
+    download_gb: float
     description: str
     fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
     variant: str | None = None
@@ -64,12 +66,12 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec(
         name="i2vgen-xl", hub_id="ali-vilab/i2vgen-xl", pipeline_class="I2VGenXLPipeline",
         family="i2vgen", frames=FrameRule(minimum=2), side_multiple=8, default_frames=16,
-        guidance_scale=9.0, download_gb=5.4, variant="fp16",
+        guidance_scale=9.0, download_gb=5.0, variant="fp16",
         description="I2VGen-XL (Alibaba): prompt + negative prompt, 16 frames"),
     ModelSpec(
         name="svd-xt", hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
         pipeline_class="StableVideoDiffusionPipeline", family="svd", frames=FrameRule(minimum=2),
-        side_multiple=8, default_frames=25, guidance_scale=3.0, download_gb=4.2,
+        side_multiple=8, default_frames=25, guidance_scale=3.0, download_gb=4.5,
         variant="fp16", uses_prompt=False,
         description="Stable Video Diffusion XT: no prompt; motion_bucket_id, noise_aug_strength"),
     ModelSpec(
