@@ -243,7 +243,7 @@ class WebUI:
         folder = self.settings.output.directory
         sidecars = sorted((p for p in folder.glob("*.json")
                            if not p.name.startswith(STAGING_PREFIX)),
-                          key=lambda p: p.stat().st_mtime, reverse=True)
+                          key=_mtime, reverse=True)
         items, paths = [], []
         for path in sidecars:
             if len(items) >= HISTORY_SIZE:
@@ -296,6 +296,13 @@ class WebUI:
                 self._thumbs.clear()
             self._thumbs[key] = _first_frame(output)
         return self._thumbs[key]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed since the listing; it is skipped when read
+        return 0.0
 
 
 def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
