@@ -15,10 +15,14 @@ from img2vid.errors import InputError
 # The registry is imported inside the handlers: building the CLI parser (and `--help`) stays
 # free of numpy/PIL/huggingface_hub imports.
 
-# Downloads that are not diffusers pipelines, by name -> function(settings) -> folder.
-# INTERP: the interpolation engine (branch `interp`) registers "rife" here, e.g.
-#   EXTRA_DOWNLOADS["rife"] = lambda settings: download_rife(settings.models.cache_dir)
-EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {}
+def _download_rife(settings: Settings) -> Path:
+    from img2vid.models_cache import cache_dir, download_rife
+
+    return download_rife(cache_dir(settings))
+
+
+# Downloads that are not diffusers pipelines, by name -> function(settings) -> path.
+EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {"rife": _download_rife}
 
 
 def add_models_command(sub: argparse._SubParsersAction) -> None:

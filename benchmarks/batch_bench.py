@@ -1,0 +1,178 @@
+"""Batch throughput of the camera engine at 720p: local runs vs Ray Data on the same photos.
+
+    python benchmarks/batch_bench.py [--photos 12] [--preset preview] [--skip-ray]
+
+The job: N photos (scikit-image's public-domain photos, cycled and mirrored so every file is
+different), one 720p clip each through `img2vid.batch.run_batch` with the camera engine,
+into a fresh folder per variant (nothing skipped):
+
+- local, 1 worker: one clip at a time (each clip still renders and encodes on several threads);
+- local, N workers: the default, `--workers` = the CPU count;
+- ray: the same batch on a local Ray cluster with as many CPUs (`--ray`), one CPU actor per
+  CPU. Ray's time counts from the batch call to the last report row, so it includes starting
+  the actors and importing img2vid in them; starting the cluster itself is shown apart.
+
+Prints a table with clips per minute and the ratios to the local default run (the named peer),
+writes benchmarks/results/batch_bench.json and batch_bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from img2vid.batch import DONE, run_batch
+from img2vid.config import Settings
+from img2vid.request import build_request
+
+RESULTS = ROOT / "benchmarks" / "results"
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
+          "hubble_deep_field", "retina")
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    from skimage import data
+
+    paths = []
+    for i in range(count):
+        pixels = getattr(data, PHOTOS[i % len(PHOTOS)])()
+        if (i // len(PHOTOS)) % 2:
+            pixels = pixels[:, ::-1]
+        path = folder / f"photo{i:03d}.png"
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+        paths.append(path)
+    return paths
+
+
+def timed_batch(source: Path, options: dict, out: Path, **kwargs) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    result = run_batch(str(source), options, Settings(), output_dir=out, **kwargs)
+    seconds = time.perf_counter() - t0
+    if result.counts[DONE] != result.ran or result.counts["skipped"]:
+        raise SystemExit(f"batch did not make every clip: {result.counts}")
+    return seconds, result.counts[DONE]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=12)
+    parser.add_argument("--preset", default="preview", help="preview: 720p 24 fps 4 s veryfast; "
+                        "standard: 30 fps 5 s medium (both at --resolution 720)")
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+
+    cpus = os.cpu_count() or 1
+    options = {"resolution": 720, "preset": args.preset}
+    request = build_request(images=("x.png",), **options)
+    job = (f"{args.photos} clips, 720p, {request.fps} fps, {request.duration:g} s "
+           f"({request.num_frames} frames), x264 crf {request.crf} {request.encode_speed}")
+    load_before = os.getloadavg()[0]
+    print(f"{job}; {cpus} CPUs ({platform.processor() or platform.machine()}), "
+          f"load average {load_before:.1f}")
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="img2vid-batch-bench-") as tmp:
+        tmp_path = Path(tmp)
+        source = tmp_path / "photos"
+        source.mkdir()
+        make_photos(source, args.photos)
+
+        # Warm-up (imports, first-use caches) so no variant pays for them.
+        warm = tmp_path / "warm"
+        warm.mkdir()
+        make_photos(warm, 1)
+        timed_batch(warm, options, tmp_path / "warm-out", workers=1)
+
+        for workers in sorted({1, cpus}):
+            seconds, clips = timed_batch(source, options, tmp_path / f"local{workers}",
+                                         workers=workers)
+            rows.append({"variant": f"local, {workers} worker{'s' if workers > 1 else ''}",
+                         "runner": "local", "workers": workers, "seconds": seconds,
+                         "clips": clips})
+
+        if not args.skip_ray:
+            import ray
+
+            t0 = time.perf_counter()
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "src")}})
+            startup = time.perf_counter() - t0
+            try:
+                seconds, clips = timed_batch(source, options, tmp_path / "ray",
+                                             ray_address="", workers=cpus)
+                rows.append({"variant": f"ray, {cpus} CPU actors", "runner": "ray",
+                             "workers": cpus, "seconds": seconds, "clips": clips,
+                             "cluster_start_s": startup})
+                # Second run on warm workers: Ray Data starts new actors per dataset, so
+                # this shows how much of the overhead is per batch rather than per clip.
+                seconds, clips = timed_batch(source, options, tmp_path / "ray2",
+                                             ray_address="", workers=cpus)
+                rows.append({"variant": "ray, again (cluster warm)", "runner": "ray",
+                             "workers": cpus, "seconds": seconds, "clips": clips})
+            finally:
+                ray.shutdown()
+
+    peer = next(r for r in rows if r["runner"] == "local" and r["workers"] == cpus)
+    for row in rows:
+        row["clips_per_min"] = row["clips"] / row["seconds"] * 60
+        row["time_vs_local"] = row["seconds"] / peer["seconds"]
+        row["overhead_s_per_batch"] = row["seconds"] - peer["seconds"]
+
+    print(f"\n{'variant':<28} {'seconds':>8} {'clips/min':>10} {'time vs local':>14}")
+    for row in rows:
+        print(f"{row['variant']:<28} {row['seconds']:8.1f} {row['clips_per_min']:10.1f} "
+              f"{row['time_vs_local']:13.2f}x")
+    ray_rows = [r for r in rows if r["runner"] == "ray"]
+    if ray_rows:
+        first = ray_rows[0]
+        print(f"\nRay overhead vs local ({peer['variant']}): {first['time_vs_local']:.2f}x the "
+              f"time, +{first['overhead_s_per_batch']:.1f} s for this batch of "
+              f"{first['clips']} clips (actor start-up, scheduling, result transfer); "
+              f"starting the cluster took {first['cluster_start_s']:.1f} s more")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # Other processes' load skews every variant: it is recorded so results can be judged.
+    load = {"before": load_before, "after": os.getloadavg()[0]}
+    print(f"load average (1 min) before {load['before']:.1f}, after {load['after']:.1f} "
+          f"on {cpus} CPUs")
+    (RESULTS / "batch_bench.json").write_text(json.dumps(
+        {"job": job, "cpus": cpus, "machine": platform.platform(), "load_average": load,
+         "rows": rows}, indent=2))
+    plot(rows, f"{job}; {cpus} CPUs, load {load['before']:.1f}", RESULTS / "batch_bench.png")
+    print(f"\nwrote {RESULTS / 'batch_bench.json'} and {RESULTS / 'batch_bench.png'}")
+
+
+def plot(rows: list[dict], job: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = [r["variant"] for r in rows]
+    values = [r["clips_per_min"] for r in rows]
+    bars = ax.barh(names, values, color=["#4c72b0" if r["runner"] == "local" else "#dd8452"
+                                         for r in rows])
+    ax.bar_label(bars, fmt="%.1f", padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("clips per minute (higher is better)")
+    ax.set_title(job, fontsize=9)
+    ax.set_xlim(0, max(values) * 1.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
