@@ -250,11 +250,10 @@ class DiffusionEngine:
         return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
 
     def _cache_root(self) -> Path:
-        if self.settings.models.cache_dir is not None:
-            return Path(self.settings.models.cache_dir)
-        from huggingface_hub.constants import HF_HOME
+        """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
+        from img2vid.models_cache import cache_dir
 
-        return Path(HF_HOME)
+        return cache_dir(self.settings)
 
     def _pipeline(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
                   plan: MemoryPlan, device: str, dtype: Any, progress: ProgressCallback) -> Any:
