@@ -143,6 +143,9 @@ def test_wan_snaps_frames_and_uses_negative_prompt(engine, wan_dir, small_photo,
     assert frames.shape == (5, 64, 96, 3)  # 4 frames asked, Wan takes 4k+1
     assert clip.info["size"]["asked"]["num_frames"] == 4
     assert clip.info["size"]["used"]["num_frames"] == 5
+    assert clip.fps == 16.0  # Wan 2.1's rate replaces the preset's 8 fps
+    explicit = run(engine, make_request(wan_dir, small_photo, seed=4, fps=10), loaded_photo)[0]
+    assert explicit.fps == 10.0
     negative = frames_of(run(engine, make_request(wan_dir, small_photo, prompt="the cat", seed=4,
                                              negative_prompt="blurry static"), loaded_photo)[0])
     assert not np.array_equal(frames, negative)

@@ -18,6 +18,7 @@ from img2vid.engines.diffusion.job import (
     SVD_NOISE_AUG_STRENGTH,
     DiffusionJob,
     Shape,
+    choose_fps,
     choose_guidance,
     choose_shape,
     fit_image,
@@ -109,7 +110,8 @@ class DiffusionEngine:
         seed = resolve_seed(request.seed)
         shape = choose_shape(spec, request, image.width, image.height)
         guidance, guidance_note = choose_guidance(spec, request)
-        notes = shape.notes(spec) + ([guidance_note] if guidance_note else [])
+        fps, fps_note = choose_fps(spec, request)
+        notes = shape.notes(spec) + [n for n in (guidance_note, fps_note) if n]
         notes += _ignored_options(spec, request)
         for note in notes:
             log.warning(note)
@@ -129,7 +131,7 @@ class DiffusionEngine:
             negative_prompt=request.negative_prompt if spec.uses_prompt else "",
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=request.num_inference_steps or 50,
-            guidance_scale=guidance, fps=request.fps or 8, decode_chunk=plan.decode_chunk,
+            guidance_scale=guidance, fps=fps, decode_chunk=plan.decode_chunk,
             motion_bucket_id=(request.motion_bucket_id if request.motion_bucket_id is not None
                               else SVD_MOTION_BUCKET_ID),
             noise_aug_strength=(request.noise_aug_strength
