@@ -316,3 +316,37 @@ def test_several_photos_are_refused(engine, i2vgen_dir, small_photo, loaded_phot
                         **SMALL)
     with pytest.raises(InputError, match="one photo"):
         engine.generate(req, [loaded_photo, loaded_photo], lambda e: None, CancelToken())
+
+
+def test_i2vgen_prompt_embeddings_match_the_pipeline_clip_skip_path(i2vgen_dir):
+    """Our embeddings equal what I2VGenXLPipeline.encode_prompt(clip_skip=1) computes when its
+    text encoder still has the `text_model` attribute transformers >= 5.6 removed."""
+    from img2vid.engines.diffusion import i2vgen, runtime
+    from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
+
+    runtime.import_libraries()
+    pipe = load_pipeline(resolve_folder(i2vgen_dir), torch.float32)
+    encoder = pipe.text_encoder
+    assert not hasattr(encoder, "text_model")  # the trap this code works around
+
+    class WithTextModel(torch.nn.Module):
+        """The pre-5.6 layout: the CLIP text tower under `.text_model`."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.text_model = inner
+            self.config = inner.config
+
+        @property
+        def dtype(self):
+            return self.text_model.dtype
+
+        def forward(self, *args, **kwargs):
+            return self.text_model(*args, **kwargs)
+
+    with torch.inference_mode():
+        ours = i2vgen.encode_prompt(pipe, "a cat", torch.device("cpu"))
+        pipe.text_encoder = WithTextModel(encoder)
+        pipe._guidance_scale = 1.0
+        expected, _ = pipe.encode_prompt("a cat", torch.device("cpu"), 1, clip_skip=1)
+    torch.testing.assert_close(ours, expected)
