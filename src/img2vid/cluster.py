@@ -33,7 +33,9 @@ class ItemWorker:
     def __init__(self, settings: Settings, engine: str, factory: EngineFactory) -> None:
         self.engines = EngineCache(settings, factory)
         try:
-            self.engines.get(engine)  # load the model now, before the first row arrives
+            # Created once per actor; the diffusion engine keeps the model its first row
+            # loads, so the rows after it reuse it.
+            self.engines.get(engine)
         except Img2VidError:
             pass  # kept by the cache: every row then reports the same error
 
