@@ -118,6 +118,8 @@ def _execute(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Setting
     groups = {"camera": [], "diffusion": []}
     for index, item in items:
         groups["diffusion" if item.engine == "diffusion" else "camera"].append((index, item))
+    # Rows of one model together, so an actor's cached pipeline is reloaded as little as possible.
+    groups["diffusion"].sort(key=lambda pair: pair[1].request.model or "")
 
     # Diffusion actors hold a CPU each too; camera actors get the rest.
     diffusion_actors = min(max(gpus, 1), len(groups["diffusion"]))
