@@ -103,9 +103,8 @@ def write_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def build_model(model: str, configs: Path, reduced: bool, dtype: Any, device: str,
-                out: Path) -> Path:
-    """Random-weight pipeline from the published configs, saved like a hub checkpoint."""
+def build_pipeline(model: str, configs: Path, reduced: bool, device: str, out: Path) -> Any:
+    """Random-weight pipeline from the published configs (device "meta" builds shapes only)."""
     import diffusers
     import torch
     import transformers
@@ -135,16 +134,32 @@ def build_model(model: str, configs: Path, reduced: bool, dtype: Any, device: st
     if "tokenizer" in index:
         parts["tokenizer"] = transformers.CLIPTokenizer.from_pretrained(
             write_tokenizer(out / "_tokenizer"))
-    pipe = getattr(diffusers, index["_class_name"])(**parts)
+    return getattr(diffusers, index["_class_name"])(**parts)
+
+
+def build_model(model: str, configs: Path, reduced: bool, dtype: Any, device: str,
+                out: Path) -> Path:
+    """Random-weight pipeline from the published configs, saved like a hub checkpoint."""
+    import torch
+
+    pipe = build_pipeline(model, configs, reduced, device, out)
     if dtype != torch.float32:
         pipe.to(dtype=dtype)
     target = out / model
     pipe.save_pretrained(target)
-    del pipe, parts
+    del pipe
     return target
 
 
 # --- measuring -----------------------------------------------------------------------------
+
+def real_size_parameters(model: str, configs: Path) -> dict[str, int]:
+    """Parameter counts of the real-size model, built on the meta device (no memory used)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe = build_pipeline(model, configs, False, "meta", Path(tmp))
+    return {name: sum(p.numel() for p in c.parameters())
+            for name, c in pipe.components.items() if hasattr(c, "parameters")}
+
 
 def photo(path: Path, side: int = 1024) -> Path:
     """A square crop of the bundled example photo."""
@@ -161,9 +176,13 @@ def engine_run(engine: Any, folder: Path, image: Any, side: int, frames: int, st
     from img2vid.progress import CancelToken
     from img2vid.request import build_request
 
+    # SVD takes no prompt and its own guidance scale; the real prompt's length does not
+    # change the compute (CLIP pads to 77 tokens)
+    text = {"prompt": "waves crash on the rocks", "negative_prompt": "blurry, static",
+            "guidance_scale": 9.0} if "i2vgen" in folder.name else {"guidance_scale": 3.0}
     req = build_request(images=(image.path,), model=str(folder), width=side, height=side,
                         num_frames=frames, num_inference_steps=steps, seed=1234, memory=memory,
-                        prompt="waves crash on the rocks", negative_prompt="blurry, static")
+                        **text)
     clip = engine.generate(req, [image], lambda e: None, CancelToken())
     for _ in clip.frames:
         pass
@@ -371,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         engine.release()
 
     text = table(results, args.model, device_name, args.reduced)
+    params = real_size_parameters(args.model, args.configs)
+    text += ("\n\nreal-size parameters (from the configs, built on the meta device): "
+             + ", ".join(f"{k} {v / 1e9:.2f} B" for k, v in params.items())
+             + f"; {sum(params.values()) * 2 / 1024**3:.2f} GB of weights in 16-bit")
     if offload_peak:
         text += (f"\n\n512x512/16/50 at --memory low (group offload): {offload_peak[0]:.2f} s, "
                  f"peak {offload_peak[1]:.2f} GB")
@@ -388,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{stem}.json").write_text(json.dumps(
         {"model": args.model, "device": device_name, "reduced": args.reduced,
          "peak_bf16_tflops": peak_tflops, "versions": runtime.library_versions(),
-         "rows": [asdict(r) for r in results], "offload_row": offload_peak}, indent=2))
+         "rows": [asdict(r) for r in results], "offload_row": offload_peak,
+         "real_size_parameters": params}, indent=2))
     plot(results, args.model, device_name, RESULTS / f"{stem}.png")
     print(f"\nwrote {RESULTS / (stem + '.json')} and .png")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -23,9 +24,9 @@ from img2vid.batch import (
     run_batch,
 )
 from img2vid.config import Settings
-from img2vid.errors import ModelNotAvailableError
+from img2vid.errors import ModelNotAvailableError, OutOfMemoryError
 from img2vid.outputs import STAGING_PREFIX
-from img2vid.progress import CancelToken
+from img2vid.progress import CancelToken, Progress
 from img2vid.request import OutputFormat, build_request, output_size
 from tests.batchkit import FAST, bad_files, decode, make_photo
 from tests.fakes import FakeEngine
@@ -478,3 +479,44 @@ def test_output_names_are_unique_and_the_same_every_run(tmp_path):
         "b_2.gif",  # b.gif is an input in the output folder: never overwritten
         None, "c_2.gif"]  # an invalid row keeps its name, so fixing it moves nothing
     assert assign_outputs(items, tmp_path, OutputFormat.GIF) == first
+
+
+def test_out_of_memory_after_fallback_fails_only_that_item(tmp_path):
+    for name in ("small", "huge", "tiny"):
+        make_photo(tmp_path / "in" / f"{name}.png", len(name), (160, 120))
+    oom = OutOfMemoryError("out of memory even with the lightest memory plan; try a smaller "
+                           "resolution")
+
+    def factory(name, settings):
+        class OOMOnHuge(FakeEngine):
+            def generate(self, request, images, progress, cancel):
+                if Path(request.images[0]).stem == "huge":
+                    raise oom
+                return super().generate(request, images, progress, cancel)
+
+        return OOMOnHuge(settings)
+
+    result = run_batch(str(tmp_path / "in"), FAST, Settings(), output_dir=tmp_path / "out",
+                       factory=factory)
+    assert result.counts == {DONE: 2, SKIPPED: 0, FAILED: 1, PENDING: 0}
+    assert [(Path(r["item"]).name, r["error"]) for r in result.rows if r["status"] == FAILED
+            ] == [("huge.png", str(oom))]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_counts_and_time_left(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = cli.BatchBar()
+    for done, message in [(0, "0 done, 0 failed, 2 skipped"), (1, "1 done, 0 failed, 2 skipped"),
+                          (2, "1 done, 1 failed, 2 skipped")]:
+        bar(Progress("batch", done, 4, message=message))
+    bar.close()
+    shown = terminal.getvalue().replace("\r", "\n").splitlines()
+    assert any("2/4" in line and "1 done, 1 failed, 2 skipped" in line and "<" in line
+               for line in shown)  # tqdm's "elapsed<remaining"
+    assert not cli.BatchBar(enabled=False).enabled

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,6 +159,16 @@ def test_health_models_presets_and_openapi(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
 
 
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG declaring width x height pixels, with no pixel data to speak of."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 def test_invalid_fields_get_the_cli_message(client: httpx.Client) -> None:
@@ -193,6 +205,11 @@ def test_bad_images_and_bodies_are_400(client: httpx.Client, tmp_path: Path) -> 
     Image.new("RGB", (20, 20)).save(tiny)
     r = submit(client, photo=tiny)
     assert r.status_code == 400 and "too small" in r.json()["detail"]
+    bomb = tmp_path / "bomb.png"  # a header claiming 50000 x 50000 px, in 57 bytes
+    bomb.write_bytes(png_header(50_000, 50_000))
+    r = submit(client, photo=bomb)
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("bomb.png is 2500 MP, over the 120 MP limit")
     r = client.post("/api/v1/jobs", data=TINY)
     assert r.status_code == 400 and "upload at least one photo" in r.json()["detail"]
     r = client.post("/api/v1/jobs", json={"images": ["%%%not base64%%%"]})

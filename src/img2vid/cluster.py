@@ -33,7 +33,9 @@ class ItemWorker:
     def __init__(self, settings: Settings, engine: str, factory: EngineFactory) -> None:
         self.engines = EngineCache(settings, factory)
         try:
-            self.engines.get(engine)  # load the model now, before the first row arrives
+            # Created once per actor; the diffusion engine keeps the model its first row
+            # loads, so the rows after it reuse it.
+            self.engines.get(engine)
         except Img2VidError:
             pass  # kept by the cache: every row then reports the same error
 
@@ -116,6 +118,8 @@ def _execute(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Setting
     groups = {"camera": [], "diffusion": []}
     for index, item in items:
         groups["diffusion" if item.engine == "diffusion" else "camera"].append((index, item))
+    # Rows of one model together, so an actor's cached pipeline is reloaded as little as possible.
+    groups["diffusion"].sort(key=lambda pair: pair[1].request.model or "")
 
     # Diffusion actors hold a CPU each too; camera actors get the rest.
     diffusion_actors = min(max(gpus, 1), len(groups["diffusion"]))

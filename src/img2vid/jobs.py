@@ -317,7 +317,9 @@ class JobQueue:
     def __init__(self, settings: Settings, *, engine_factory: EngineFactory | None = None,
                  cpu_workers: int | None = None, directory: Path | None = None) -> None:
         self.settings = settings
-        self.directory = directory or settings.output.directory / QUEUE_DIRNAME
+        # Absolute, so stored upload and output paths still hold if the server is started
+        # again from another working directory with the same config.
+        self.directory = (directory or settings.output.directory / QUEUE_DIRNAME).resolve()
         self.uploads = self.directory / "uploads"
         self.cpu_workers = cpu_workers or settings.server.workers
         self._engine_factory = engine_factory or (lambda name: create_engine(name, settings))
@@ -586,7 +588,7 @@ class JobQueue:
             log.exception("job %s failed", job.id)
             error = f"internal error: {type(exc).__name__}: {exc}"
         self.store.finish(job.id, status, error=error,
-                          output=str(result.output) if result else None,
+                          output=str(result.output.resolve()) if result else None,
                           sidecar=result.metadata if result else None,
                           progress=running.progress)
         self._drop_uploads(job.id)

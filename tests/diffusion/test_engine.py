@@ -92,7 +92,8 @@ def test_progress_reports_every_step(engine, i2vgen_dir, small_photo, loaded_pho
                     loaded_photo)
     denoise = [(e.done, e.total) for e in events if e.stage == "denoise"]
     assert denoise == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert events[-1].stage == "decode"
+    decode = [(e.done, e.total) for e in events if e.stage == "decode"]
+    assert decode == [(0, 1), (1, 1)] and events[-1].stage == "decode"
 
 
 def test_cancel_mid_run_then_next_job_is_unaffected(engine, i2vgen_dir, wan_dir, small_photo,
@@ -142,6 +143,9 @@ def test_wan_snaps_frames_and_uses_negative_prompt(engine, wan_dir, small_photo,
     assert frames.shape == (5, 64, 96, 3)  # 4 frames asked, Wan takes 4k+1
     assert clip.info["size"]["asked"]["num_frames"] == 4
     assert clip.info["size"]["used"]["num_frames"] == 5
+    assert clip.fps == 16.0  # Wan 2.1's rate replaces the preset's 8 fps
+    explicit = run(engine, make_request(wan_dir, small_photo, seed=4, fps=10), loaded_photo)[0]
+    assert explicit.fps == 10.0
     negative = frames_of(run(engine, make_request(wan_dir, small_photo, prompt="the cat", seed=4,
                                              negative_prompt="blurry static"), loaded_photo)[0])
     assert not np.array_equal(frames, negative)
@@ -312,3 +316,68 @@ def test_several_photos_are_refused(engine, i2vgen_dir, small_photo, loaded_phot
                         **SMALL)
     with pytest.raises(InputError, match="one photo"):
         engine.generate(req, [loaded_photo, loaded_photo], lambda e: None, CancelToken())
+
+
+def test_i2vgen_prompt_embeddings_match_the_pipeline_clip_skip_path(i2vgen_dir):
+    """Our embeddings equal what I2VGenXLPipeline.encode_prompt(clip_skip=1) computes when its
+    text encoder still has the `text_model` attribute transformers >= 5.6 removed."""
+    from img2vid.engines.diffusion import i2vgen, runtime
+    from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
+
+    runtime.import_libraries()
+    pipe = load_pipeline(resolve_folder(i2vgen_dir), torch.float32)
+    encoder = pipe.text_encoder
+    assert not hasattr(encoder, "text_model")  # the trap this code works around
+
+    class WithTextModel(torch.nn.Module):
+        """The pre-5.6 layout: the CLIP text tower under `.text_model`."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.text_model = inner
+            self.config = inner.config
+
+        @property
+        def dtype(self):
+            return self.text_model.dtype
+
+        def forward(self, *args, **kwargs):
+            return self.text_model(*args, **kwargs)
+
+    with torch.inference_mode():
+        ours = i2vgen.encode_prompt(pipe, "a cat", torch.device("cpu"))
+        pipe.text_encoder = WithTextModel(encoder)
+        pipe._guidance_scale = 1.0
+        expected, _ = pipe.encode_prompt("a cat", torch.device("cpu"), 1, clip_skip=1)
+    torch.testing.assert_close(ours, expected)
+
+
+@pytest.mark.parametrize("model", ["i2vgen_dir", "svd_dir", "wan_dir"])
+def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
+    """The offload calls the low/minimum levels make, run with the CPU as the "GPU": every
+    component accepts them and the video is the one a plain run makes. (On CUDA the same calls
+    move blocks between the devices; that is only exercised on a GPU.)"""
+    from img2vid.engines.diffusion import runtime
+    from img2vid.engines.diffusion.job import DiffusionJob, fit_image
+    from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
+    from img2vid.engines.diffusion.steps import StepReporter
+    from img2vid.engines.memory import MemoryPlan
+
+    runtime.import_libraries()
+    resolved = resolve_folder(request.getfixturevalue(model))
+    family = runtime.family_module(resolved.spec.family)
+    pixels = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
+    job = DiffusionJob(image=fit_image(pixels, 96, 64), prompt="a cat", negative_prompt="",
+                       width=96, height=64, num_frames=5, num_inference_steps=2,
+                       guidance_scale=5.0, fps=8, decode_chunk=1)
+    videos = []
+    for offload in ("none", "group", "leaf"):
+        pipe = load_pipeline(resolved, torch.float32)
+        plan = MemoryPlan(level="low", offload=offload, decode_chunk=1, vae_tiling=False,
+                          estimated_peak=0, budget=0, forced=True, fits=True, reason="")
+        runtime.apply_offload(pipe, plan, "cpu")
+        with runtime.seeded(11, "cpu") as generator, torch.inference_mode():
+            videos.append(np.asarray(family.run(pipe, job, generator,
+                                                StepReporter(2, lambda e: None, CancelToken()))))
+    np.testing.assert_allclose(videos[1], videos[0], atol=1e-5)
+    np.testing.assert_allclose(videos[2], videos[0], atol=1e-5)

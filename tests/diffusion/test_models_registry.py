@@ -65,6 +65,17 @@ def test_preset_guidance_gives_way_to_the_model_default_but_an_explicit_value_wi
     assert choose_guidance(MODELS["svd-xt"], explicit) == (2.5, None)
 
 
+def test_preset_fps_gives_way_to_the_model_rate_but_an_explicit_value_wins():
+    from img2vid.engines.diffusion.job import choose_fps
+
+    preset = build_request(images=("a.png",), model="wan2.1-i2v-14b-480p")
+    value, note = choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset)
+    assert value == 16 and "16 fps" in note
+    assert choose_fps(MODELS["i2vgen-xl"], preset) == (8, None)
+    explicit = build_request(images=("a.png",), model="ltx-video", fps=12)
+    assert choose_fps(MODELS["ltx-video"], explicit) == (12, None)
+
+
 def test_fit_image_centre_crops_to_the_output_aspect():
     import numpy as np
 

@@ -1,8 +1,9 @@
-"""What the server can run: engines and diffusion models, with how to get the missing ones."""
+"""What the server can run: the camera engine and the diffusion models, with how to get the
+missing ones (from the diffusion registry and the Hugging Face cache, as `img2vid models`)."""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,53 +28,57 @@ class ModelInfo:
 
 CAMERA = ModelInfo("camera", "camera", True, "weightless camera moves on the CPU: zoom, pan, "
                    "Ken Burns, rotate (no model download)")
+INSTALL_HINT = "install the diffusion extra on the server: pip install 'img2vid[diffusion]'"
 
 
 def list_models(settings: Settings) -> list[ModelInfo]:
-    """The camera engine, then the diffusion models the diffusion engine knows about.
+    """The camera engine, each registry model (available once cached or configured as a
+    local folder), then any other names configured in models.local_dirs."""
+    from img2vid.engines.diffusion.registry import MODELS
 
-    The diffusion engine reports its own table through `list_models(settings)` (names,
-    whether the weights are local, how to fetch them); without it, only the folders named
-    in `models.local_dirs` are listed.
-    """
+    installed = all(importlib.util.find_spec(m) for m in ("torch", "diffusers",
+                                                         "huggingface_hub"))
+    rows: dict[str, dict[str, Any]] = {}
+    if installed:
+        from img2vid.models_cmd import model_rows
+
+        rows = {row["name"]: row for row in model_rows(settings)}
     models = [CAMERA]
-    lister = _diffusion_lister()
-    if lister is not None:
-        for entry in lister(settings):
-            data = entry if isinstance(entry, dict) else vars(entry)
-            models.append(ModelInfo(name=str(data["name"]), engine="diffusion",
-                                    available=bool(data.get("available")),
-                                    description=str(data.get("description") or ""),
-                                    how_to_get=data.get("how_to_get") or data.get("hint")))
-        return models
+    for spec in MODELS.values():
+        cached = bool(rows.get(spec.name, {}).get("cached"))
+        hint = (INSTALL_HINT if not installed else
+                f"run `img2vid models download {spec.name}` on the server "
+                f"(about {spec.download_gb:g} GB)")
+        models.append(ModelInfo(spec.name, "diffusion", installed and cached, spec.description,
+                                None if installed and cached else hint))
     for name, folder in sorted(settings.models.local_dirs.items()):
-        present = folder.is_dir()
-        models.append(ModelInfo(name, "diffusion", present, f"local folder {folder}",
-                                None if present else f"the folder {folder} does not exist; "
-                                "fix models.local_dirs in config.yaml"))
+        if name in MODELS:
+            continue
+        present = folder.expanduser().is_dir()
+        hint = (INSTALL_HINT if not installed else
+                None if present else f"the folder {folder} does not exist; fix "
+                "models.local_dirs in the server's config")
+        models.append(ModelInfo(name, "diffusion", installed and present,
+                                f"local folder {folder}", hint))
     return models
 
 
-def _diffusion_lister() -> Any:
-    try:
-        module = importlib.import_module("img2vid.engines.diffusion")
-    except ImportError as exc:
-        log.debug("diffusion engine not importable: %s", exc)
-        return None
-    return getattr(module, "list_models", None)
+def check_model(settings: Settings, engine: str | None, model: str | None) -> None:
+    """Refuse a diffusion job this server cannot run, before it is queued.
 
-
-def check_model(settings: Settings, model: str | None) -> None:
-    """Refuse a model this server cannot run, before it is queued (the API takes names
-    from GET /api/v1/models only: never a folder path on the server)."""
-    if not model:
+    Over the network a model is a name from GET /api/v1/models, never a folder path on the
+    server; no model means the diffusion engine's default.
+    """
+    if not model and engine != "diffusion":
         return
-    known = {m.name: m for m in list_models(settings) if m.engine == "diffusion"}
-    info = known.get(model)
+    from img2vid.engines.diffusion.loading import DEFAULT_MODEL
+
+    name = (model or DEFAULT_MODEL).strip()
+    known = {m.name.lower(): m for m in list_models(settings) if m.engine == "diffusion"}
+    info = known.get(name.lower())
     if info is None:
-        names = ", ".join(known) or "none configured"
-        raise InputError(f"model={model}: unknown model; available here: {names} "
+        raise InputError(f"model={name}: unknown model; known here: {', '.join(known)} "
                          "(see GET /api/v1/models)")
     if not info.available:
-        raise InputError(f"model {model} is not available on this server: "
-                         f"{info.how_to_get or 'its weights are missing'}")
+        raise InputError(f"model {info.name} is not available on this server: "
+                         f"{info.how_to_get}")

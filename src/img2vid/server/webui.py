@@ -58,7 +58,9 @@ class WebUI:
                             "needs none. Run `img2vid doctor` on the server to see what is "
                             "missing.")
 
-        with gr.Blocks(title="img2vid", analytics_enabled=False) as demo:
+        # delete_cache: Gradio keeps a copy of every video it shows; drop day-old copies.
+        with gr.Blocks(title="img2vid", analytics_enabled=False,
+                       delete_cache=(3600, 86400)) as demo:
             gr.Markdown("# img2vid\nTurn still photos into short videos: camera moves on "
                         "the CPU, or learned motion from a prompt with a diffusion model.")
             with gr.Row():
@@ -209,8 +211,8 @@ class WebUI:
                     time.sleep(pause)  # coalesce per-frame updates into a few per second
                     continue
                 last = time.monotonic()
-                if job.progress and job.progress.fraction is not None:
-                    progress(job.progress.fraction, desc=_describe(job))
+                fraction = job.progress.fraction if job.progress else None
+                progress(fraction or 0.0, desc=_describe(job))
                 yield (_describe(job), skip, skip, skip, skip, skip, skip)
         finally:
             with self._lock:
@@ -241,7 +243,7 @@ class WebUI:
         folder = self.settings.output.directory
         sidecars = sorted((p for p in folder.glob("*.json")
                            if not p.name.startswith(STAGING_PREFIX)),
-                          key=lambda p: p.stat().st_mtime, reverse=True)
+                          key=_mtime, reverse=True)
         items, paths = [], []
         for path in sidecars:
             if len(items) >= HISTORY_SIZE:
@@ -294,6 +296,13 @@ class WebUI:
                 self._thumbs.clear()
             self._thumbs[key] = _first_frame(output)
         return self._thumbs[key]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed since the listing; it is skipped when read
+        return 0.0
 
 
 def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:

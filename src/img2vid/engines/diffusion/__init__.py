@@ -18,6 +18,7 @@ from img2vid.engines.diffusion.job import (
     SVD_NOISE_AUG_STRENGTH,
     DiffusionJob,
     Shape,
+    choose_fps,
     choose_guidance,
     choose_shape,
     fit_image,
@@ -109,7 +110,8 @@ class DiffusionEngine:
         seed = resolve_seed(request.seed)
         shape = choose_shape(spec, request, image.width, image.height)
         guidance, guidance_note = choose_guidance(spec, request)
-        notes = shape.notes(spec) + ([guidance_note] if guidance_note else [])
+        fps, fps_note = choose_fps(spec, request)
+        notes = shape.notes(spec) + [n for n in (guidance_note, fps_note) if n]
         notes += _ignored_options(spec, request)
         for note in notes:
             log.warning(note)
@@ -129,7 +131,7 @@ class DiffusionEngine:
             negative_prompt=request.negative_prompt if spec.uses_prompt else "",
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=request.num_inference_steps or 50,
-            guidance_scale=guidance, fps=request.fps or 8, decode_chunk=plan.decode_chunk,
+            guidance_scale=guidance, fps=fps, decode_chunk=plan.decode_chunk,
             motion_bucket_id=(request.motion_bucket_id if request.motion_bucket_id is not None
                               else SVD_MOTION_BUCKET_ID),
             noise_aug_strength=(request.noise_aug_strength
@@ -198,21 +200,20 @@ class DiffusionEngine:
                     attempt["result"] = type(exc).__name__
                     raise
                 attempt["result"] = "out of memory"
-                # an OOM can leave tensors referenced from the traceback: drop them and the
-                # pipeline (its offload mode changes) before trying lighter settings
-                del exc
-                self.release()
-                lower = step_down(plan, work, figures) if len(attempts) == 1 else None
-                if lower is None:
-                    raise OutOfMemoryError(
-                        f"{resolved.spec.name} ran out of memory on {device} at memory level "
-                        f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
-                        f"{oom_advice(plan)}") from None
-                runtime.check_plan(request, lower, device)
-                log.warning("out of memory at memory level %s; retrying at %s", plan.level,
-                            lower.level)
-                plan = lower
-                job = replace(job, decode_chunk=plan.decode_chunk)
+            # Outside the except block the traceback, and the tensors its frames hold, are
+            # gone: drop the pipeline too (the lighter level offloads differently) and retry.
+            self.release()
+            lower = step_down(plan, work, figures) if len(attempts) == 1 else None
+            if lower is None:
+                raise OutOfMemoryError(
+                    f"{resolved.spec.name} ran out of memory on {device} at memory level "
+                    f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{oom_advice(plan)}")
+            runtime.check_plan(request, lower, device)
+            log.warning("out of memory at memory level %s; retrying at %s", plan.level,
+                        lower.level)
+            plan = lower
+            job = replace(job, decode_chunk=plan.decode_chunk)
 
     def _run(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
              job: DiffusionJob, plan: MemoryPlan, device: str, dtype: Any, seed: int,
@@ -251,11 +252,10 @@ class DiffusionEngine:
         return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
 
     def _cache_root(self) -> Path:
-        if self.settings.models.cache_dir is not None:
-            return Path(self.settings.models.cache_dir)
-        from huggingface_hub.constants import HF_HOME
+        """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
+        from img2vid.models_cache import cache_dir
 
-        return Path(HF_HOME)
+        return cache_dir(self.settings)
 
     def _pipeline(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
                   plan: MemoryPlan, device: str, dtype: Any, progress: ProgressCallback) -> Any:

@@ -71,6 +71,19 @@ def choose_guidance(spec: ModelSpec, request: GenerationRequest) -> tuple[float,
     return float(asked), None
 
 
+def choose_fps(spec: ModelSpec, request: GenerationRequest) -> tuple[int, str | None]:
+    """The request's frame rate, except the diffusion presets' shared 8 fps on a model trained
+    for another rate (Wan 2.1 makes 16 fps motion: shown at 8 fps it plays in slow motion)."""
+    preset = PRESETS[Engine.DIFFUSION][request.preset].get("fps")
+    asked = request.fps
+    if asked is None or (asked == preset and spec.fps != preset):
+        note = None if asked is None else (
+            f"fps {asked} comes from the {request.preset.value} preset; {spec.name} makes "
+            f"{spec.fps} fps motion, so the clip plays at {spec.fps} fps")
+        return spec.fps, note
+    return int(asked), None
+
+
 @dataclass(frozen=True)
 class DiffusionJob:
     """Everything a family module passes to its pipeline, already validated and snapped."""

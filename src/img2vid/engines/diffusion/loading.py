@@ -235,6 +235,10 @@ def weight_elements(folder: Path, variant: str | None) -> dict[str, int]:
                     for d in shape:
                         n *= int(d)
                     total += n
+        if not files:
+            # pickled .bin checkpoints have no readable header: count 2 bytes per element,
+            # which overestimates fp32 files (the planner would rather be conservative)
+            total = sum(f.stat().st_size for f in sub.glob("*.bin")) // 2
         if total:
             counts[sub.name] = total
     return counts

@@ -26,7 +26,7 @@ BLOCK_LISTS = ("blocks", "transformer_blocks")  # where Wan, LTX and CogVideoX k
 
 def ratios_path(cache_root: Path, model_id: str, revision: str | None) -> Path:
     key = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model_id}@{revision or 'local'}").strip("_")
-    return cache_root / "img2vid" / "magcache" / f"{key}.json"
+    return cache_root / "magcache" / f"{key}.json"
 
 
 @contextmanager

@@ -22,6 +22,9 @@ class StepReporter:
     def step_done(self) -> None:
         self.done += 1
         self._progress(Progress("denoise", min(self.done, self.total), self.total))
+        if self.done == self.total:
+            # the pipeline decodes the latents next, which can take a while on big videos
+            self._progress(Progress("decode", 0, 1, "decoding frames"))
         # Raising here unwinds the pipeline call before its next step; the engine then frees
         # what the step held and stays usable for the next job.
         self._cancel.raise_if_cancelled()
