@@ -36,8 +36,13 @@ test: $(VENV)/.dev browser
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
+# CPU benchmarks, one after another (run them on an idle machine); the diffusion benchmark
+# wants a GPU: python benchmarks/diffusion_bench.py --device cuda --model i2vgen-xl
+CPU_BENCHES := $(wildcard benchmarks/camera_bench.py benchmarks/interp_bench.py \
+	benchmarks/batch_bench.py benchmarks/server_load.py)
+
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/camera_bench.py
+	@for b in $(CPU_BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) outputs logs benchmarks/results .pytest_cache

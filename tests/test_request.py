@@ -1,6 +1,7 @@
 """GenerationRequest: presets, engine choice, timing rules and one-line validation errors."""
 
 import pytest
+from pydantic import ValidationError
 
 from img2vid.errors import InputError
 from img2vid.request import Engine, GenerationRequest, build_request, output_size
@@ -71,7 +72,7 @@ def test_focus_parses_pairs_and_auto():
 
 def test_request_is_frozen_and_round_trips_through_json():
     r = build_request(images=["a.png"], motion="pan-left", focus="0.2,0.8", seed=7)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         r.fps = 5  # type: ignore[misc]
     again = GenerationRequest(**r.summary())
     assert again == r

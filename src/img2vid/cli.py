@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from img2vid import __version__
 from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
+from img2vid.interpolate_cmd import add_interpolate_parser
+from img2vid.models_cmd import add_models_command
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 
 log = logging.getLogger("img2vid")
@@ -54,10 +56,14 @@ def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] =
         group.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
 
 
+def request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields given on the command line (unset ones are left to the preset)."""
+    return {name: getattr(args, name) for name in GenerationRequest.model_fields
+            if name != "images" and getattr(args, name, None) is not None}
+
+
 def request_from_args(args: argparse.Namespace, images: Sequence[str]) -> GenerationRequest:
-    fields = {name: getattr(args, name) for name in GenerationRequest.model_fields
-              if name != "images" and getattr(args, name, None) is not None}
-    return build_request(images=tuple(images), **fields)
+    return build_request(images=tuple(images), **request_fields(args))
 
 
 def _enum_choices(annotation: Any) -> list[str]:
@@ -130,6 +136,105 @@ class ProgressBars:
             bar.close()
 
 
+# --- batch ----------------------------------------------------------------------------------
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="make a video for each photo of a folder, glob or manifest",
+        description="Make a video for each photo of a folder, a glob or a manifest (CSV with a "
+        "header row, or JSONL), into one folder as <photo name>.mp4 with its sidecar, plus "
+        "batch_report.json and .csv. Manifest rows give image (or images, ';'-separated) and "
+        "any generation option as a column (prompt, seed, motion, duration...); a row's "
+        "values override the command line's for that row. Running the same command again "
+        "skips the videos already made for the same request (resume after Ctrl-C or a crash).")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="folder of photos, a glob in "
+                   "quotes ('shoot/*.jpg'), or a manifest (.csv or .jsonl)")
+    p.add_argument("-o", "--output-dir", type=Path, help="folder for the videos and the "
+                   "report (default: output.directory from the config)")
+    p.add_argument("--workers", type=_positive_int, metavar="N", help="camera-engine videos "
+                   "made at once (default: the number of CPUs, of the cluster with --ray); "
+                   "diffusion videos run one at a time per GPU")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run on a Ray "
+                   "cluster: ADDRESS of `ray start --head` (host:6379), ray://host:10001, or "
+                   "nothing for $RAY_ADDRESS / the cluster on this machine. The output folder "
+                   "must be on storage every node shares")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_request_arguments(p)
+    p.set_defaults(handler=_batch)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.batch import FAILED, PENDING, REPORT_STEM, run_batch
+
+    source, ray_address = args.input, args.ray
+    if source is None and ray_address and Path(ray_address).exists():
+        source, ray_address = ray_address, ""  # `--ray photos/` took INPUT as its ADDRESS
+    if source is None:
+        raise InputError("batch needs INPUT: a folder of photos, a glob or a manifest")
+    if ray_address is not None:
+        from img2vid.cluster import import_ray
+
+        import_ray()  # the install hint before any work
+    bar = BatchBar(enabled=not args.quiet)
+    try:
+        result = run_batch(source, request_fields(args), settings, output_dir=args.output_dir,
+                           workers=args.workers, ray_address=ray_address, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        report = (args.output_dir or settings.output.directory) / f"{REPORT_STEM}.csv"
+        print(f"img2vid: interrupted; finished videos are kept (report: {report}), run the "
+              "same command again to make the rest", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    for name in result.ignored:
+        print(f"img2vid: ignored {name} (not a photo)", file=sys.stderr)
+    for row in result.rows:
+        if row["status"] == FAILED:
+            print(f"img2vid: failed: {row['item']}: {row['error']}", file=sys.stderr)
+    counts = result.counts
+    rate = (f", {counts['done'] / result.elapsed_s * 60:.1f} videos/min"
+            if counts["done"] and result.elapsed_s > 0 else "")
+    print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+          f"in {result.elapsed_s:.1f} s{rate}; report: {result.report_csv}")
+    if counts[PENDING]:
+        return 130
+    return 1 if counts[FAILED] else 0
+
+
+class BatchBar:
+    """One bar for the whole batch: videos finished, with counts and the time left."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=event.total, desc="batch", unit="video", dynamic_ncols=True)
+        self.bar.set_postfix_str(event.message, refresh=False)
+        self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 # --- doctor ---------------------------------------------------------------------------------
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
@@ -146,10 +251,58 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
+# --- serve ----------------------------------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="WebUI and REST API on one port, with a persistent job "
+                       "queue", description="Serve the WebUI at /, the REST API at /api/v1 and "
+                       "its docs at /docs. Jobs wait in a queue stored beside the outputs and "
+                       "survive restarts. Options override the config's server section.")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
+                   "only; 0.0.0.0 for the network, with --token)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--token", help="bearer token every API call and the UI login must give "
+                   "(or set server.token / IMG2VID_SERVER__TOKEN)")
+    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
+                   "(diffusion jobs always run one at a time per GPU)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from img2vid.config import ServerSettings
+    from img2vid.server.run import is_loopback, prepare
+
+    overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
+                 if getattr(args, k) is not None}
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"--{err['loc'][0]}: {err['msg'].lower()}") from None
+    settings = settings.model_copy(update={"server": server})
+    service = prepare(settings)
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                     if isinstance(h, logging.FileHandler)), None)
+    print(f"img2vid {__version__} is serving:")
+    for name, url in service.urls().items():
+        print(f"  {name + ':':<10} {url}")
+    print(f"  outputs:   {settings.output.directory.resolve()}")
+    if log_file:
+        print(f"  log:       {log_file}")
+    print("Press Ctrl-C to stop.", flush=True)
+    if not is_loopback(server.host) and not server.token:
+        print(f"img2vid: warning: listening on {server.host} without a token: anyone who can "
+              "reach this machine can use the server; set --token", file=sys.stderr, flush=True)
+    return service.run()
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 # Each subcommand registers itself; later features add their builders here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_doctor]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

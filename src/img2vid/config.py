@@ -55,6 +55,9 @@ class ServerSettings(_Section):
     max_upload_mb: float = Field(20, gt=0)
     queue_limit: int = Field(100, ge=1, description="queued jobs before 429")
     cors_origins: list[str] = Field(default_factory=list)
+    shutdown_grace_s: float = Field(5.0, ge=0, le=3600, description="on Ctrl-C/SIGTERM, "
+                                    "seconds a running job may take to finish before it is "
+                                    "stopped and re-queued")
 
 
 class ModelSettings(_Section):

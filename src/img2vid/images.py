@@ -128,3 +128,36 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def probe_image(path: str | Path, settings: ImageSettings | None = None,
+                ) -> tuple[str, int, int]:
+    """Format, width and height from the header alone: a cheap check before queueing a job.
+
+    Applies the same size limits and messages as `load_image`; a file whose pixel data is
+    corrupt still passes and is caught when the job loads it.
+    """
+    settings = settings or ImageSettings()
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InputError(f"{path} is empty or missing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                fmt, (width, height) = im.format or "unknown", im.size
+        except Image.DecompressionBombError as exc:
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(claimed.group(1)) if claimed else settings.max_pixels + 1
+            raise InputError(_too_many_pixels(path, f"{pixels / 1e6:.0f} MP", settings)) from None
+        except UnidentifiedImageError:
+            raise InputError(f"{path} is not an image file that can be read "
+                             "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"{path} is truncated or corrupt ({exc}); "
+                             "re-export or re-download it") from None
+    _check_size(path, (width, height), settings)
+    if min(width, height) < settings.min_side:
+        raise InputError(f"{path} is {width}x{height} px, too small: each side must be at "
+                         f"least {settings.min_side} px")
+    return fmt, width, height

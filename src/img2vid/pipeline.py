@@ -46,33 +46,24 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     started = datetime.now()
     t0 = time.perf_counter()
 
+    postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
     images = [load_image(path, settings.images) for path in request.images]
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()
 
     engine = engine or create_engine(request.engine.value, settings)
     clip = engine.generate(request, images, progress, cancel)
-    clip = postprocess.apply(clip, request, progress, cancel)
+    clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
 
     fmt = request.format or settings.output.format
     directory = output.parent if output else settings.output.directory
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
                             comment=json.dumps(_comment(request, images, clip), separators=(",", ":")))
-    staged = outputs.staging_path(directory, fmt.extension)
-    try:
-        encoded = _encode(clip, staged, options, progress, cancel)
-        t_encoded = time.perf_counter()
-        final = (outputs.commit_to(staged, output) if output else
-                 outputs.commit_named(staged, directory, settings.output.prefix, fmt.extension,
-                                      started))
-    except OSError as exc:
-        outputs.discard(staged)
-        outputs.raise_if_disk_full(exc, directory)
-        raise
-    except BaseException:
-        outputs.discard(staged)
-        raise
+    final, encoded = save_clip(clip, options, output=output, directory=directory,
+                               prefix=settings.output.prefix, started=started,
+                               progress=progress, cancel=cancel)
+    t_encoded = time.perf_counter()
 
     sidecar_data = {
         "img2vid": __version__,
@@ -91,14 +82,42 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                     "total_s": round(time.perf_counter() - t0, 3)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    try:
-        sidecar = outputs.write_json_atomic(outputs.sidecar_path(final), sidecar_data)
-    except OSError as exc:
-        outputs.raise_if_disk_full(exc, directory)
-        raise
+    sidecar = write_sidecar(final, sidecar_data)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
              sidecar_data["timings"]["total_s"])
     return GenerationResult(final, sidecar, sidecar_data)
+
+
+def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, directory: Path,
+              prefix: str, started: datetime, progress: ProgressCallback,
+              cancel: CancelToken) -> tuple[Path, EncodedInfo]:
+    """Encode `clip` to a hidden temporary file, then move it to `output` or a new name.
+
+    Nothing is left behind on failure, cancellation or a full disk.
+    """
+    staged = outputs.staging_path(directory, options.format.extension)
+    try:
+        encoded = _encode(clip, staged, options, progress, cancel)
+        final = (outputs.commit_to(staged, output) if output else
+                 outputs.commit_named(staged, directory, prefix, options.format.extension,
+                                      started))
+    except OSError as exc:
+        outputs.discard(staged)
+        outputs.raise_if_disk_full(exc, directory)
+        raise
+    except BaseException:
+        outputs.discard(staged)
+        raise
+    return final, encoded
+
+
+def write_sidecar(output: Path, data: dict[str, Any]) -> Path:
+    """The JSON sidecar beside `output`, written atomically."""
+    try:
+        return outputs.write_json_atomic(outputs.sidecar_path(output), data)
+    except OSError as exc:
+        outputs.raise_if_disk_full(exc, output.parent)
+        raise
 
 
 def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCallback,

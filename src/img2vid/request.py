@@ -63,6 +63,26 @@ class TransitionStyle(str, Enum):
     MORPH = "morph"  # frame interpolation carries one photo into the next
 
 
+class MemoryLevel(str, Enum):
+    AUTO = "auto"  # the planner picks the lightest level that fits
+    HIGH = "high"  # everything resident on the GPU
+    BALANCED = "balanced"  # whole models move to the GPU when used (model CPU offload)
+    LOW = "low"  # blocks stream to the GPU (group offload with CUDA streams)
+    MINIMUM = "minimum"  # layer by layer (sequential / leaf offload)
+
+
+class StepCache(str, Enum):
+    NONE = "none"
+    FIRST_BLOCK = "first-block"  # skip the rest of a step when the first block barely changed
+    MAGCACHE = "magcache"  # skip steps by residual magnitude ratios
+
+
+class Quantize(str, Enum):
+    NONE = "none"
+    INT8 = "int8"  # int8 weight-only (torchao)
+    FP8 = "fp8"  # fp8 storage, computed in the model dtype
+
+
 class PresetName(str, Enum):
     PREVIEW = "preview"
     STANDARD = "standard"
@@ -163,6 +183,19 @@ class GenerationRequest(BaseModel):
     crf: int | None = Field(None, ge=0, le=51, description="encoder quality (lower is better)")
     encode_speed: str | None = Field(None, description="x264-style speed preset: "
                                      + ", ".join(ENCODE_SPEEDS))
+    memory: MemoryLevel = Field(MemoryLevel.AUTO, description="diffusion memory level: auto, "
+                                "high, balanced, low, minimum")
+    motion_bucket_id: int | None = Field(None, ge=0, le=255, description="SVD motion strength "
+                                         "(default 127)")
+    noise_aug_strength: float | None = Field(None, ge=0, le=1, description="SVD noise added to "
+                                             "the photo (default 0.02)")
+    compile: bool = Field(False, description="torch.compile the denoiser (slow first run)")
+    attention: str | None = Field(None, max_length=40, pattern=r"^[a-z0-9_]+$",
+                                  description="attention backend for transformer models "
+                                  "(e.g. flash, sage, _native_cudnn)")
+    step_cache: StepCache = Field(StepCache.NONE, description="skip work between steps: none, "
+                                  "first-block, magcache")
+    quantize: Quantize = Field(Quantize.NONE, description="denoiser weights: none, int8, fp8")
 
     @field_validator("focus", mode="before")
     @classmethod

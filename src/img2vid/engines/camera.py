@@ -19,6 +19,7 @@ import numpy as np
 from img2vid.config import Settings
 from img2vid.engines.base import Clip
 from img2vid.images import LoadedImage
+from img2vid.postprocess.interpolate import morph
 from img2vid.progress import CancelToken, Progress, ProgressCallback
 from img2vid.request import Easing, GenerationRequest, Motion, TransitionStyle, output_size
 
@@ -329,10 +330,11 @@ def crossfade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return cv2.addWeighted(a, 1.0 - t, b, t, 0.0)
 
 
-# Morph (frame interpolation between the two photos) plugs in here once it exists.
+# Morph: the flow interpolator carries one photo into the next (a crossfade where the two
+# have nothing in common). Safe on the render pool's threads.
 TRANSITIONS: dict[TransitionStyle, Transition] = {
     TransitionStyle.CROSSFADE: crossfade,
-    TransitionStyle.MORPH: crossfade,
+    TransitionStyle.MORPH: morph,
 }
 
 

@@ -2,15 +2,76 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from img2vid.engines.base import Clip
 from img2vid.postprocess.effects import fade
+from img2vid.postprocess.loops import pingpong, reverse, seamless
 from img2vid.progress import CancelToken, ProgressCallback
-from img2vid.request import GenerationRequest
+from img2vid.request import GenerationRequest, Interpolator, LoopMode
+
+if TYPE_CHECKING:
+    from img2vid.config import Settings
+    from img2vid.postprocess.interpolate import Interpolator as FrameInterpolator
 
 
 def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
-          cancel: CancelToken) -> Clip:
-    """Run every stage the request asks for, streaming frame by frame."""
+          cancel: CancelToken, *, settings: Settings | None = None) -> Clip:
+    """Run every stage the request asks for, streaming frame by frame.
+
+    Order: interpolate -> reverse -> loop -> fades. `settings` locates the model cache
+    (RIFE weights); without it the default cache is used.
+    """
+    if request.interpolate or request.target_fps:
+        from img2vid.postprocess.interpolate import interpolate_clip
+
+        clip = interpolate_clip(clip, make_interpolator(request.interpolator,
+                                                        request.rife_weights, settings),
+                                factor=request.interpolate, target_fps=request.target_fps,
+                                progress=progress, cancel=cancel)
+    if request.reverse:
+        clip = reverse(clip)
+    if request.loop is LoopMode.PINGPONG:
+        clip = pingpong(clip)
+    elif request.loop is LoopMode.SEAMLESS:
+        clip = seamless(clip, request.transition or 1.0, request.transition_style)
     if request.fade_in or request.fade_out:
         clip = fade(clip, request.fade_in, request.fade_out)
     return clip
+
+
+def preflight(request: GenerationRequest, settings: Settings | None = None) -> None:
+    """Raise now, before an engine runs, what apply() would raise later: RIFE asked for
+    without its weights or without torch."""
+    if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
+        from img2vid.models_cache import cache_dir, find_rife_weights
+
+        find_rife_weights(request.rife_weights, cache_dir(settings))
+        _require_torch()
+
+
+def _require_torch() -> None:
+    from img2vid.errors import ModelNotAvailableError
+
+    try:
+        import torch  # noqa: F401  (only to report a missing install clearly)
+    except ImportError:
+        raise ModelNotAvailableError("--interpolator rife needs PyTorch: install "
+                                     "img2vid[diffusion] or use --interpolator flow") from None
+
+
+def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
+                      settings: Settings | None = None) -> FrameInterpolator:
+    """The frame interpolator for a request: flow (weightless) or RIFE (weights from
+    `rife_weights` or the model cache; torch imported only here)."""
+    if kind is Interpolator.FLOW:
+        from img2vid.postprocess.interpolate import FlowInterpolator
+
+        return FlowInterpolator()
+    from img2vid.models_cache import cache_dir, find_rife_weights
+
+    weights = find_rife_weights(rife_weights, cache_dir(settings))
+    _require_torch()
+    from img2vid.postprocess.rife import RifeInterpolator
+
+    return RifeInterpolator(weights)

@@ -1,0 +1,310 @@
+"""The diffusion engine: a photo plus a prompt becomes a clip through a diffusers pipeline."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from img2vid.config import Settings
+from img2vid.engines.base import Clip
+from img2vid.engines.diffusion.job import (
+    SVD_MOTION_BUCKET_ID,
+    SVD_NOISE_AUG_STRENGTH,
+    DiffusionJob,
+    Shape,
+    choose_fps,
+    choose_guidance,
+    choose_shape,
+    fit_image,
+    to_uint8_frames,
+)
+from img2vid.engines.diffusion.loading import (
+    ResolvedModel,
+    load_pipeline,
+    read_config,
+    resolve_model,
+    weight_elements,
+)
+from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
+from img2vid.engines.diffusion.steps import StepReporter
+from img2vid.engines.memory import (
+    MemoryFigures,
+    MemoryPlan,
+    Workload,
+    oom_advice,
+    plan_memory,
+    probe_memory,
+    step_down,
+)
+from img2vid.errors import InputError, OutOfMemoryError
+from img2vid.images import LoadedImage
+from img2vid.progress import CancelToken, Progress, ProgressCallback
+from img2vid.request import GenerationRequest
+from img2vid.seeds import resolve_seed
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DiffusionEngine"]
+
+
+@dataclass
+class _Loaded:
+    key: tuple[Any, ...]
+    pipe: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class DiffusionEngine:
+    """Runs diffusion jobs one at a time, keeping the last pipeline loaded between jobs.
+
+    The cached pipeline is keyed by model, device, dtype, offload mode and the load-time speed
+    options; anything else (decode chunking, tiling, step cache, attention backend) is set per
+    job, so consecutive jobs on one model reuse it.
+    """
+
+    name = "diffusion"
+
+    def __init__(self, settings: Settings, device: str | None = None) -> None:
+        self.settings = settings
+        self._device = device
+        self._loaded: _Loaded | None = None
+        self._lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
+                 progress: ProgressCallback, cancel: CancelToken) -> Clip:
+        if len(images) != 1:
+            raise InputError(f"the diffusion engine animates one photo; got {len(images)} "
+                             "(use the camera engine for slideshows)")
+        with self._lock:
+            return self._generate(request, images[0], progress, cancel)
+
+    def release(self) -> None:
+        """Drop the cached pipeline and give its memory back."""
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            return
+        from img2vid.engines.diffusion import runtime
+
+        device = loaded.key[1]
+        del loaded
+        runtime.free_memory(device)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    def _generate(self, request: GenerationRequest, image: LoadedImage,
+                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
+        from img2vid.engines.diffusion import runtime
+
+        resolved = resolve_model(request.model, self.settings)
+        spec = resolved.spec
+        family = runtime.family_module(spec.family)
+        runtime.import_libraries()
+        runtime.check_options(spec, family, request)
+
+        seed = resolve_seed(request.seed)
+        shape = choose_shape(spec, request, image.width, image.height)
+        guidance, guidance_note = choose_guidance(spec, request)
+        fps, fps_note = choose_fps(spec, request)
+        notes = shape.notes(spec) + [n for n in (guidance_note, fps_note) if n]
+        notes += _ignored_options(spec, request)
+        for note in notes:
+            log.warning(note)
+
+        device = self._device or runtime.pick_device()
+        dtype = runtime.pick_dtype(device, spec)
+        work = _workload(resolved, family, shape, guidance, dtype)
+        figures = probe_memory(device)
+        plan = plan_memory(work, figures, request.memory.value)
+        runtime.check_plan(request, plan, device)
+        log.info("memory plan for %s %dx%d x%d frames (%s on %s): %s", spec.name, shape.width,
+                 shape.height, shape.num_frames, runtime.dtype_name(dtype), device, plan.reason)
+
+        job = DiffusionJob(
+            image=fit_image(image.pixels, shape.width, shape.height),
+            prompt=request.prompt if spec.uses_prompt else "",
+            negative_prompt=request.negative_prompt if spec.uses_prompt else "",
+            width=shape.width, height=shape.height, num_frames=shape.num_frames,
+            num_inference_steps=request.num_inference_steps or 50,
+            guidance_scale=guidance, fps=fps, decode_chunk=plan.decode_chunk,
+            motion_bucket_id=(request.motion_bucket_id if request.motion_bucket_id is not None
+                              else SVD_MOTION_BUCKET_ID),
+            noise_aug_strength=(request.noise_aug_strength
+                                if request.noise_aug_strength is not None
+                                else SVD_NOISE_AUG_STRENGTH),
+            notes=tuple(notes))
+
+        attempts: list[dict[str, Any]] = []
+        try:
+            frames, timings, extras = self._run_with_fallback(
+                resolved, family, request, job, work, figures, plan, device, dtype, seed,
+                progress, cancel, attempts)
+        finally:
+            # the weights stay cached; activations and allocator caches go back after every job
+            runtime.free_memory(device)
+        plan = attempts[-1]["plan"]
+        info = {
+            "engine": self.name,
+            "model": resolved.describe(),
+            "seed": seed,
+            "size": shape.describe(),
+            "num_inference_steps": job.num_inference_steps,
+            "guidance_scale": job.guidance_scale,
+            "fps": job.fps,
+            "device": device,
+            "dtype": runtime.dtype_name(dtype),
+            "memory_plan": plan.as_dict(),
+            "memory_attempts": [{"level": a["plan"].level, "result": a["result"]}
+                                for a in attempts],
+            "speed": {"compile": request.compile, "attention": request.attention,
+                      "step_cache": extras.pop("step_cache"),
+                      "quantize": self._loaded.info.get("quantize", request.quantize.value)
+                      if self._loaded else request.quantize.value},
+            "timings": timings,
+            **extras,
+            "versions": runtime.library_versions(),
+            "warnings": list(notes),
+        }
+        if spec.family == "svd":
+            info["motion_bucket_id"] = job.motion_bucket_id
+            info["noise_aug_strength"] = job.noise_aug_strength
+        if not spec.uses_prompt and (request.prompt or request.negative_prompt):
+            info["ignored_prompt"] = {"prompt": request.prompt,
+                                      "negative_prompt": request.negative_prompt}
+        return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info)
+
+    def _run_with_fallback(self, resolved: ResolvedModel, family: ModuleType,
+                           request: GenerationRequest, job: DiffusionJob, work: Workload,
+                           figures: MemoryFigures, plan: MemoryPlan, device: str, dtype: Any,
+                           seed: int, progress: ProgressCallback, cancel: CancelToken,
+                           attempts: list[dict[str, Any]],
+                           ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+        """Run once; after an out-of-memory error step down one level and retry once."""
+        from img2vid.engines.diffusion import runtime
+
+        while True:
+            attempt = {"plan": plan, "result": "running"}
+            attempts.append(attempt)
+            try:
+                result = self._run(resolved, family, request, job, plan, device, dtype, seed,
+                                   progress, cancel)
+                attempt["result"] = "ok"
+                return result
+            except Exception as exc:
+                if not runtime.is_out_of_memory(exc):
+                    attempt["result"] = type(exc).__name__
+                    raise
+                attempt["result"] = "out of memory"
+            # Outside the except block the traceback, and the tensors its frames hold, are
+            # gone: drop the pipeline too (the lighter level offloads differently) and retry.
+            self.release()
+            lower = step_down(plan, work, figures) if len(attempts) == 1 else None
+            if lower is None:
+                raise OutOfMemoryError(
+                    f"{resolved.spec.name} ran out of memory on {device} at memory level "
+                    f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{oom_advice(plan)}")
+            runtime.check_plan(request, lower, device)
+            log.warning("out of memory at memory level %s; retrying at %s", plan.level,
+                        lower.level)
+            plan = lower
+            job = replace(job, decode_chunk=plan.decode_chunk)
+
+    def _run(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
+             job: DiffusionJob, plan: MemoryPlan, device: str, dtype: Any, seed: int,
+             progress: ProgressCallback, cancel: CancelToken,
+             ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+        import torch
+
+        from img2vid.engines.diffusion import runtime
+
+        started = time.perf_counter()
+        pipe = self._pipeline(resolved, family, request, plan, device, dtype, progress)
+        loaded = time.perf_counter()
+        runtime.apply_decode(pipe, plan)
+        cancel.raise_if_cancelled()
+        steps = StepReporter(job.num_inference_steps, progress, cancel)
+        runtime.reset_peak(device)
+        ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
+        try:
+            with (runtime.seeded(seed, device) as generator, torch.inference_mode(),
+                  runtime.attention_scope(request.attention),
+                  step_cache(pipe, family.DENOISER, request.step_cache, job.num_inference_steps,
+                             ratios_file) as cache_report):
+                progress(Progress("denoise", 0, job.num_inference_steps))
+                video = family.run(pipe, job, generator, steps)
+        except BaseException:
+            # a cancel or error mid-run leaves offloaded models wherever they were: put them
+            # back so the cached pipeline starts the next job clean
+            pipe.maybe_free_model_hooks()
+            raise
+        progress(Progress("decode", 1, 1))
+        frames = to_uint8_frames(video)
+        del video
+        finished = time.perf_counter()
+        timings = {"load_s": round(loaded - started, 3),
+                   "generate_s": round(finished - loaded, 3)}
+        return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
+
+    def _cache_root(self) -> Path:
+        """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
+        from img2vid.models_cache import cache_dir
+
+        return cache_dir(self.settings)
+
+    def _pipeline(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
+                  plan: MemoryPlan, device: str, dtype: Any, progress: ProgressCallback) -> Any:
+        from img2vid.engines.diffusion import runtime
+
+        key = (str(resolved.path), device, str(dtype), resolved.variant, plan.offload,
+               request.compile, request.quantize.value)
+        if self._loaded is not None and self._loaded.key == key:
+            return self._loaded.pipe
+        self.release()
+        progress(Progress("load", 0, None, f"loading {resolved.spec.name}"))
+        pipe = load_pipeline(resolved, dtype)
+        info: dict[str, Any] = {}
+        quant = runtime.quantize(pipe, family, request.quantize, dtype)
+        if quant:
+            info["quantize"] = quant
+        runtime.apply_offload(pipe, plan, device)
+        if request.compile:
+            runtime.compile_denoiser(pipe, family)
+        self._loaded = _Loaded(key, pipe, info)
+        return pipe
+
+
+def _workload(resolved: ResolvedModel, family: ModuleType, shape: Shape, guidance: float,
+              dtype: Any) -> Workload:
+    """Memory the job needs: weights from the folder's safetensors headers, activations and
+    decoding from the family's estimate."""
+    dtype_bytes = dtype.itemsize
+
+    def config(component: str) -> dict[str, Any]:
+        return read_config(resolved.path, component)
+
+    weights = {name: count * dtype_bytes
+               for name, count in weight_elements(resolved.path, resolved.variant).items()}
+    activations, decode_full, decode_tiled = family.estimate(config, shape, guidance,
+                                                             dtype_bytes)
+    return Workload(weights=weights, activations=activations, decode_per_frame=decode_full,
+                    num_frames=shape.num_frames, decode_tiled=decode_tiled,
+                    tiling=family.VAE_TILING, chunked_decode=family.CHUNKED_DECODE)
+
+
+def _ignored_options(spec: Any, request: GenerationRequest) -> list[str]:
+    """Options this model does not use: said out loud rather than dropped silently."""
+    notes = []
+    if not spec.uses_prompt and (request.prompt or request.negative_prompt):
+        notes.append(f"{spec.name} takes no text prompt: the prompt and negative prompt are "
+                     "ignored (use i2vgen-xl or wan for prompt-driven motion)")
+    if spec.family != "svd":
+        for name in ("motion_bucket_id", "noise_aug_strength"):
+            if getattr(request, name) is not None:
+                notes.append(f"{name} applies to svd-xt only; {spec.name} ignores it")
+    return notes

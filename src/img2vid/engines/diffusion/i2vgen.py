@@ -1,0 +1,77 @@
+"""I2VGen-XL: prompt + negative prompt + photo -> 16-frame clip (I2VGenXLPipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from img2vid.engines.diffusion.estimate import image_decode, unet_activations
+from img2vid.engines.diffusion.job import DiffusionJob, Shape
+from img2vid.engines.diffusion.steps import StepReporter
+
+DENOISER = "unet"
+VAE_TILING = True
+CHUNKED_DECODE = True
+# I2VGen-XL's default clip_skip: the text encoder's penultimate layer, then its final norm.
+CLIP_SKIP = 1
+
+
+def estimate(config: Callable[[str], dict[str, Any]], shape: Shape, guidance_scale: float,
+             dtype_bytes: int) -> tuple[int, int, int]:
+    """(denoise activations, decode bytes per frame, tiled decode bytes per frame)."""
+    vae = config("vae")
+    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    base = config("unet").get("block_out_channels", [320])[0]
+    batch = 2 if guidance_scale > 1 else 1
+    acts = unet_activations(shape.width, shape.height, shape.num_frames, scale, base, batch,
+                            dtype_bytes)
+    full, tiled = image_decode(shape.width, shape.height, vae.get("block_out_channels", [128])[0],
+                               dtype_bytes)
+    return acts, full, tiled
+
+
+def encode_prompt(pipe: Any, text: str, device: Any) -> Any:
+    """CLIP text embeddings the way I2VGenXLPipeline computes them with clip_skip=1.
+
+    The pipeline's own path reads `text_encoder.text_model.final_layer_norm`, an attribute
+    transformers >= 5.6 removed from CLIPTextModel (the norm now sits on the model itself), so
+    the embeddings are made here and handed to the pipeline as prompt_embeds.
+    """
+    import torch.nn.functional as F
+
+    tokens = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt")
+    output = pipe.text_encoder(tokens.input_ids.to(device), output_hidden_states=True)
+    hidden = output.hidden_states[-(CLIP_SKIP + 1)]
+    encoder = getattr(pipe.text_encoder, "text_model", pipe.text_encoder)
+    norm = encoder.final_layer_norm
+    # Functional call with the weights moved to the activations: under group/leaf offload the
+    # norm's weights may already be back on the CPU once the encoder's forward has returned.
+    return F.layer_norm(hidden, norm.normalized_shape,
+                        norm.weight.to(hidden.device, hidden.dtype),
+                        norm.bias.to(hidden.device, hidden.dtype), norm.eps)
+
+
+def run(pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
+    device = pipe._execution_device
+    prompt_embeds = encode_prompt(pipe, job.prompt, device)
+    negative_embeds = (encode_prompt(pipe, job.negative_prompt, device)
+                       if job.guidance_scale > 1 else None)
+    # I2VGenXLPipeline has no step callback: the scheduler hook reports and cancels instead.
+    with steps.scheduler_hook(pipe.scheduler):
+        output = pipe(
+            prompt=None,
+            image=job.image,
+            height=job.height,
+            width=job.width,
+            target_fps=job.fps,
+            num_frames=job.num_frames,
+            num_inference_steps=job.num_inference_steps,
+            guidance_scale=job.guidance_scale,
+            decode_chunk_size=job.decode_chunk,
+            generator=generator,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_embeds,
+            output_type="np",
+        )
+    return output.frames

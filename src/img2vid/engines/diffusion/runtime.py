@@ -1,0 +1,277 @@
+"""Torch-side helpers: device and dtype, applying a memory plan, speed options, seeding, cleanup.
+
+Everything here imports torch/diffusers inside functions: it runs only for diffusion jobs.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from types import ModuleType
+from typing import Any
+
+from img2vid.engines.diffusion.registry import ModelSpec
+from img2vid.engines.memory import MemoryPlan
+from img2vid.errors import InputError
+from img2vid.request import GenerationRequest, Quantize, StepCache
+
+log = logging.getLogger(__name__)
+
+# family -> dtype on CUDA. The UNet models were released in fp16; the transformers in bf16.
+CUDA_DTYPES = {"i2vgen": "float16", "svd": "float16", "wan": "bfloat16", "ltx": "bfloat16",
+               "cogvideox": "bfloat16"}
+# logger -> message fragment of library warnings that say nothing to an img2vid user:
+# I2VGen-XL's deprecation banner on every load, the CLIP processor's optional torchvision backend.
+_NOISE = {"diffusers.pipelines.pipeline_utils": "has been deprecated and will not receive",
+          "transformers.utils.import_utils": "requires torchvision (not installed)"}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+def import_libraries() -> None:
+    """Import transformers/diffusers with their logs routed into ours (no stray stderr output)."""
+    for name, fragment in _NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            logger.addFilter(_DropMessage(fragment))
+    import transformers
+
+    _route(transformers.utils.logging)
+    import diffusers
+
+    _route(diffusers.utils.logging)
+    from huggingface_hub.utils import enable_progress_bars
+
+    # transformers' switch also silences the hub's bars, which downloads should keep
+    enable_progress_bars()
+
+
+def _route(lib: ModuleType) -> None:
+    lib.disable_default_handler()
+    lib.enable_propagation()
+    lib.disable_progress_bar()  # weight-loading bars; huggingface_hub's download bars stay on
+
+
+def pick_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str, spec: ModelSpec) -> Any:
+    """CUDA: the model's release precision (bf16 falls back to fp16 on pre-Ampere GPUs);
+    MPS: fp16; CPU: fp32, the only precision CPU kernels run well."""
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        name = CUDA_DTYPES.get(spec.family, "float16")
+        if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+            name = "float16"
+        return getattr(torch, name)
+    if kind == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def family_module(family: str) -> ModuleType:
+    import importlib
+
+    return importlib.import_module(f"img2vid.engines.diffusion.{family}")
+
+
+def check_options(spec: ModelSpec, family: ModuleType, request: GenerationRequest) -> None:
+    """Refuse speed options this model cannot use, before anything loads."""
+    transformer = family.DENOISER == "transformer"
+    if request.attention is not None:
+        if not transformer:
+            raise InputError(
+                f"--attention {request.attention}: {spec.name}'s UNet uses diffusers' classic "
+                "attention processors, which always run PyTorch SDPA; attention backends apply to "
+                "wan, ltx-video and cogvideox")
+        _check_attention_backend(request.attention)
+    if request.step_cache is not StepCache.NONE and not transformer:
+        raise InputError(f"--step-cache {request.step_cache.value} works on transformer "
+                         f"models (wan, ltx-video, cogvideox), not {spec.name}'s UNet")
+    if request.quantize is Quantize.INT8:
+        try:
+            import torchao  # noqa: F401
+        except ImportError:
+            raise InputError("--quantize int8 needs torchao: pip install torchao "
+                             "(or use --quantize fp8)") from None
+
+
+def check_plan(request: GenerationRequest, plan: MemoryPlan, device: str) -> None:
+    if request.compile and plan.offload == "leaf":
+        raise InputError(
+            "--compile cannot trace through leaf-level offload (memory level minimum"
+            + ("" if plan.forced else ", chosen because nothing heavier fits")
+            + "): drop --compile, or lower the resolution/frames so a heavier level fits")
+    if request.quantize is Quantize.FP8 and device.startswith("mps"):
+        raise InputError("--quantize fp8: Apple MPS has no float8 storage; use --quantize none")
+
+
+def _check_attention_backend(name: str) -> None:
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+    )
+
+    known = sorted(b.value for b in AttentionBackendName)
+    if name not in known:
+        raise InputError(f"--attention {name}: unknown backend; known: {', '.join(known)}")
+    try:
+        _check_attention_backend_requirements(AttentionBackendName(name))
+    except (RuntimeError, ImportError) as exc:
+        raise InputError(f"--attention {name}: {exc}") from None
+
+
+def attention_scope(name: str | None) -> Any:
+    """Run the pipeline under an attention backend, restoring the previous one afterwards."""
+    if name is None:
+        return nullcontext()
+    from diffusers.models.attention_dispatch import attention_backend
+
+    return attention_backend(name)
+
+
+def weight_bytes(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def quantize(pipe: Any, family: ModuleType, mode: Quantize, dtype: Any) -> dict[str, Any]:
+    """Shrink the denoiser's stored weights; returns sizes before/after for the sidecar."""
+    if mode is Quantize.NONE:
+        return {}
+    import torch
+
+    denoiser = getattr(pipe, family.DENOISER)
+    before = weight_bytes(denoiser)
+    if mode is Quantize.FP8:
+        # float8 storage, upcast layer by layer to the run dtype for compute (diffusers'
+        # layerwise casting skips norms and embeddings, which are precision-critical)
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    else:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantize_(denoiser, Int8WeightOnlyConfig())
+    after = weight_bytes(denoiser)
+    saved = before - after
+    log.info("quantize %s: %s weights %.2f GB -> %.2f GB (saved %.2f GB)", mode.value,
+             family.DENOISER, before / 1024**3, after / 1024**3, saved / 1024**3)
+    return {"mode": mode.value, "component": family.DENOISER, "bytes_before": before,
+            "bytes_after": after, "bytes_saved": saved}
+
+
+def apply_offload(pipe: Any, plan: MemoryPlan, device: str) -> None:
+    import torch
+
+    if plan.offload == "none":
+        pipe.to(device)
+    elif plan.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        # Block-level groups stream the next block in on a side CUDA stream while the current
+        # one computes; leaf level does the same per layer (lowest memory, slowest).
+        pipe.enable_group_offload(
+            onload_device=torch.device(device), offload_device=torch.device("cpu"),
+            offload_type="block_level" if plan.offload == "group" else "leaf_level",
+            num_blocks_per_group=1 if plan.offload == "group" else None,
+            use_stream=device.startswith("cuda"))
+
+
+def apply_decode(pipe: Any, plan: MemoryPlan) -> None:
+    """VAE tiling per job: a flag on the VAE, so a cached pipeline follows each job's plan."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "use_tiling"):
+        return
+    if plan.vae_tiling:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+
+def compile_denoiser(pipe: Any, family: ModuleType) -> None:
+    # In place (nn.Module.compile) so offload hooks and the pipeline keep the same object.
+    getattr(pipe, family.DENOISER).compile()
+
+
+@contextmanager
+def seeded(seed: int, device: str) -> Iterator[Any]:
+    """A generator seeded with `seed`, with torch's global RNG seeded too for the duration.
+
+    I2VGen-XL samples its image latents (`latent_dist.sample()`) from the global RNG rather than
+    the generator, so the generator alone does not reproduce a video. Seeding the global RNG
+    inside fork_rng makes it reproducible and puts the previous global state back afterwards,
+    so other code's random streams in this process are not shifted by our jobs. The generator
+    lives on the CPU: the same seed then gives the same noise whatever the device or offload.
+    """
+    import torch
+
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield torch.Generator("cpu").manual_seed(seed)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+
+
+def free_memory(device: str) -> None:
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+    elif device.startswith("mps"):
+        torch.mps.empty_cache()
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device: str) -> dict[str, Any]:
+    import torch
+
+    if device.startswith("cuda"):
+        return {"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+    # ru_maxrss: kilobytes on Linux, bytes on macOS; the process's peak, not this job's alone
+    scale = 1 if sys.platform == "darwin" else 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return {"process_peak_rss_gb": round(rss / 1024**3, 3)}
+
+
+def library_versions() -> dict[str, str]:
+    import diffusers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}

@@ -1,0 +1,57 @@
+"""Denoising-step progress and cancellation, hooked into pipelines without forking them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from img2vid.progress import CancelToken, Progress, ProgressCallback
+
+
+class StepReporter:
+    """Reports each finished denoising step and raises CancelledError between steps."""
+
+    def __init__(self, total: int, progress: ProgressCallback, cancel: CancelToken) -> None:
+        self.total = total
+        self.done = 0
+        self._progress = progress
+        self._cancel = cancel
+
+    def step_done(self) -> None:
+        self.done += 1
+        self._progress(Progress("denoise", min(self.done, self.total), self.total))
+        if self.done == self.total:
+            # the pipeline decodes the latents next, which can take a while on big videos
+            self._progress(Progress("decode", 0, 1, "decoding frames"))
+        # Raising here unwinds the pipeline call before its next step; the engine then frees
+        # what the step held and stays usable for the next job.
+        self._cancel.raise_if_cancelled()
+
+    def on_step_end(self, pipe: Any, step: int, timestep: Any,
+                    callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """diffusers' `callback_on_step_end` signature."""
+        self.step_done()
+        return callback_kwargs
+
+    @contextmanager
+    def scheduler_hook(self, scheduler: Any) -> Iterator[None]:
+        """For pipelines without a step callback (I2VGen-XL): report after each scheduler step.
+
+        The wrapper shadows the bound method on this scheduler instance only and is removed on
+        exit. functools.wraps keeps the signature that pipelines inspect for `eta`/`generator`.
+        """
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            output = original(*args, **kwargs)
+            self.step_done()
+            return output
+
+        scheduler.step = step
+        try:
+            yield
+        finally:
+            del scheduler.step

@@ -1,0 +1,94 @@
+"""Tiny diffusion models built once per session, a small photo, and an engine that loads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the diffusion extra is not installed")
+
+from img2vid.config import Settings
+from img2vid.images import LoadedImage, load_image
+from tests.diffusion import tiny_models
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    # one thread is steadier (and not slower for models this small) on 2-core CI machines
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def i2vgen_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_i2vgen(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def svd_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_svd(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def wan_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_wan(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def ltx_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_ltx(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def cogvideox_dir(tiny_dir: Path) -> Path:
+    return tiny_models.build_cogvideox(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled coffee photo scaled down to 150x100 (3:2), saved as JPEG."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photos") / "photo.jpg"
+    with Image.open(ROOT / "examples" / "coffee.png") as im:
+        im.convert("RGB").resize((150, 100), Image.Resampling.LANCZOS).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded_photo(small_photo: Path) -> LoadedImage:
+    return load_image(small_photo)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One engine for the session, as a server would keep it (pipelines stay cached)."""
+    from img2vid.engines.diffusion import DiffusionEngine
+
+    eng = DiffusionEngine(Settings())
+    yield eng
+    eng.release()
+
+
+def frames_of(clip) -> np.ndarray:
+    return np.stack(list(clip.frames))
+
+
+def fake_hub_cache(home: Path, repo_id: str, source: Path) -> str:
+    """Lay `source` out as huggingface_hub's cache holds a downloaded snapshot of `repo_id`."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(source, repo / "snapshots" / commit, dirs_exist_ok=True)
+    return commit

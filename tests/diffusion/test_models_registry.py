@@ -1,0 +1,154 @@
+"""Model registry rules (frames, sizes, guidance) and folder resolution errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from img2vid.config import ModelSettings, Settings
+from img2vid.engines.diffusion.job import choose_guidance, choose_shape, fit_image
+from img2vid.engines.diffusion.loading import (
+    allow_patterns,
+    resolve_folder,
+    resolve_model,
+    weight_elements,
+)
+from img2vid.engines.diffusion.registry import MODELS, FrameRule
+from img2vid.errors import InputError, ModelNotAvailableError
+from img2vid.request import build_request
+
+
+@pytest.mark.parametrize(("name", "asked", "used"), [
+    ("wan2.1-i2v-14b-480p", 16, 17), ("wan2.1-i2v-14b-480p", 81, 81),
+    ("wan2.1-i2v-14b-480p", 2, 5), ("ltx-video", 16, 17), ("ltx-video", 24, 25),
+    ("ltx-video", 100, 97), ("cogvideox-5b-i2v", 16, 49), ("i2vgen-xl", 16, 16),
+    ("svd-xt", 25, 25),
+])
+def test_frames_snap_to_what_each_model_accepts(name, asked, used):
+    assert MODELS[name].frames.snap(asked) == used
+
+
+def test_frame_rule_descriptions():
+    assert FrameRule(step=4, offset=1).describe() == "4k+1"
+    assert FrameRule(fixed=49).describe() == "exactly 49"
+
+
+@pytest.mark.parametrize("resolution", [256, 512, 768, 1024])
+def test_resolution_keeps_the_photo_aspect_and_snaps_sides(resolution):
+    req = build_request(images=("a.png",), model="ltx-video", resolution=resolution)
+    shape = choose_shape(MODELS["ltx-video"], req, 1200, 800)
+    assert shape.width % 32 == 0 and shape.height % 32 == 0
+    assert abs(shape.height - resolution) <= 16
+    assert abs(shape.width / shape.height - 1.5) < 0.1
+    portrait = choose_shape(MODELS["i2vgen-xl"], req, 800, 1200)
+    assert portrait.width == resolution and portrait.height % 8 == 0
+
+
+def test_cogvideox_runs_only_at_720x480_and_the_change_is_noted():
+    req = build_request(images=("a.png",), model="cogvideox-5b-i2v", resolution=512)
+    spec = MODELS["cogvideox-5b-i2v"]
+    shape = choose_shape(spec, req, 1000, 1000)
+    assert (shape.width, shape.height, shape.num_frames) == (720, 480, 49)
+    notes = shape.notes(spec)
+    assert any("512x512 -> 720x480" in n for n in notes)
+    assert any("16 -> 49" in n for n in notes)
+
+
+def test_preset_guidance_gives_way_to_the_model_default_but_an_explicit_value_wins():
+    preset = build_request(images=("a.png",), model="svd-xt")
+    value, note = choose_guidance(MODELS["svd-xt"], preset)
+    assert value == 3.0 and "preset" in note
+    assert choose_guidance(MODELS["i2vgen-xl"], preset) == (9.0, None)
+    explicit = build_request(images=("a.png",), model="svd-xt", guidance_scale=2.5)
+    assert choose_guidance(MODELS["svd-xt"], explicit) == (2.5, None)
+
+
+def test_preset_fps_gives_way_to_the_model_rate_but_an_explicit_value_wins():
+    from img2vid.engines.diffusion.job import choose_fps
+
+    preset = build_request(images=("a.png",), model="wan2.1-i2v-14b-480p")
+    value, note = choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset)
+    assert value == 16 and "16 fps" in note
+    assert choose_fps(MODELS["i2vgen-xl"], preset) == (8, None)
+    explicit = build_request(images=("a.png",), model="ltx-video", fps=12)
+    assert choose_fps(MODELS["ltx-video"], explicit) == (12, None)
+
+
+def test_fit_image_centre_crops_to_the_output_aspect():
+    import numpy as np
+
+    pixels = np.zeros((100, 300, 3), np.uint8)
+    pixels[:, 100:200] = 255  # the white centre third survives a crop to 1:1
+    image = fit_image(pixels, 64, 64)
+    assert image.size == (64, 64)
+    assert np.asarray(image).mean() > 250
+
+
+def test_request_validates_the_new_diffusion_fields():
+    with pytest.raises(InputError, match="memory"):
+        build_request(images=("a.png",), memory="huge")
+    with pytest.raises(InputError, match="motion_bucket_id"):
+        build_request(images=("a.png",), motion_bucket_id=300)
+    with pytest.raises(InputError, match="quantize"):
+        build_request(images=("a.png",), quantize="int4")
+
+
+def test_allow_patterns_fetch_one_weight_variant_and_skip_root_checkpoints():
+    import fnmatch
+
+    patterns = allow_patterns(MODELS["i2vgen-xl"])
+
+    def fetched(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, p) for p in patterns)
+
+    assert fetched("unet/diffusion_pytorch_model.fp16.safetensors")
+    assert fetched("tokenizer/merges.txt") and fetched("model_index.json")
+    assert not fetched("unet/diffusion_pytorch_model.safetensors")
+    assert not fetched("i2vgen_xl.pth") and not fetched("ltx-video-2b-v0.9.safetensors")
+
+
+def test_folder_errors_are_one_line(tmp_path: Path):
+    settings = Settings()
+    with pytest.raises(InputError, match="model folder not found"):
+        resolve_model(str(tmp_path / "missing"), settings)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no model_index.json"):
+        resolve_model(str(empty), settings)
+    t2v = tmp_path / "t2v"
+    t2v.mkdir()
+    (t2v / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    with pytest.raises(InputError, match="text-to-video"):
+        resolve_folder(t2v)
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    (sd / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(InputError, match="cannot run"):
+        resolve_folder(sd)
+    with pytest.raises(InputError, match="unknown model 'sora'"):
+        resolve_model("sora", settings)
+
+
+def test_offline_missing_model_names_both_ways_out(tmp_path: Path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    settings = Settings(models=ModelSettings(cache_dir=tmp_path / "cache"))
+    with pytest.raises(ModelNotAvailableError) as err:
+        resolve_model("wan2.2-ti2v-5b", settings)
+    message = str(err.value)
+    assert "wan2.2-ti2v-5b" in message and "offline" in message
+    assert "img2vid models download wan2.2-ti2v-5b" in message and "--model /path" in message
+    assert err.value.exit_code == 2
+
+
+def test_configured_local_dir_and_weight_counts(wan_dir: Path):
+    settings = Settings(models=ModelSettings(local_dirs={"my-wan": wan_dir}))
+    resolved = resolve_model("my-wan", settings)
+    assert resolved.spec.family == "wan" and resolved.source == "folder"
+    assert resolved.spec.side_multiple == 16  # 8x VAE x 2x2 patches, read from the configs
+    counts = weight_elements(wan_dir, None)
+    assert set(counts) >= {"transformer", "vae", "text_encoder", "image_encoder"}
+    assert all(n > 0 for n in counts.values())

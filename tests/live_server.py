@@ -1,0 +1,85 @@
+"""A real uvicorn server on a free loopback port, in a thread, for the server tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from img2vid.config import LogSettings, OutputSettings, ServerSettings, Settings
+from img2vid.jobs import EngineFactory, JobQueue, JobStatus
+from img2vid.server.app import create_app
+from img2vid.server.run import bind, make_server
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PHOTO = EXAMPLES / "coffee.png"  # 600 x 400
+# Small and quick: 8 frames of 256p.
+TINY = {"resolution": "256", "num_frames": "8", "fps": "8", "encode_speed": "ultrafast"}
+
+
+def make_settings(root: Path, **server: Any) -> Settings:
+    return Settings(output=OutputSettings(directory=root / "outputs"),
+                    logs=LogSettings(directory=root / "logs"),
+                    server=ServerSettings(**server))
+
+
+class LiveServer:
+    def __init__(self, base_url: str, queue: JobQueue, settings: Settings) -> None:
+        self.base_url = base_url
+        self.queue = queue
+        self.settings = settings
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+
+@contextmanager
+def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui: bool = False,
+                cpu_workers: int | None = None, grace: float = 0.0) -> Iterator[LiveServer]:
+    """Start the whole service (queue, API, optionally the UI) and stop it cleanly after."""
+    sock = bind("127.0.0.1", 0)
+    queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
+    app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
+    server = make_server(app, queue)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = sock.getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", queue, settings)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses: set[str],
+             timeout: float = 30) -> dict[str, Any]:
+    """Poll a job until it reaches one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+        time.sleep(0.05)
+
+
+def submit(client: httpx.Client, photo: Path = PHOTO, **fields: Any) -> httpx.Response:
+    data = {**TINY, **{k: str(v) for k, v in fields.items()}}
+    with photo.open("rb") as f:
+        return client.post("/api/v1/jobs", data=data,
+                           files=[("images", (photo.name, f, "image/png"))])
+
+
+TERMINAL = {s.value for s in JobStatus if s.terminal}

@@ -1,0 +1,242 @@
+"""The job queue on its own: lanes, crash recovery (a real process dying mid-job), failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from img2vid.errors import InputError
+from img2vid.jobs import QUEUE_DIRNAME, JobQueue, JobStatus
+from img2vid.request import build_request
+from tests.fakes import FakeEngine
+from tests.live_server import PHOTO, make_settings
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def queue_request(queue: JobQueue, **fields: object):  # type: ignore[no-untyped-def]
+    """Submit like the server does: the photo copied into the job's upload folder."""
+    job_id = queue.new_job_id()
+    image = queue.upload_dir(job_id) / "000.png"
+    shutil.copyfile(PHOTO, image)
+    fields = {"resolution": 256, "num_frames": 4, "fps": 4, "encode_speed": "ultrafast",
+              **fields}
+    return queue.submit(build_request(images=(str(image),), **fields), job_id=job_id)
+
+
+class CountingEngine(FakeEngine):
+    """Records how many generations of each engine name run at the same time."""
+
+    def __init__(self, name: str, peaks: dict[str, int], lock: threading.Lock) -> None:
+        super().__init__(delay=0.05)
+        self.engine_name, self.peaks, self.lock = name, peaks, lock
+        self.active = 0
+
+    def generate(self, request, images, progress, cancel):  # type: ignore[no-untyped-def]
+        clip = super().generate(request, images, progress, cancel)
+        inner = clip.frames
+
+        def frames():  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.active += 1
+                key = self.engine_name
+                self.peaks[key] = max(self.peaks.get(key, 0), self.active)
+            try:
+                yield from inner
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+        clip.frames = frames()
+        return clip
+
+
+def test_diffusion_jobs_run_one_at_a_time_camera_jobs_in_parallel(tmp_path: Path) -> None:
+    peaks: dict[str, int] = {}
+    lock = threading.Lock()
+    engines = {name: CountingEngine(name, peaks, lock) for name in ("camera", "diffusion")}
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engines[name],
+                     cpu_workers=3)
+    queue.start()
+    try:
+        jobs = [queue_request(queue, engine=engine, num_frames=12)
+                for engine in ["diffusion", "camera"] * 3]
+        done = [queue.wait(job.id, timeout=60) for job in jobs]
+    finally:
+        queue.stop()
+    assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 6
+    assert {j.lane.value for j in done if j} == {"gpu", "cpu"}
+    assert peaks == {"diffusion": 1, "camera": 3}
+
+
+def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:
+    engine = FakeEngine(delay=0.05)
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engine)
+    queue.start()
+    try:
+        job = queue_request(queue, num_frames=30)
+        assert engine.started.wait(10)
+        seen = None
+        version = -1
+        while seen is None or seen.step < 10:
+            version = queue.wait_for_change(version, timeout=5)
+            current = queue.get(job.id)
+            assert current is not None
+            seen = current.progress or seen
+        assert seen.total == 30 and 0 < seen.fraction < 1
+        assert seen.eta_s is not None and 0 < seen.eta_s < 10
+        finished = queue.wait(job.id, timeout=30)
+    finally:
+        queue.stop()
+    assert finished is not None and finished.progress is not None
+    assert finished.progress.fraction == 1.0
+
+
+def test_an_unexpected_engine_error_fails_the_job_not_the_worker(tmp_path: Path) -> None:
+    class Broken(FakeEngine):
+        def generate(self, request, images, progress, cancel):  # type: ignore[no-untyped-def]
+            if request.prompt == "bug":
+                raise RuntimeError("index out of range")
+            return super().generate(request, images, progress, cancel)
+
+    engine = Broken()
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engine, cpu_workers=1)
+    queue.start()
+    try:
+        bad = queue_request(queue, prompt="bug")
+        good = queue_request(queue)
+        bad_done, good_done = queue.wait(bad.id, 30), queue.wait(good.id, 30)
+    finally:
+        queue.stop()
+    assert bad_done is not None and bad_done.status is JobStatus.FAILED
+    assert bad_done.error == "internal error: RuntimeError: index out of range"
+    assert good_done is not None and good_done.status is JobStatus.SUCCEEDED
+
+
+def test_a_late_bad_image_fails_with_the_loader_message(tmp_path: Path) -> None:
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: FakeEngine())
+    queue.start()
+    try:
+        job_id = queue.new_job_id()
+        image = queue.upload_dir(job_id) / "000.png"
+        image.write_bytes(PHOTO.read_bytes()[:2000])  # the header passes, the pixels do not
+        job = queue.submit(build_request(images=(str(image),), num_frames=4), job_id=job_id)
+        done = queue.wait(job.id, 30)
+    finally:
+        queue.stop()
+    assert done is not None and done.status is JobStatus.FAILED
+    assert "truncated or corrupt" in (done.error or "")
+
+
+def test_one_queue_folder_serves_one_server(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    first = JobQueue(settings, engine_factory=lambda name: FakeEngine())
+    try:
+        with pytest.raises(InputError, match="another img2vid server is using the job queue"):
+            JobQueue(settings, engine_factory=lambda name: FakeEngine())
+    finally:
+        first.stop()
+    JobQueue(settings, engine_factory=lambda name: FakeEngine()).stop()  # free again
+
+
+CRASHING_SERVER = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from img2vid.config import LogSettings, OutputSettings, Settings
+    from img2vid.jobs import JobQueue
+    from tests.fakes import FakeEngine
+
+    class DieMidJob(FakeEngine):
+        def generate(self, request, images, progress, cancel):
+            os._exit(9)  # the process dies as a power cut or OOM-kill would
+
+    root = Path(sys.argv[1])
+    settings = Settings(output=OutputSettings(directory=root / "outputs"),
+                        logs=LogSettings(directory=root / "logs"))
+    queue = JobQueue(settings, engine_factory=lambda name: DieMidJob())
+    queue.start()
+    queue.wait(sys.argv[2], timeout=60)
+    sys.exit("the job did not crash the process")
+""")
+
+
+def crash_while_running(root: Path, job_id: str) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}
+    done = subprocess.run([sys.executable, "-c", CRASHING_SERVER, str(root), job_id], env=env,
+                          check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+
+
+def test_a_job_running_when_the_process_dies_is_requeued_once(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    queue = JobQueue(settings)
+    job = queue_request(queue, prompt="survivor")
+    queue.stop()
+
+    crash_while_running(tmp_path, job.id)
+
+    engine = FakeEngine()
+    queue = JobQueue(settings, engine_factory=lambda name: engine)
+    queue.start()
+    try:
+        done = queue.wait(job.id, 30)
+    finally:
+        queue.stop()
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert done.attempts == 2
+    assert [r.prompt for r in engine.calls] == ["survivor"]
+
+
+def test_a_job_that_dies_twice_is_failed_with_the_reason(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    queue = JobQueue(settings)
+    job = queue_request(queue)
+    waiting = queue_request(queue, prompt="next in line")
+    queue.stop()
+
+    crash_while_running(tmp_path, job.id)
+    crash_while_running(tmp_path, job.id)
+
+    engine = FakeEngine()
+    queue = JobQueue(settings, engine_factory=lambda name: engine, cpu_workers=1)
+    queue.start()
+    try:
+        failed = queue.get(job.id)
+        after = queue.wait(waiting.id, 30)
+    finally:
+        queue.stop()
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error == ("the server stopped while this job was running (2 attempts); "
+                            "it was not retried again")
+    assert after is not None and after.status is JobStatus.SUCCEEDED
+    assert [r.prompt for r in engine.calls] == ["next in line"]
+    uploads = settings.output.directory / QUEUE_DIRNAME / "uploads"
+    assert list(uploads.iterdir()) == []
+
+
+def test_queued_jobs_wait_in_order_and_report_their_position(tmp_path: Path) -> None:
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: FakeEngine())
+    try:
+        jobs = [queue_request(queue) for _ in range(3)]
+        assert [queue.get(j.id).position for j in jobs] == [1, 2, 3]  # type: ignore[union-attr]
+        queue.cancel(jobs[0].id)
+        assert [queue.get(j.id).position for j in jobs[1:]] == [1, 2]  # type: ignore[union-attr]
+        listed, total = queue.list(limit=10)
+        assert total == 3 and [j.position for j in listed] == [2, 1, None]
+        queue.start()
+        started = time.monotonic()
+        assert all(queue.wait(j.id, 30).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+                   for j in jobs[1:])
+        assert time.monotonic() - started < 30
+    finally:
+        queue.stop()

@@ -1,0 +1,88 @@
+"""`img2vid serve` as a user runs it: start-up checks, printed URLs, clean stop on signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def run_cli(args: list[str], cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("IMG2VID_CONFIG", None)
+    return subprocess.Popen([sys.executable, "-m", "img2vid", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)  # type: ignore[call-overload]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli(["serve", "--port", str(port)], tmp_path)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err == (f"img2vid: error: port {port} on 127.0.0.1 is already in use; stop the "
+                   "other server or choose another port with --port\n")
+    assert out == ""
+
+
+def test_bad_options_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    proc = run_cli(["serve", "--workers", "0"], tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip() == "img2vid: error: --workers: input should be greater than or equal to 1"
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    port = free_port()
+    args = ["serve", "--port", str(port), "--workers", "2"]
+    if sig is signal.SIGTERM:
+        args += ["--host", "0.0.0.0"]  # beyond loopback without a token: a warning
+    proc = run_cli(args, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        assert health.json()["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"WebUI:     http://127.0.0.1:{port}/" in out
+    assert f"REST API:  http://127.0.0.1:{port}/api/v1" in out
+    assert f"API docs:  http://127.0.0.1:{port}/docs" in out
+    logs = list((tmp_path / "logs").glob("app_*.log"))
+    assert len(logs) == 1 and f"log:       {logs[0].resolve()}" in out
+    assert (tmp_path / "outputs" / ".img2vid-queue" / "jobs.sqlite3").is_file()
+    assert "job queue stopped" in logs[0].read_text()
+    warning = "warning: listening on 0.0.0.0 without a token"
+    assert (warning in err) == (sig is signal.SIGTERM)
+    assert "Traceback" not in err
