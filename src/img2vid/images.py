@@ -6,6 +6,8 @@ import hashlib
 import logging
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,21 +55,31 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
         raise InputError(f"{path} is empty (0 bytes)")
     digest = _sha256(path)
     notes: list[str] = []
+    with _open_checked(path, settings) as im:
+        fmt = im.format or "unknown"
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{path.name} is animated ({frames} frames); using its first frame")
+            im.seek(0)
+        im.load()
+        pixels = _to_rgb8(ImageOps.exif_transpose(im), settings.background)
+    _check_min_side(path, pixels.shape[1], pixels.shape[0], settings)
+    for note in notes:
+        log.warning(note)
+    return LoadedImage(pixels=pixels, path=str(path), sha256=digest, source_format=fmt,
+                       notes=tuple(notes))
+
+
+@contextmanager
+def _open_checked(path: Path, settings: ImageSettings) -> Iterator[Image.Image]:
+    """Open with Pillow, refuse oversized headers, and turn Pillow's errors into one line."""
     with warnings.catch_warnings():
         # Our own pixel limit replaces Pillow's global warning/error thresholds.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as im:
-                fmt = im.format or "unknown"
                 _check_size(path, im.size, settings)
-                frames = getattr(im, "n_frames", 1)
-                if frames > 1:
-                    notes.append(f"{path.name} is animated ({frames} frames); "
-                                 "using its first frame")
-                    im.seek(0)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                pixels = _to_rgb8(im, settings.background)
+                yield im
         except InputError:
             raise
         except Image.DecompressionBombError as exc:
@@ -81,14 +93,12 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{path} is truncated or corrupt ({exc}); "
                              "re-export or re-download it") from None
-    height, width = pixels.shape[:2]
+
+
+def _check_min_side(path: Path, width: int, height: int, settings: ImageSettings) -> None:
     if min(width, height) < settings.min_side:
         raise InputError(f"{path} is {width}x{height} px, too small: each side must be at "
                          f"least {settings.min_side} px")
-    for note in notes:
-        log.warning(note)
-    return LoadedImage(pixels=pixels, path=str(path), sha256=digest, source_format=fmt,
-                       notes=tuple(notes))
 
 
 def _check_size(path: Path, size: tuple[int, int], settings: ImageSettings) -> None:
@@ -141,23 +151,7 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise InputError(f"{path} is empty or missing")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as im:
-                fmt, (width, height) = im.format or "unknown", im.size
-        except Image.DecompressionBombError as exc:
-            claimed = re.search(r"\((\d+) pixels\)", str(exc))
-            pixels = int(claimed.group(1)) if claimed else settings.max_pixels + 1
-            raise InputError(_too_many_pixels(path, f"{pixels / 1e6:.0f} MP", settings)) from None
-        except UnidentifiedImageError:
-            raise InputError(f"{path} is not an image file that can be read "
-                             "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{path} is truncated or corrupt ({exc}); "
-                             "re-export or re-download it") from None
-    _check_size(path, (width, height), settings)
-    if min(width, height) < settings.min_side:
-        raise InputError(f"{path} is {width}x{height} px, too small: each side must be at "
-                         f"least {settings.min_side} px")
+    with _open_checked(path, settings) as im:
+        fmt, (width, height) = im.format or "unknown", im.size
+    _check_min_side(path, width, height, settings)
     return fmt, width, height
