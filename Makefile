@@ -17,7 +17,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 # Everything, for the tests. constraints-cpu.txt pins the CPU build of torch.
 $(VENV)/.dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
-	$(PIP) install -q -c constraints-cpu.txt -e ".[diffusion,server,ray,dev]"
+	$(PIP) install -q -c constraints-cpu.txt -e ".[diffusion,quantize,server,ray,dev]"
 	touch $@ $(VENV)/.core
 
 setup: $(VENV)/.core

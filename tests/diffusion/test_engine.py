@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -252,13 +253,16 @@ def test_unsupported_speed_options_are_refused(engine, i2vgen_dir, wan_dir, smal
         (i2vgen_dir, {"step_cache": "first-block"}, "transformer models"),
         (wan_dir, {"attention": "nonsense"}, "unknown backend"),
     ]
-    try:
-        import torchao  # noqa: F401
-    except ImportError:
-        cases.append((wan_dir, {"quantize": "int8"}, "pip install torchao"))
     for folder, options, text in cases:
         with pytest.raises(InputError, match=text):
             run(engine, make_request(folder, small_photo, seed=1, **options), loaded_photo)
+
+
+def test_int8_without_torchao_says_how_to_get_it(engine, wan_dir, small_photo, loaded_photo,
+                                                 monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao", None)  # what an install without it gives
+    with pytest.raises(InputError, match=r"needs torchao: pip install 'img2vid\[quantize\]'"):
+        run(engine, make_request(wan_dir, small_photo, seed=1, quantize="int8"), loaded_photo)
 
 
 def test_compile_is_refused_with_leaf_offload():
@@ -287,6 +291,28 @@ def test_wan_speed_options_run_and_are_recorded(engine, wan_dir, small_photo, lo
     assert report["bytes_after"] < report["bytes_before"]
     # fp8 storage changes the weights a little, not the shape of the result
     assert frames_of(quantized).shape == base.shape
+    engine.release()
+
+
+def test_int8_weights_run_and_report_the_size_saved(engine, wan_dir, small_photo,
+                                                    loaded_photo):
+    pytest.importorskip("torchao", reason="--quantize int8 needs torchao (img2vid[quantize])")
+    base = frames_of(run(engine, make_request(wan_dir, small_photo, seed=6), loaded_photo)[0])
+    quantized, _ = run(engine, make_request(wan_dir, small_photo, seed=6, quantize="int8"),
+                       loaded_photo)
+    report = quantized.info["speed"]["quantize"]
+    assert report["mode"] == "int8" and report["component"] == "transformer"
+    assert report["bytes_saved"] == report["bytes_before"] - report["bytes_after"]
+    # every Linear weight went from 4 bytes (fp32) to 1 byte an element, plus a float32 scale
+    # and an int8 zero point per row; norms and the patch embedding stay as they were
+    transformer = engine._loaded.pipe.transformer
+    linear = [m.weight for m in transformer.modules() if isinstance(m, torch.nn.Linear)]
+    elements, rows = sum(w.numel() for w in linear), sum(w.shape[0] for w in linear)
+    assert report["bytes_saved"] == 3 * elements - 5 * rows > 0
+    frames = frames_of(quantized)
+    assert frames.shape == base.shape
+    # weight-only int8 perturbs the result a little; it must not be noise
+    assert np.abs(frames.astype(int) - base.astype(int)).mean() < 20
     engine.release()
 
 
@@ -381,3 +407,26 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
                                                 StepReporter(2, lambda e: None, CancelToken()))))
     np.testing.assert_allclose(videos[1], videos[0], atol=1e-5)
     np.testing.assert_allclose(videos[2], videos[0], atol=1e-5)
+
+
+def test_compile_runs_the_compiled_denoiser_and_keeps_it_between_jobs(
+        engine, wan_dir, small_photo, loaded_photo):
+    eager = frames_of(run(engine, make_request(wan_dir, small_photo, seed=8), loaded_photo)[0])
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    clip, _ = run(engine, make_request(wan_dir, small_photo, seed=8, compile=True), loaded_photo)
+    transformer = engine._loaded.pipe.transformer
+    assert transformer._compiled_call_impl is not None  # compiled in place, hooks kept
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced it; inductor ran it
+    assert clip.info["speed"]["compile"] is True
+    compiled = frames_of(clip)
+    # the same model and noise: inductor's fused kernels round differently, nothing more
+    assert compiled.shape == eager.shape
+    assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 2
+    again, _ = run(engine, make_request(wan_dir, small_photo, seed=8, compile=True),
+                   loaded_photo)
+    assert engine._loaded.pipe.transformer is transformer  # the compiled model is reused
+    assert again.info["timings"]["load_s"] < 0.5
+    engine.release()

@@ -116,8 +116,8 @@ def check_options(spec: ModelSpec, family: ModuleType, request: GenerationReques
         try:
             import torchao  # noqa: F401
         except ImportError:
-            raise InputError("--quantize int8 needs torchao: pip install torchao "
-                             "(or use --quantize fp8)") from None
+            raise InputError("--quantize int8 needs torchao: pip install 'img2vid[quantize]' "
+                             "(or use --quantize fp8, which needs nothing extra)") from None
 
 
 def check_plan(request: GenerationRequest, plan: MemoryPlan, device: str) -> None:
@@ -155,7 +155,16 @@ def attention_scope(name: str | None) -> Any:
 
 
 def weight_bytes(module: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters())
+    return sum(_storage_bytes(p) for p in module.parameters())
+
+
+def _storage_bytes(tensor: Any) -> int:
+    """Bytes a tensor really stores. A quantized tensor subclass (torchao's int8 weights)
+    reports its logical dtype's element size, so its inner tensors are counted instead."""
+    if not hasattr(tensor, "__tensor_flatten__"):
+        return tensor.numel() * tensor.element_size()
+    names, _ = tensor.__tensor_flatten__()
+    return sum(_storage_bytes(getattr(tensor, name)) for name in names)
 
 
 def quantize(pipe: Any, family: ModuleType, mode: Quantize, dtype: Any) -> dict[str, Any]:
