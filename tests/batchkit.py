@@ -53,7 +53,7 @@ def decode(path: Path) -> tuple[int, int, int, list[np.ndarray]]:
         return len(frames), stream.codec_context.width, stream.codec_context.height, frames
 
 
-def fake_factory(name: str, settings: object) -> object:
+def fake_factory(name: str, settings: object, device: str | None = None) -> object:
     """An engine factory for batch runs (importable by name, so Ray workers can load it)."""
     from tests.fakes import FakeEngine
 
@@ -66,14 +66,14 @@ def _in_ray_actor() -> bool:
     return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
 
 
-def dying_factory(name: str, settings: object) -> object:
+def dying_factory(name: str, settings: object, device: str | None = None) -> object:
     """An engine factory whose Ray actor dies while loading it (a crash in a CUDA driver)."""
     if _in_ray_actor():
         os._exit(3)
     raise RuntimeError("dying_factory is for Ray actors only")
 
 
-def crashing_factory(name: str, settings: object) -> object:
+def crashing_factory(name: str, settings: object, device: str | None = None) -> object:
     """FakeEngines whose Ray worker process dies on photos named crash*: a segfault."""
     from tests.fakes import FakeEngine
 

@@ -25,8 +25,9 @@ class FakeEngine:
 
     name = "fake"
 
-    def __init__(self, settings: Settings | None = None, *, delay: float = 0.0,
-                 fail_with: Exception | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, device: str | None = None, *,
+                 delay: float = 0.0, fail_with: Exception | None = None) -> None:
+        self.device = device
         self.delay = delay
         self.fail_with = fail_with
         self.started = threading.Event()

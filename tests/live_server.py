@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from img2vid.config import LogSettings, OutputSettings, ServerSettings, Settings
-from img2vid.jobs import EngineFactory, JobQueue, JobStatus
+from img2vid.engines.base import EngineFactory
+from img2vid.jobs import JobQueue, JobStatus
 from img2vid.server.app import create_app
 from img2vid.server.run import bind, make_server
 

@@ -23,7 +23,7 @@ from img2vid.batch import (
     assign_outputs,
     run_batch,
 )
-from img2vid.config import Settings
+from img2vid.config import ModelSettings, Settings
 from img2vid.errors import ModelNotAvailableError, OutOfMemoryError
 from img2vid.outputs import STAGING_PREFIX
 from img2vid.progress import CancelToken, Progress
@@ -71,12 +71,14 @@ class CountingFactory:
         self.lock = threading.Lock()
         self.created: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []
+        self.devices: list[tuple[str, str | None]] = []  # (engine, device) per creation
         self.active: dict[str, int] = {}
         self.peak: dict[str, int] = {}
 
-    def __call__(self, name: str, settings: Settings) -> FakeEngine:
+    def __call__(self, name: str, settings: Settings, device: str | None = None) -> FakeEngine:
         with self.lock:
             self.created[name] = self.created.get(name, 0) + 1
+            self.devices.append((name, device))
         if name in self.fail:
             raise self.fail[name]
         factory = self
@@ -452,6 +454,18 @@ def test_diffusion_items_share_one_engine_one_at_a_time(tmp_path):
     assert factory.peak["camera"] >= 2  # camera items do run in parallel
 
 
+def test_diffusion_items_run_one_at_a_time_on_each_configured_gpu(tmp_path):
+    manifest = _mixed_manifest(tmp_path, camera=1, diffusion=6)
+    factory = CountingFactory(delay=0.05)
+    settings = Settings(models=ModelSettings(devices=["cuda:0", "cuda:1"]))
+    result = run_batch(str(manifest), {"resolution": 256, "fps": 8, "encode_speed": "ultrafast"},
+                       settings, output_dir=tmp_path / "out", workers=1, factory=factory)
+    assert result.counts[DONE] == 7
+    assert sorted(factory.devices) == [("camera", None), ("diffusion", "cuda:0"),
+                                       ("diffusion", "cuda:1")]
+    assert factory.peak["diffusion"] == 2
+
+
 def test_engine_that_cannot_load_fails_its_items_once_and_the_batch_goes_on(tmp_path):
     manifest = _mixed_manifest(tmp_path, camera=2, diffusion=3)
     missing = ModelNotAvailableError("model 'tiny' is not downloaded; run img2vid models "
@@ -487,7 +501,7 @@ def test_out_of_memory_after_fallback_fails_only_that_item(tmp_path):
     oom = OutOfMemoryError("out of memory even with the lightest memory plan; try a smaller "
                            "resolution")
 
-    def factory(name, settings):
+    def factory(name, settings, device=None):
         class OOMOnHuge(FakeEngine):
             def generate(self, request, images, progress, cancel):
                 if Path(request.images[0]).stem == "huge":

@@ -44,6 +44,8 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     ("- a\n- b\n", "must be a mapping"),
     ("images:\n  background: red\n", "images.background"),
     ("output:\n  prefix: ../x\n", "plain file-name prefix"),
+    ("models:\n  devices: [gpu0]\n", "'gpu0' is not a device; use cuda:N, mps or cpu"),
+    ("models:\n  devices: [cuda, 'cuda:0']\n", "names a device twice"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, text, words):
     (tmp_path / "c.yaml").write_text(text)
@@ -55,3 +57,10 @@ def test_bad_config_is_one_clear_error(tmp_path, text, words):
 def test_missing_config_file_named_explicitly(tmp_path):
     with pytest.raises(InputError, match="config file not found"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_devices_from_the_file_and_the_environment(tmp_path, monkeypatch):
+    (tmp_path / "c.yaml").write_text("models:\n  devices: [cuda, 'cuda:1']\n")
+    assert load_settings(tmp_path / "c.yaml").models.devices == ["cuda:0", "cuda:1"]
+    monkeypatch.setenv("IMG2VID_MODELS__DEVICES", '["cuda:2"]')
+    assert load_settings(tmp_path / "c.yaml").models.devices == ["cuda:2"]

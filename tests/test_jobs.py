@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from img2vid.config import ModelSettings, Settings
 from img2vid.errors import InputError
 from img2vid.jobs import QUEUE_DIRNAME, JobQueue, JobStatus
 from img2vid.request import build_request
@@ -34,27 +35,29 @@ def queue_request(queue: JobQueue, **fields: object):  # type: ignore[no-untyped
 
 
 class CountingEngine(FakeEngine):
-    """Records how many generations of each engine name run at the same time."""
+    """Records how many generations of each engine name run at the same time (counted across
+    every instance that shares `peaks`)."""
 
-    def __init__(self, name: str, peaks: dict[str, int], lock: threading.Lock) -> None:
-        super().__init__(delay=0.05)
+    def __init__(self, name: str, peaks: dict[str, int], lock: threading.Lock,
+                 device: str | None = None) -> None:
+        super().__init__(device=device, delay=0.05)
         self.engine_name, self.peaks, self.lock = name, peaks, lock
-        self.active = 0
 
     def generate(self, request, images, progress, cancel):  # type: ignore[no-untyped-def]
         clip = super().generate(request, images, progress, cancel)
         inner = clip.frames
+        active = f"{self.engine_name}:active"
 
         def frames():  # type: ignore[no-untyped-def]
             with self.lock:
-                self.active += 1
+                self.peaks[active] = self.peaks.get(active, 0) + 1
                 key = self.engine_name
-                self.peaks[key] = max(self.peaks.get(key, 0), self.active)
+                self.peaks[key] = max(self.peaks.get(key, 0), self.peaks[active])
             try:
                 yield from inner
             finally:
                 with self.lock:
-                    self.active -= 1
+                    self.peaks[active] -= 1
 
         clip.frames = frames()
         return clip
@@ -64,7 +67,7 @@ def test_diffusion_jobs_run_one_at_a_time_camera_jobs_in_parallel(tmp_path: Path
     peaks: dict[str, int] = {}
     lock = threading.Lock()
     engines = {name: CountingEngine(name, peaks, lock) for name in ("camera", "diffusion")}
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engines[name],
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engines[name],
                      cpu_workers=3)
     queue.start()
     try:
@@ -75,12 +78,46 @@ def test_diffusion_jobs_run_one_at_a_time_camera_jobs_in_parallel(tmp_path: Path
         queue.stop()
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 6
     assert {j.lane.value for j in done if j} == {"gpu", "cpu"}
-    assert peaks == {"diffusion": 1, "camera": 3}
+    assert (peaks["diffusion"], peaks["camera"]) == (1, 3)
+
+
+def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) -> None:
+    peaks: dict[str, int] = {}
+    lock = threading.Lock()
+    made: list[tuple[str, str | None]] = []
+    ran_on: dict[str, str | None] = {}  # prompt -> device
+
+    class OnDevice(CountingEngine):
+        def generate(self, request, images, progress, cancel):  # type: ignore[no-untyped-def]
+            ran_on[request.prompt] = self.device
+            return super().generate(request, images, progress, cancel)
+
+    def factory(name: str, settings: Settings, device: str | None = None) -> FakeEngine:
+        made.append((name, device))
+        return OnDevice(name, peaks, lock, device)
+
+    settings = make_settings(tmp_path).model_copy(
+        update={"models": ModelSettings(devices=["cuda:0", "cuda:1"])})
+    queue = JobQueue(settings, engine_factory=factory, cpu_workers=1)
+    queue.start()
+    try:
+        jobs = [queue_request(queue, engine="diffusion", num_frames=12, prompt=f"job {i}")
+                for i in range(6)]
+        jobs.append(queue_request(queue, prompt="camera"))
+        done = [queue.wait(job.id, timeout=60) for job in jobs]
+    finally:
+        queue.stop()
+    assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 7
+    # one engine per GPU worker (each keeps its model loaded), one per CPU worker
+    assert sorted(made) == [("camera", None), ("diffusion", "cuda:0"), ("diffusion", "cuda:1")]
+    assert peaks["diffusion"] == 2  # both GPUs busy at once, never two jobs on one
+    assert {ran_on[f"job {i}"] for i in range(6)} == {"cuda:0", "cuda:1"}
+    assert ran_on["camera"] is None
 
 
 def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:
     engine = FakeEngine(delay=0.05)
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engine)
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engine)
     queue.start()
     try:
         job = queue_request(queue, num_frames=30)
@@ -109,7 +146,7 @@ def test_an_unexpected_engine_error_fails_the_job_not_the_worker(tmp_path: Path)
             return super().generate(request, images, progress, cancel)
 
     engine = Broken()
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: engine, cpu_workers=1)
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engine, cpu_workers=1)
     queue.start()
     try:
         bad = queue_request(queue, prompt="bug")
@@ -123,7 +160,7 @@ def test_an_unexpected_engine_error_fails_the_job_not_the_worker(tmp_path: Path)
 
 
 def test_a_late_bad_image_fails_with_the_loader_message(tmp_path: Path) -> None:
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: FakeEngine())
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine())
     queue.start()
     try:
         job_id = queue.new_job_id()
@@ -139,13 +176,13 @@ def test_a_late_bad_image_fails_with_the_loader_message(tmp_path: Path) -> None:
 
 def test_one_queue_folder_serves_one_server(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    first = JobQueue(settings, engine_factory=lambda name: FakeEngine())
+    first = JobQueue(settings, engine_factory=lambda name, *_: FakeEngine())
     try:
         with pytest.raises(InputError, match="another img2vid server is using the job queue"):
-            JobQueue(settings, engine_factory=lambda name: FakeEngine())
+            JobQueue(settings, engine_factory=lambda name, *_: FakeEngine())
     finally:
         first.stop()
-    JobQueue(settings, engine_factory=lambda name: FakeEngine()).stop()  # free again
+    JobQueue(settings, engine_factory=lambda name, *_: FakeEngine()).stop()  # free again
 
 
 CRASHING_SERVER = textwrap.dedent("""
@@ -162,7 +199,7 @@ CRASHING_SERVER = textwrap.dedent("""
     root = Path(sys.argv[1])
     settings = Settings(output=OutputSettings(directory=root / "outputs"),
                         logs=LogSettings(directory=root / "logs"))
-    queue = JobQueue(settings, engine_factory=lambda name: DieMidJob())
+    queue = JobQueue(settings, engine_factory=lambda name, *_: DieMidJob())
     queue.start()
     queue.wait(sys.argv[2], timeout=60)
     sys.exit("the job did not crash the process")
@@ -186,7 +223,7 @@ def test_a_job_running_when_the_process_dies_is_requeued_once(tmp_path: Path) ->
     crash_while_running(tmp_path, job.id)
 
     engine = FakeEngine()
-    queue = JobQueue(settings, engine_factory=lambda name: engine)
+    queue = JobQueue(settings, engine_factory=lambda name, *_: engine)
     queue.start()
     try:
         done = queue.wait(job.id, 30)
@@ -208,7 +245,7 @@ def test_a_job_that_dies_twice_is_failed_with_the_reason(tmp_path: Path) -> None
     crash_while_running(tmp_path, job.id)
 
     engine = FakeEngine()
-    queue = JobQueue(settings, engine_factory=lambda name: engine, cpu_workers=1)
+    queue = JobQueue(settings, engine_factory=lambda name, *_: engine, cpu_workers=1)
     queue.start()
     try:
         failed = queue.get(job.id)
@@ -225,7 +262,7 @@ def test_a_job_that_dies_twice_is_failed_with_the_reason(tmp_path: Path) -> None
 
 
 def test_queued_jobs_wait_in_order_and_report_their_position(tmp_path: Path) -> None:
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name: FakeEngine())
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine())
     try:
         jobs = [queue_request(queue) for _ in range(3)]
         assert [queue.get(j.id).position for j in jobs] == [1, 2, 3]  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ EXAMPLES = 40  # per operation and generation mode
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     engine = FakeEngine()
     root: Path = tmp_path_factory.mktemp("fuzz")
-    with live_server(make_settings(root, token=TOKEN, max_upload_mb=1), lambda name: engine,
+    with live_server(make_settings(root, token=TOKEN, max_upload_mb=1), lambda name, *_: engine,
                      cpu_workers=2) as live:
         yield live
 

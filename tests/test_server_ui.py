@@ -31,7 +31,7 @@ class SlowWhenAsked(FakeEngine):
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     engine = SlowWhenAsked()
     settings = make_settings(tmp_path_factory.mktemp("ui"))
-    with live_server(settings, lambda name: engine, ui=True, cpu_workers=2) as live:
+    with live_server(settings, lambda name, *_: engine, ui=True, cpu_workers=2) as live:
         yield live
 
 

@@ -9,11 +9,12 @@ import io
 import json
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,8 @@ from typing import Any
 
 from img2vid import outputs
 from img2vid.config import Settings
-from img2vid.engines.base import Engine, create_engine
+from img2vid.engines.base import Engine, EngineFactory, create_engine
+from img2vid.engines.memory import worker_devices
 from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import GenerationRequest, OutputFormat, build_request
@@ -42,8 +44,6 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", "
 STALE_PARTIAL_S = 3600.0
 REPORT_INTERVAL_S = 1.0  # rewrite the report at most this often (and at the end)
 _REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
-
-EngineFactory = Callable[[str, Settings], Engine]
 
 
 @dataclass(frozen=True)
@@ -372,16 +372,18 @@ class EngineCache:
     that engine fails with the same message instead of retrying the load.
     """
 
-    def __init__(self, settings: Settings, factory: EngineFactory = create_engine) -> None:
+    def __init__(self, settings: Settings, factory: EngineFactory = create_engine,
+                 device: str | None = None) -> None:
         self.settings = settings
         self.factory = factory
+        self.device = device
         self._engines: dict[str, Engine | Img2VidError] = {}
 
     def get(self, name: str) -> Engine:
         """The engine `name`, or the Img2VidError saying why it cannot be created."""
         if name not in self._engines:
             try:
-                self._engines[name] = self.factory(name, self.settings)
+                self._engines[name] = self.factory(name, self.settings, self.device)
             except Img2VidError as exc:
                 self._engines[name] = exc
             except Exception as exc:  # e.g. an ImportError for a missing extra
@@ -409,17 +411,24 @@ def run_local(items: Sequence[tuple[int, BatchItem]], settings: Settings, *, wor
     """Yield (index, result) as items finish.
 
     Camera items run `workers` at a time, each thread with its own engine. Diffusion items
-    run one at a time on one engine, so the model is loaded once for the whole batch (the
-    diffusion engine uses the first GPU; several GPUs are used through --ray).
+    run one at a time per GPU (settings.models.devices, default every CUDA GPU), each GPU's
+    thread with its own engine, so a model is loaded once per GPU for the whole batch.
     Leaving early (Ctrl-C, close()) cancels what is running and drops what has not started.
     """
     local = threading.local()  # one engine per thread: engines are not assumed thread-safe
+    devices = worker_devices(settings.models.devices)
+    unclaimed: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    for device in devices:
+        unclaimed.put(device)
+
+    def claim_device() -> None:  # each diffusion thread takes one device for its lifetime
+        local.device = unclaimed.get_nowait()
 
     def run(item: BatchItem) -> ItemResult:
         if cancel.cancelled:
             return ItemResult(PENDING)
         if not hasattr(local, "engines"):
-            local.engines = EngineCache(settings, factory)
+            local.engines = EngineCache(settings, factory, getattr(local, "device", None))
         return local.engines.run(item, cancel)
 
     camera = [(i, item) for i, item in items if item.engine != "diffusion"]
@@ -428,7 +437,8 @@ def run_local(items: Sequence[tuple[int, BatchItem]], settings: Settings, *, wor
                        key=lambda pair: pair[1].request.model or "")
     futures: dict[Future[ItemResult], int] = {}
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="batch-camera") as cam, \
-            ThreadPoolExecutor(1, thread_name_prefix="batch-diffusion") as diff:
+            ThreadPoolExecutor(len(devices), thread_name_prefix="batch-diffusion",
+                               initializer=claim_device) as diff:
         try:
             for pool, group in ((cam, camera), (diff, diffusion)):
                 for index, item in group:

@@ -265,23 +265,31 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    "(or set server.token / IMG2VID_SERVER__TOKEN)")
     p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
                    "(diffusion jobs always run one at a time per GPU)")
+    p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
+                   help="devices for diffusion jobs, one job at a time each, e.g. "
+                   "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")
     p.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from img2vid.config import ServerSettings
+    from img2vid.config import ModelSettings, ServerSettings
     from img2vid.server.run import is_loopback, prepare
 
     overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
                  if getattr(args, k) is not None}
+    models = settings.models.model_dump()
+    if args.devices is not None:
+        models["devices"] = args.devices
     try:
         server = ServerSettings.model_validate({**settings.server.model_dump(), **overrides})
+        models = ModelSettings.model_validate(models)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"--{err['loc'][0]}: {err['msg'].lower()}") from None
-    settings = settings.model_copy(update={"server": server})
+        reason = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"--{err['loc'][0]}: {reason[:1].lower()}{reason[1:]}") from None
+    settings = settings.model_copy(update={"server": server, "models": models})
     service = prepare(settings)
     log_file = next((h.baseFilename for h in logging.getLogger().handlers
                      if isinstance(h, logging.FileHandler)), None)

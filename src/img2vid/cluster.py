@@ -8,9 +8,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from img2vid.batch import FAILED, BatchItem, EngineCache, EngineFactory, ItemResult
+from img2vid.batch import FAILED, BatchItem, EngineCache, ItemResult
 from img2vid.config import Settings
-from img2vid.engines.base import create_engine
+from img2vid.engines.base import EngineFactory, create_engine
 from img2vid.errors import Img2VidError, InputError
 from img2vid.progress import CancelToken
 from img2vid.request import GenerationRequest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,21 @@ class ModelSettings(_Section):
     cache_dir: Path | None = Field(None, description="Hugging Face cache (default: HF_HOME)")
     local_dirs: dict[str, Path] = Field(default_factory=dict,
                                         description="model name -> local folder")
+    devices: list[str] = Field(default_factory=list, description="devices diffusion jobs run "
+                               "on, one job at a time each, e.g. [cuda:0, cuda:1] (default: "
+                               "every CUDA GPU, else the best device there is)")
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, value: list[str]) -> list[str]:
+        devices = []
+        for device in value:
+            if not re.fullmatch(r"cuda(:\d+)?|mps|cpu", device):
+                raise ValueError(f"{device!r} is not a device; use cuda:N, mps or cpu")
+            devices.append("cuda:0" if device == "cuda" else device)
+        if len(set(devices)) != len(devices):
+            raise ValueError("names a device twice; one worker per device")
+        return devices
 
 
 class Settings(BaseSettings):

@@ -9,11 +9,12 @@ from importlib import metadata
 from pathlib import Path
 
 from img2vid.config import Settings, dump_settings, find_config
+from img2vid.engines.memory import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
 OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
 OPTIONAL_PACKAGES = {"diffusers": "diffusion", "transformers": "diffusion",
-                     "gradio": "server", "fastapi": "server", "ray": "ray"}
+                     "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray"}
 
 
 def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
@@ -68,6 +69,9 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
         else:
             detail += "; no GPU: diffusion runs on the CPU (slow)"
         line("ok", "torch", detail)
+        devices = worker_devices(settings.models.devices)
+        line("ok", "diffusion workers", f"{len(devices)}: " + ", ".join(
+            d or "on the best device found" for d in devices) + " (one job at a time each)")
     except ImportError:
         line("info", "torch", "not installed: camera engine only "
              "(pip install 'img2vid[diffusion]')")

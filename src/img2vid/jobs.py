@@ -1,9 +1,10 @@
 """Persistent job queue: a SQLite (WAL) store beside the outputs and worker threads per lane.
 
 Jobs survive restarts: queued jobs run after a restart, and a job that was running when the
-process died is re-queued once, then failed with the reason. Diffusion jobs share one "gpu"
-lane run one at a time (two generations on one GPU run out of memory); camera jobs run on a
-"cpu" lane with N workers. Workers block on a `queue.Queue`; nothing polls.
+process died is re-queued once, then failed with the reason. Diffusion jobs wait in one "gpu"
+lane served by one worker per GPU, so each GPU runs one job at a time (two generations on one
+GPU run out of memory); camera jobs run on a "cpu" lane with N workers. Workers block on a
+`queue.Queue`; nothing polls.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from img2vid.config import Settings
-from img2vid.engines.base import Engine, create_engine
+from img2vid.engines.base import Engine, EngineFactory, create_engine
+from img2vid.engines.memory import worker_devices
 from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.progress import CancelToken, Progress
 from img2vid.request import Engine as EngineName
@@ -33,8 +35,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_DIRNAME = ".img2vid-queue"  # inside the output folder; never served
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is re-queued once, then failed
-
-EngineFactory = Callable[[str], Engine]
 
 
 class JobStatus(str, Enum):
@@ -50,7 +50,7 @@ class JobStatus(str, Enum):
 
 
 class Lane(str, Enum):
-    GPU = "gpu"  # diffusion: one job at a time
+    GPU = "gpu"  # diffusion: one job at a time per device
     CPU = "cpu"  # camera engine: `workers` jobs at a time
 
 
@@ -322,10 +322,10 @@ class JobQueue:
         self.directory = (directory or settings.output.directory / QUEUE_DIRNAME).resolve()
         self.uploads = self.directory / "uploads"
         self.cpu_workers = cpu_workers or settings.server.workers
-        self._engine_factory = engine_factory or (lambda name: create_engine(name, settings))
+        self._engine_factory = engine_factory or create_engine
         self._queues = {lane: queue.Queue[str | None]() for lane in Lane}
         self._threads: list[threading.Thread] = []
-        self._workers = {Lane.GPU: 0, Lane.CPU: 0}
+        self._workers: list[tuple[Lane, str | None]] = []  # (lane, device) per worker thread
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -355,16 +355,18 @@ class JobQueue:
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
-        self._workers = {Lane.GPU: 1, Lane.CPU: self.cpu_workers}
-        for lane, n in self._workers.items():
-            for i in range(n):
-                thread = threading.Thread(target=self._work, args=(lane,), daemon=True,
-                                          name=f"img2vid-{lane.value}-{i}")
-                thread.start()
-                self._threads.append(thread)
-        log.info("job queue started in %s: %d waiting, %d cpu worker(s), 1 gpu worker",
+        devices = worker_devices(self.settings.models.devices)
+        self._workers = ([(Lane.GPU, device) for device in devices]
+                         + [(Lane.CPU, None)] * self.cpu_workers)
+        for i, (lane, device) in enumerate(self._workers):
+            thread = threading.Thread(target=self._work, args=(lane, device), daemon=True,
+                                      name=f"img2vid-{lane.value}-{device or i}")
+            thread.start()
+            self._threads.append(thread)
+        log.info("job queue started in %s: %d waiting, %d cpu worker(s), %d gpu worker(s) (%s)",
                  self.directory, sum(q.qsize() for q in self._queues.values()),
-                 self.cpu_workers)
+                 self.cpu_workers, len(devices),
+                 ", ".join(d or "device chosen per job" for d in devices))
 
     def close(self, *, interrupt: bool = False) -> None:
         """Stop taking jobs (the first step of a shutdown; safe to call from a signal
@@ -399,9 +401,8 @@ class JobQueue:
             while self._running and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
         self.close(interrupt=True)
-        for lane, workers in self._workers.items():
-            for _ in range(workers):
-                self._queues[lane].put(None)
+        for lane, _ in self._workers:
+            self._queues[lane].put(None)
         end = time.monotonic() + join_timeout
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))
@@ -530,7 +531,7 @@ class JobQueue:
 
     # --- workers --------------------------------------------------------------------------
 
-    def _work(self, lane: Lane) -> None:
+    def _work(self, lane: Lane, device: str | None) -> None:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
         while True:
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
@@ -544,7 +545,7 @@ class JobQueue:
                 self._version += 1
                 self._changed.notify_all()
             try:
-                self._run(job, engines)
+                self._run(job, engines, device)
             except Exception:  # a bug in the runner itself must not kill the worker
                 log.exception("job %s: unexpected failure in the worker", job_id)
                 self.store.finish(job_id, JobStatus.FAILED, error="internal error; see the log")
@@ -555,7 +556,7 @@ class JobQueue:
                     self._version += 1
                     self._changed.notify_all()
 
-    def _run(self, job: Job, engines: dict[str, Engine]) -> None:
+    def _run(self, job: Job, engines: dict[str, Engine], device: str | None) -> None:
         from img2vid.pipeline import generate
 
         running = self._running[job.id]
@@ -566,7 +567,7 @@ class JobQueue:
             request = GenerationRequest.model_validate(job.request)
             name = request.engine.value if request.engine else EngineName.CAMERA.value
             if name not in engines:
-                engines[name] = self._engine_factory(name)
+                engines[name] = self._engine_factory(name, self.settings, device)
             result = generate(request, self.settings, engine=engines[name],
                               progress=lambda event: self._on_progress(running, event),
                               cancel=running.token)

@@ -36,11 +36,15 @@ class Clip:
 
 
 class Engine(Protocol):
-    """Turns a request and its loaded photos into a Clip. Never writes files or prints."""
+    """Turns a request and its loaded photos into a Clip. Never writes files or prints.
+
+    `device` pins an engine that uses an accelerator to one of them ("cuda:1"); None lets it
+    choose. The job queue and batch runner create one engine per GPU with it.
+    """
 
     name: str
 
-    def __init__(self, settings: Settings) -> None: ...
+    def __init__(self, settings: Settings, device: str | None = None) -> None: ...
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
                  progress: ProgressCallback, cancel: CancelToken) -> Clip: ...
@@ -53,7 +57,13 @@ _REGISTRY = {
 }
 
 
-def create_engine(name: str, settings: Settings) -> Engine:
+class EngineFactory(Protocol):
+    """What creates engines for the job queue and batch runners (tests pass fakes)."""
+
+    def __call__(self, name: str, settings: Settings, device: str | None = None) -> Engine: ...
+
+
+def create_engine(name: str, settings: Settings, device: str | None = None) -> Engine:
     """A new engine instance by name (imports its module on first use)."""
     try:
         target = _REGISTRY[name]
@@ -61,4 +71,4 @@ def create_engine(name: str, settings: Settings) -> Engine:
         raise ValueError(f"unknown engine {name!r}; known: {', '.join(_REGISTRY)}") from None
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(settings)
+    return cls(settings, device)

@@ -455,7 +455,8 @@ class CameraEngine:
 
     name = "camera"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, device: str | None = None) -> None:
+        # `device` is part of the Engine protocol; camera moves always render on the CPU.
         self.settings = settings
         self.threads = min(MAX_RENDER_THREADS, _usable_cores())
         self._faces = FaceFinder()

@@ -6,6 +6,8 @@ made-up numbers; `probe_memory` reads the real figures and imports torch lazily.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -182,6 +184,20 @@ def oom_advice(plan: MemoryPlan) -> str:
     elif plan.level == "low":
         steps.append("--memory minimum")
     return ", ".join(steps)
+
+
+def worker_devices(configured: Sequence[str]) -> list[str | None]:
+    """The devices diffusion jobs run on, one job at a time each: the configured list, else
+    every CUDA GPU when there are several, else one worker that lets the engine choose
+    (the GPU, Apple MPS or the CPU). Counting GPUs imports torch, only if it is installed."""
+    if configured:
+        return list(configured)
+    if importlib.util.find_spec("torch") is None:
+        return [None]
+    import torch
+
+    count = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(count)] if count > 1 else [None]
 
 
 def probe_memory(device: str) -> MemoryFigures:

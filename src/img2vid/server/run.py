@@ -17,8 +17,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from img2vid.config import Settings
+from img2vid.engines.base import EngineFactory
 from img2vid.errors import InputError
-from img2vid.jobs import EngineFactory, JobQueue
+from img2vid.jobs import JobQueue
 from img2vid.server.app import create_app
 
 log = logging.getLogger(__name__)
