@@ -43,12 +43,17 @@ def test_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert out == ""
 
 
-def test_bad_options_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
-    proc = run_cli(["serve", "--workers", "0"], tmp_path)
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workers", "0"], "--workers: input should be greater than or equal to 1"),
+    (["--devices", "gpu1"], "--devices: 'gpu1' is not a device; use cuda:N, mps or cpu"),
+    (["--devices", "cuda,cuda:0"], "--devices: names a device twice; one worker per device"),
+])
+def test_bad_options_are_one_line_and_exit_code_2(tmp_path: Path, args: list[str],
+                                                  message: str) -> None:
+    proc = run_cli(["serve", *args], tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
-    assert err.strip() == "img2vid: error: --workers: input should be greater than or equal to 1"
-    assert len(err.strip().splitlines()) == 1
+    assert err.strip() == f"img2vid: error: {message}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -57,6 +62,8 @@ def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.
     args = ["serve", "--port", str(port), "--workers", "2"]
     if sig is signal.SIGTERM:
         args += ["--host", "0.0.0.0"]  # beyond loopback without a token: a warning
+    else:
+        args += ["--devices", "cpu"]
     proc = run_cli(args, tmp_path)
     try:
         deadline = time.monotonic() + 60
@@ -82,7 +89,10 @@ def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.
     logs = list((tmp_path / "logs").glob("app_*.log"))
     assert len(logs) == 1 and f"log:       {logs[0].resolve()}" in out
     assert (tmp_path / "outputs" / ".img2vid-queue" / "jobs.sqlite3").is_file()
-    assert "job queue stopped" in logs[0].read_text()
+    log = logs[0].read_text()
+    assert "job queue stopped" in log
+    devices = "cpu" if sig is signal.SIGINT else "the best device found"
+    assert f"2 camera worker(s), diffusion on {devices}" in log
     warning = "warning: listening on 0.0.0.0 without a token"
     assert (warning in err) == (sig is signal.SIGTERM)
     assert "Traceback" not in err

@@ -363,10 +363,9 @@ class JobQueue:
                                       name=f"img2vid-{lane.value}-{device or i}")
             thread.start()
             self._threads.append(thread)
-        log.info("job queue started in %s: %d waiting, %d cpu worker(s), %d gpu worker(s) (%s)",
+        log.info("job queue started in %s: %d waiting, %d camera worker(s), diffusion on %s",
                  self.directory, sum(q.qsize() for q in self._queues.values()),
-                 self.cpu_workers, len(devices),
-                 ", ".join(d or "device chosen per job" for d in devices))
+                 self.cpu_workers, ", ".join(d or "the best device found" for d in devices))
 
     def close(self, *, interrupt: bool = False) -> None:
         """Stop taking jobs (the first step of a shutdown; safe to call from a signal
