@@ -1,6 +1,6 @@
 """Diffusion engine benchmark: real-size I2VGen-XL / SVD-XT with random weights, reference table.
 
-Builds the model from the published configs in ../shared/model-configs (same shapes, compute and
+Builds the model from the published configs in benchmarks/model-configs (same shapes, compute and
 memory as the real checkpoints, nothing downloaded), saves it like a checkpoint, and runs the
 reference rows through img2vid's DiffusionEngine (memory planner, seeding, step hooks), recording
 time, peak memory and model-FLOPs utilisation (torch.utils.flop_counter on the CUDA attention path
@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-CONFIGS = ROOT.parent / "shared" / "model-configs"
+CONFIGS = ROOT / "benchmarks" / "model-configs"  # provenance: its SOURCES.md
 RESULTS = ROOT / "benchmarks" / "results"
 
 # (side px, frames, steps): the diffusion presets preview/standard/high/max, square input.
