@@ -46,6 +46,10 @@ def test_wan_folder_writes_mp4_with_4k_plus_1_frames(wan_dir, small_photo, tmp_p
     assert result.returncode == 0, result.stderr
     info = check_clip(out, 5)
     assert info["model"]["family"] == "wan" and info["model"]["source"] == "folder"
+    # the terminal gets img2vid's own notes (sizes snapped...), not the libraries' import chatter
+    notes = result.stderr.splitlines()
+    assert all(line.startswith("WARNING: ") for line in notes), result.stderr
+    assert not any(word in result.stderr for word in ("torchao", "triton", "deprecated"))
 
 
 def test_svd_folder_with_a_prompt_warns_and_records_it(svd_dir, small_photo, tmp_path):

@@ -25,9 +25,16 @@ log = logging.getLogger(__name__)
 CUDA_DTYPES = {"i2vgen": "float16", "svd": "float16", "wan": "bfloat16", "ltx": "bfloat16",
                "cogvideox": "bfloat16"}
 # logger -> message fragment of library warnings that say nothing to an img2vid user:
-# I2VGen-XL's deprecation banner on every load, the CLIP processor's optional torchvision backend.
+# I2VGen-XL's deprecation banner on every load, the CLIP processor's optional torchvision backend,
+# and what importing torchao (the quantize extra; diffusers imports it when installed) says on
+# machines without its optional CUDA kernels or Triton (int8 weight-only needs neither).
 _NOISE = {"diffusers.pipelines.pipeline_utils": "has been deprecated and will not receive",
-          "transformers.utils.import_utils": "requires torchvision (not installed)"}
+          "transformers.utils.import_utils": "requires torchvision (not installed)",
+          "torchao": "Failed to load",
+          "torchao.kernel.intmm": "Detected no triton",
+          "torch.utils._pytree": "is an Enum subclass and is now natively supported",
+          "diffusers.quantizers.torchao.torchao_quantizer":
+              "Unable to import `torchao` Tensor objects"}
 
 
 class _DropMessage(logging.Filter):
