@@ -58,5 +58,31 @@ class FakeEngine:
                     {"engine": "fake"})
 
 
+class Overlap:
+    """Counts how many clips of each engine name are being made at once, across engines."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def track(self, name: str, clip: Clip) -> Clip:
+        """`clip` with its frames counted as one running generation of `name` while consumed."""
+        inner = clip.frames
+
+        def frames() -> Iterator[np.ndarray]:
+            with self.lock:
+                self.active[name] = self.active.get(name, 0) + 1
+                self.peak[name] = max(self.peak.get(name, 0), self.active[name])
+            try:
+                yield from inner
+            finally:
+                with self.lock:
+                    self.active[name] -= 1
+
+        clip.frames = frames()
+        return clip
+
+
 class FakeFailure(Img2VidError):
     """A failure a fake job raises (e.g. an OOM after fallback)."""

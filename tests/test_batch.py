@@ -29,7 +29,7 @@ from img2vid.outputs import STAGING_PREFIX
 from img2vid.progress import CancelToken, Progress
 from img2vid.request import OutputFormat, build_request, output_size
 from tests.batchkit import FAST, bad_files, decode, make_photo
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, Overlap
 
 FAST_FLAGS = ["--resolution", "256", "--fps", "8", "--duration", "1", "--encode-speed",
               "ultrafast"]
@@ -72,8 +72,8 @@ class CountingFactory:
         self.created: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []
         self.devices: list[tuple[str, str | None]] = []  # (engine, device) per creation
-        self.active: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
+        self.overlap = Overlap()
+        self.peak = self.overlap.peak
 
     def __call__(self, name: str, settings: Settings, device: str | None = None) -> FakeEngine:
         with self.lock:
@@ -87,20 +87,8 @@ class CountingFactory:
             def generate(self, request, images, progress, cancel):
                 with factory.lock:
                     factory.calls.append((name, request.images[0]))
-                    factory.active[name] = factory.active.get(name, 0) + 1
-                    factory.peak[name] = max(factory.peak.get(name, 0), factory.active[name])
                 clip = super().generate(request, images, progress, cancel)
-                inner = clip.frames
-
-                def frames():
-                    try:
-                        yield from inner
-                    finally:
-                        with factory.lock:
-                            factory.active[name] -= 1
-
-                clip.frames = frames()
-                return clip
+                return factory.overlap.track(name, clip)
 
         return Tracked(settings, delay=self.delay)
 

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from img2vid.config import ModelSettings, Settings
 from img2vid.errors import InputError
 from img2vid.jobs import QUEUE_DIRNAME, JobQueue, JobStatus
 from img2vid.request import build_request
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, Overlap
 from tests.live_server import PHOTO, make_settings
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -35,38 +34,20 @@ def queue_request(queue: JobQueue, **fields: object):  # type: ignore[no-untyped
 
 
 class CountingEngine(FakeEngine):
-    """Records how many generations of each engine name run at the same time (counted across
-    every instance that shares `peaks`)."""
+    """A slow FakeEngine whose generations are counted in `overlap` under `engine_name`."""
 
-    def __init__(self, name: str, peaks: dict[str, int], lock: threading.Lock,
-                 device: str | None = None) -> None:
+    def __init__(self, name: str, overlap: Overlap, device: str | None = None) -> None:
         super().__init__(device=device, delay=0.05)
-        self.engine_name, self.peaks, self.lock = name, peaks, lock
+        self.engine_name, self.overlap = name, overlap
 
     def generate(self, request, images, progress, cancel):  # type: ignore[no-untyped-def]
-        clip = super().generate(request, images, progress, cancel)
-        inner = clip.frames
-        active = f"{self.engine_name}:active"
-
-        def frames():  # type: ignore[no-untyped-def]
-            with self.lock:
-                self.peaks[active] = self.peaks.get(active, 0) + 1
-                key = self.engine_name
-                self.peaks[key] = max(self.peaks.get(key, 0), self.peaks[active])
-            try:
-                yield from inner
-            finally:
-                with self.lock:
-                    self.peaks[active] -= 1
-
-        clip.frames = frames()
-        return clip
+        return self.overlap.track(self.engine_name,
+                                  super().generate(request, images, progress, cancel))
 
 
 def test_diffusion_jobs_run_one_at_a_time_camera_jobs_in_parallel(tmp_path: Path) -> None:
-    peaks: dict[str, int] = {}
-    lock = threading.Lock()
-    engines = {name: CountingEngine(name, peaks, lock) for name in ("camera", "diffusion")}
+    overlap = Overlap()
+    engines = {name: CountingEngine(name, overlap) for name in ("camera", "diffusion")}
     queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engines[name],
                      cpu_workers=3)
     queue.start()
@@ -78,12 +59,11 @@ def test_diffusion_jobs_run_one_at_a_time_camera_jobs_in_parallel(tmp_path: Path
         queue.stop()
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 6
     assert {j.lane.value for j in done if j} == {"gpu", "cpu"}
-    assert (peaks["diffusion"], peaks["camera"]) == (1, 3)
+    assert overlap.peak == {"diffusion": 1, "camera": 3}
 
 
 def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) -> None:
-    peaks: dict[str, int] = {}
-    lock = threading.Lock()
+    overlap = Overlap()
     made: list[tuple[str, str | None]] = []
     ran_on: dict[str, str | None] = {}  # prompt -> device
 
@@ -94,7 +74,7 @@ def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) ->
 
     def factory(name: str, settings: Settings, device: str | None = None) -> FakeEngine:
         made.append((name, device))
-        return OnDevice(name, peaks, lock, device)
+        return OnDevice(name, overlap, device)
 
     settings = make_settings(tmp_path).model_copy(
         update={"models": ModelSettings(devices=["cuda:0", "cuda:1"])})
@@ -110,7 +90,7 @@ def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) ->
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 7
     # one engine per GPU worker (each keeps its model loaded), one per CPU worker
     assert sorted(made) == [("camera", None), ("diffusion", "cuda:0"), ("diffusion", "cuda:1")]
-    assert peaks["diffusion"] == 2  # both GPUs busy at once, never two jobs on one
+    assert overlap.peak["diffusion"] == 2  # both GPUs busy at once, never two jobs on one
     assert {ran_on[f"job {i}"] for i in range(6)} == {"cuda:0", "cuda:1"}
     assert ran_on["camera"] is None
 
@@ -190,7 +170,7 @@ CRASHING_SERVER = textwrap.dedent("""
     from pathlib import Path
     from img2vid.config import LogSettings, OutputSettings, Settings
     from img2vid.jobs import JobQueue
-    from tests.fakes import FakeEngine
+    from tests.fakes import FakeEngine, Overlap
 
     class DieMidJob(FakeEngine):
         def generate(self, request, images, progress, cancel):
