@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ from img2vid.config import Settings
 from img2vid.engines.base import Engine, EngineFactory, create_engine
 from img2vid.engines.memory import worker_devices
 from img2vid.errors import CancelledError, Img2VidError, InputError
+from img2vid.images import file_sha256
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import GenerationRequest, OutputFormat, build_request
 
@@ -292,17 +292,9 @@ def is_done(item: BatchItem) -> bool:
     if old != new:
         return False
     try:
-        return hashes == [_sha256(Path(p)) for p in item.images]
+        return hashes == [file_sha256(Path(p)) for p in item.images]
     except OSError:
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def remove_stale_partials(directory: Path, older_than_s: float = STALE_PARTIAL_S) -> int:

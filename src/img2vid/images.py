@@ -53,7 +53,7 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
         raise InputError(f"{path} is a directory, not an image")
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes)")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     notes: list[str] = []
     with _open_checked(path, settings) as im:
         fmt = im.format or "unknown"
@@ -132,7 +132,8 @@ def _to_rgb8(im: Image.Image, background: str) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The photo's bytes' SHA-256, as sidecars record it (batch resume compares it)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
