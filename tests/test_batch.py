@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import img2vid.batch
 from img2vid import cli
 from img2vid.batch import (
     DONE,
@@ -452,6 +453,17 @@ def test_diffusion_items_run_one_at_a_time_on_each_configured_gpu(tmp_path):
     assert sorted(factory.devices) == [("camera", None), ("diffusion", "cuda:0"),
                                        ("diffusion", "cuda:1")]
     assert factory.peak["diffusion"] == 2
+
+
+def test_a_camera_only_batch_does_not_count_gpus(tmp_path, monkeypatch):
+    def no_torch(configured):
+        raise AssertionError("counting GPUs imports torch; a camera batch needs none")
+
+    monkeypatch.setattr(img2vid.batch, "worker_devices", no_torch)
+    manifest = _mixed_manifest(tmp_path, camera=2, diffusion=0)
+    result = run_batch(str(manifest), FAST, Settings(), output_dir=tmp_path / "out",
+                       factory=CountingFactory())
+    assert result.counts[DONE] == 2
 
 
 def test_engine_that_cannot_load_fails_its_items_once_and_the_batch_goes_on(tmp_path):

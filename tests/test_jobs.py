@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from img2vid import jobs
 from img2vid.config import ModelSettings, Settings
 from img2vid.errors import InputError
 from img2vid.jobs import QUEUE_DIRNAME, JobQueue, JobStatus
@@ -93,6 +94,38 @@ def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) ->
     assert overlap.peak["diffusion"] == 2  # both GPUs busy at once, never two jobs on one
     assert {ran_on[f"job {i}"] for i in range(6)} == {"cuda:0", "cuda:1"}
     assert ran_on["camera"] is None
+
+
+def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[list[str]] = []
+
+    def two_gpus(configured: list[str]) -> list[str | None]:
+        counted.append(list(configured))
+        return ["cuda:0", "cuda:1"]
+
+    monkeypatch.setattr(jobs, "worker_devices", two_gpus)
+    overlap = Overlap()
+    made: list[tuple[str, str | None]] = []
+
+    def factory(name: str, settings: Settings, device: str | None = None) -> FakeEngine:
+        made.append((name, device))
+        return CountingEngine(name, overlap, device)
+
+    queue = JobQueue(make_settings(tmp_path), engine_factory=factory, cpu_workers=1)
+    queue.start()
+    try:
+        camera = queue.wait(queue_request(queue).id, timeout=30)
+        assert camera is not None and camera.status is JobStatus.SUCCEEDED
+        assert counted == []  # a camera job needs no torch, so nothing counted the GPUs yet
+        diffusion = [queue_request(queue, engine="diffusion", num_frames=12) for _ in range(4)]
+        done = [queue.wait(job.id, timeout=60) for job in diffusion]
+    finally:
+        queue.stop()
+    assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 4
+    assert counted == [[]]  # once, by the first diffusion job
+    assert sorted(made) == [("camera", None), ("diffusion", "cuda:0"), ("diffusion", "cuda:1")]
+    assert overlap.peak["diffusion"] == 2
 
 
 def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:

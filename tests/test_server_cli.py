@@ -91,7 +91,7 @@ def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.
     assert (tmp_path / "outputs" / ".img2vid-queue" / "jobs.sqlite3").is_file()
     log = logs[0].read_text()
     assert "job queue stopped" in log
-    devices = "cpu" if sig is signal.SIGINT else "the best device found"
+    devices = "cpu" if sig is signal.SIGINT else "every CUDA GPU (counted at the first"
     assert f"2 camera worker(s), diffusion on {devices}" in log
     warning = "warning: listening on 0.0.0.0 without a token"
     assert (warning in err) == (sig is signal.SIGTERM)

@@ -408,7 +408,12 @@ def run_local(items: Sequence[tuple[int, BatchItem]], settings: Settings, *, wor
     Leaving early (Ctrl-C, close()) cancels what is running and drops what has not started.
     """
     local = threading.local()  # one engine per thread: engines are not assumed thread-safe
-    devices = worker_devices(settings.models.devices)
+    camera = [(i, item) for i, item in items if item.engine != "diffusion"]
+    # Grouped by model so an engine that keeps one model loaded switches as little as possible.
+    diffusion = sorted(((i, item) for i, item in items if item.engine == "diffusion"),
+                       key=lambda pair: pair[1].request.model or "")
+    # counting GPUs imports torch: only for a batch that has diffusion items
+    devices = worker_devices(settings.models.devices) if diffusion else [None]
     unclaimed: queue.SimpleQueue[str | None] = queue.SimpleQueue()
     for device in devices:
         unclaimed.put(device)
@@ -423,10 +428,6 @@ def run_local(items: Sequence[tuple[int, BatchItem]], settings: Settings, *, wor
             local.engines = EngineCache(settings, factory, getattr(local, "device", None))
         return local.engines.run(item, cancel)
 
-    camera = [(i, item) for i, item in items if item.engine != "diffusion"]
-    # Grouped by model so an engine that keeps one model loaded switches as little as possible.
-    diffusion = sorted(((i, item) for i, item in items if item.engine == "diffusion"),
-                       key=lambda pair: pair[1].request.model or "")
     futures: dict[Future[ItemResult], int] = {}
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="batch-camera") as cam, \
             ThreadPoolExecutor(len(devices), thread_name_prefix="batch-diffusion",

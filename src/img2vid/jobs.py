@@ -326,6 +326,7 @@ class JobQueue:
         self._queues = {lane: queue.Queue[str | None]() for lane in Lane}
         self._threads: list[threading.Thread] = []
         self._workers: list[tuple[Lane, str | None]] = []  # (lane, device) per worker thread
+        self._gpus_counted = False
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -355,17 +356,18 @@ class JobQueue:
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
-        devices = worker_devices(self.settings.models.devices)
-        self._workers = ([(Lane.GPU, device) for device in devices]
-                         + [(Lane.CPU, None)] * self.cpu_workers)
-        for i, (lane, device) in enumerate(self._workers):
-            thread = threading.Thread(target=self._work, args=(lane, device), daemon=True,
-                                      name=f"img2vid-{lane.value}-{device or i}")
-            thread.start()
-            self._threads.append(thread)
+        configured = self.settings.models.devices
+        # Without a configured list the GPUs are counted at the first diffusion job, which
+        # imports torch anyway: a server that only runs camera jobs never loads it.
+        self._gpus_counted = bool(configured)
+        for device in configured or [None]:
+            self._spawn(Lane.GPU, device)
+        for _ in range(self.cpu_workers):
+            self._spawn(Lane.CPU, None)
         log.info("job queue started in %s: %d waiting, %d camera worker(s), diffusion on %s",
                  self.directory, sum(q.qsize() for q in self._queues.values()),
-                 self.cpu_workers, ", ".join(d or "the best device found" for d in devices))
+                 self.cpu_workers, ", ".join(configured) if configured else
+                 "every CUDA GPU (counted at the first diffusion job)")
 
     def close(self, *, interrupt: bool = False) -> None:
         """Stop taking jobs (the first step of a shutdown; safe to call from a signal
@@ -400,7 +402,9 @@ class JobQueue:
             while self._running and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
         self.close(interrupt=True)
-        for lane, _ in self._workers:
+        with self._lock:  # no worker is added once closing is set
+            workers = list(self._workers)
+        for lane, _ in workers:
             self._queues[lane].put(None)
         end = time.monotonic() + join_timeout
         for thread in self._threads:
@@ -530,12 +534,35 @@ class JobQueue:
 
     # --- workers --------------------------------------------------------------------------
 
+    def _spawn(self, lane: Lane, device: str | None) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            thread = threading.Thread(target=self._work, args=(lane, device), daemon=True,
+                                      name=f"img2vid-{lane.value}-{device or len(self._threads)}")
+            self._workers.append((lane, device))
+            self._threads.append(thread)
+        thread.start()
+
+    def _count_gpus(self) -> str | None:
+        """Run by the only GPU worker at its first job: one more worker for each further GPU;
+        this worker takes the first."""
+        self._gpus_counted = True
+        devices = worker_devices([])
+        for device in devices[1:]:
+            self._spawn(Lane.GPU, device)
+        if len(devices) > 1:
+            log.info("diffusion jobs run on %s, one at a time each", ", ".join(map(str, devices)))
+        return devices[0]
+
     def _work(self, lane: Lane, device: str | None) -> None:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
         while True:
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
             if job_id is None or self._closing:
                 return  # a queued job stays queued in the database for the next start
+            if lane is Lane.GPU and not self._gpus_counted:
+                device = self._count_gpus()
             with self._changed:
                 job = self.store.claim(job_id)
                 if job is None:
