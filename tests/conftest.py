@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,13 +35,31 @@ def settings(tmp_path: Path) -> Settings:
                     images=ImageSettings())
 
 
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    full_env.pop("IMG2VID_CONFIG", None)
+    return full_env
+
+
 def run_cli(*args: str | os.PathLike[str], cwd: Path, timeout: float = 120,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `python -m img2vid ARGS` in `cwd` against this checkout's sources."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    full_env.pop("IMG2VID_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "img2vid", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+                          env=_cli_env(env), capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str | os.PathLike[str], cwd: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m img2vid ARGS` in `cwd`, taking Ctrl-C (SIGINT) as from a terminal:
+    a shell that runs the tests as a background job ignores SIGINT, and children inherit
+    that, so the child puts the default action back before Python starts."""
+    return subprocess.Popen([sys.executable, "-m", "img2vid", *map(str, args)], cwd=cwd,
+                            env=_cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from img2vid.outputs import STAGING_PREFIX
 from tests.batchkit import decode, make_photo
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli, start_cli
 
 # About a second per video on two cores, so a run can be stopped half way.
 SLOW = ["--resolution", "360", "--fps", "24", "--duration", "2", "--encode-speed", "fast",
@@ -25,10 +23,7 @@ def _photos(tmp_path: Path) -> list[Path]:
 
 
 def _start(tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "img2vid", "batch", "in", "-o", "out", *SLOW], cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    return start_cli("batch", "in", "-o", "out", *SLOW, cwd=tmp_path)
 
 
 def _wait_for_sidecars(proc: subprocess.Popen[str], out: Path, count: int) -> None:

@@ -9,7 +9,7 @@ import time
 import av
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, start_cli
 from tests.test_images import bad_inputs
 
 
@@ -84,11 +84,8 @@ def test_generate_camera_end_to_end_with_log_and_sidecar(tmp_path, photo):
 
 
 def test_ctrl_c_stops_cleanly_without_partial_file(tmp_path, photo):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "img2vid", "generate", str(photo), "--resolution", "1080",
-         "--duration", "60", "--fps", "30", "--encode-speed", "slow"],
-        cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("generate", photo, "--resolution", "1080", "--duration", "60", "--fps",
+                     "30", "--encode-speed", "slow", cwd=tmp_path)
     out_dir = tmp_path / "outputs"
     deadline = time.time() + 60
     while (time.time() < deadline and proc.poll() is None

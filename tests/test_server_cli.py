@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def run_cli(args: list[str], cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    env.pop("IMG2VID_CONFIG", None)
-    return subprocess.Popen([sys.executable, "-m", "img2vid", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kwargs)  # type: ignore[call-overload]
+from tests.conftest import start_cli
 
 
 def free_port() -> int:
@@ -35,7 +24,7 @@ def test_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = run_cli(["serve", "--port", str(port)], tmp_path)
+        proc = start_cli("serve", "--port", port, cwd=tmp_path)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert err == (f"img2vid: error: port {port} on 127.0.0.1 is already in use; stop the "
@@ -50,7 +39,7 @@ def test_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 ])
 def test_bad_options_are_one_line_and_exit_code_2(tmp_path: Path, args: list[str],
                                                   message: str) -> None:
-    proc = run_cli(["serve", *args], tmp_path)
+    proc = start_cli("serve", *args, cwd=tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert err.strip() == f"img2vid: error: {message}"
@@ -64,7 +53,7 @@ def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.
         args += ["--host", "0.0.0.0"]  # beyond loopback without a token: a warning
     else:
         args += ["--devices", "cpu"]
-    proc = run_cli(args, tmp_path)
+    proc = start_cli(*args, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while True:
