@@ -12,12 +12,13 @@ import av
 import httpx
 import numpy as np
 
+from tests.conftest import start_cli
 from tests.live_server import PHOTO, TERMINAL
-from tests.test_server_cli import free_port, run_cli
+from tests.test_server_cli import free_port
 
 
 def start(tmp_path: Path, port: int):  # type: ignore[no-untyped-def]
-    proc = run_cli(["serve", "--port", str(port), "--workers", "1"], tmp_path)
+    proc = start_cli("serve", "--port", port, "--workers", "1", cwd=tmp_path)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     deadline = time.monotonic() + 60
     while True:
