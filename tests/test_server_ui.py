@@ -47,6 +47,13 @@ def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
             hosts: set[str] = set()
             page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
             page.goto(server.base_url + "/")
+            # how to get the diffusion models shows only once that engine is picked
+            notes = page.locator("#missing-models")
+            assert not notes.is_visible()
+            page.get_by_label("diffusion", exact=True).check()
+            notes.get_by_text("img2vid models download i2vgen-xl").wait_for()
+            page.get_by_label("camera", exact=True).check()
+            notes.wait_for(state="hidden")
             page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
             page.wait_for_function(
                 "() => { const t = document.querySelector('#photos').innerText;"
@@ -56,9 +63,8 @@ def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
             page.locator("#fps").get_by_role("textbox").fill("8")
             page.locator("#resolution input").click()
             page.get_by_role("option", name="256", exact=True).click()
-            page.locator("#preset-preview").click()
-            page.wait_for_function(
-                "() => document.querySelector('#preset textarea').value === 'preview'")
+            page.locator("#preset").get_by_text("preview", exact=True).click()
+            page.get_by_text("fast look: camera 720p").wait_for()  # the preset says what it is
             page.locator("#generate").click()
 
             page.wait_for_function(

@@ -77,16 +77,13 @@ class WebUI:
                         model = gr.Dropdown(ready, value=ready[0] if ready else None,
                                             label="Model", interactive=False,
                                             info="diffusion models available on this server")
-                    gr.Markdown(missing_text, elem_id="missing-models")
-                    with gr.Row():
-                        preset_buttons = [
-                            gr.Button(p.value, size="sm", elem_id=f"preset-{p.value}",
-                                      variant="primary" if p is PresetName.STANDARD
-                                      else "secondary")
-                            for p in PresetName]
-                    preset = gr.Textbox(PresetName.STANDARD.value, label="Preset",
-                                        interactive=False, elem_id="preset")
-                    preset_info = gr.Markdown(PRESET_DESCRIPTIONS[PresetName.STANDARD])
+                    # how to get the models this server lacks: shown with the diffusion engine
+                    missing_note = gr.Markdown(missing_text, elem_id="missing-models",
+                                               visible=False)
+                    preset = gr.Radio([p.value for p in PresetName],
+                                      value=PresetName.STANDARD.value, label="Preset",
+                                      info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
+                                      elem_id="preset")
                     with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                         resolution = gr.Dropdown(
                             [FROM_PRESET, *map(str, RESOLUTIONS)], value=FROM_PRESET,
@@ -141,16 +138,12 @@ class WebUI:
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
-            engine.change(lambda name: gr.update(interactive=name == "diffusion" and
-                                                 bool(ready)),
-                          inputs=[engine], outputs=[model], api_visibility="private")
-            for chosen in PresetName:
-                preset_buttons[list(PresetName).index(chosen)].click(
-                    lambda chosen=chosen: (
-                        chosen.value, PRESET_DESCRIPTIONS[chosen],
-                        *[gr.update(variant="primary" if p is chosen else "secondary")
-                          for p in PresetName]),
-                    outputs=[preset, preset_info, *preset_buttons], api_visibility="private")
+            engine.change(lambda name: (
+                gr.update(interactive=name == "diffusion" and bool(ready)),
+                gr.update(visible=name == "diffusion" and bool(missing_text))),
+                inputs=[engine], outputs=[model, missing_note], api_visibility="private")
+            preset.change(lambda name: gr.update(info=PRESET_DESCRIPTIONS[PresetName(name)]),
+                          inputs=[preset], outputs=[preset], api_visibility="private")
             history.select(self.load_from_history, inputs=[history_paths],
                            outputs=[*form, video, saved, params, status],
                            api_visibility="private")
