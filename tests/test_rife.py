@@ -197,3 +197,34 @@ def test_rife_repeats_frames_at_a_scene_cut(rife_weights):
     b = cv2.resize(photo("rocket"), (320, 240))
     pair = RifeInterpolator(rife_weights, device="cpu").prepare(a, b)
     assert not pair.confident and pair.render(0.4) is a and pair.render(0.6) is b
+
+
+@pytest.mark.parametrize(("engine_device", "rife_device"), [
+    ("cuda:1", "cuda:1"),  # a server worker's GPU: RIFE stays on it
+    ("cpu", None), ("mps", None), (None, None),  # otherwise RIFE picks its own device
+])
+def test_rife_runs_on_the_gpu_the_engine_used(random_state, tmp_path, monkeypatch,
+                                              engine_device, rife_device):
+    import img2vid.postprocess.rife as rife_module
+    from img2vid import postprocess
+    from img2vid.engines.base import Clip
+    from img2vid.progress import CancelToken, no_progress
+    from img2vid.request import build_request
+
+    chosen: list[str | None] = []
+
+    class Recorded(RifeInterpolator):
+        def __init__(self, weights, device=None, **kwargs):
+            chosen.append(device)
+            super().__init__(weights, device="cpu", **kwargs)
+
+    monkeypatch.setattr(rife_module, "RifeInterpolator", Recorded)
+    weights = _save(random_state, tmp_path / "flownet.pkl")
+    frames = [np.full((64, 64, 3), v, np.uint8) for v in (0, 200)]
+    info = {"device": engine_device} if engine_device else {}
+    clip = Clip(iter(frames), 8.0, 64, 64, 2, info)
+    request = build_request(images=("x.png",), interpolate=2, interpolator="rife",
+                            rife_weights=str(weights))
+    out = postprocess.apply(clip, request, no_progress, CancelToken())
+    assert len(list(out.frames)) == out.num_frames == 4  # 2x keeps the duration
+    assert chosen == [rife_device]

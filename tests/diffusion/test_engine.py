@@ -430,3 +430,29 @@ def test_compile_runs_the_compiled_denoiser_and_keeps_it_between_jobs(
     assert engine._loaded.pipe.transformer is transformer  # the compiled model is reused
     assert again.info["timings"]["load_s"] < 0.5
     engine.release()
+
+
+def test_peak_memory_is_read_on_the_jobs_own_gpu(monkeypatch):
+    from img2vid.engines.diffusion import runtime
+
+    asked: list[object] = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", asked.append)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated",
+                        lambda device: asked.append(device) or 3 * 1024**3)
+    runtime.reset_peak("cuda:1")
+    assert runtime.peak_memory("cuda:1") == {"peak_vram_gb": 3.0}
+    # a worker thread's current device is cuda:0 unless told otherwise; the job's is cuda:1
+    assert asked == [torch.device("cuda:1")] * 2
+
+
+def test_bf16_falls_back_to_fp16_on_the_jobs_gpu_if_it_is_pre_ampere(monkeypatch):
+    from img2vid.engines.diffusion import runtime
+    from img2vid.engines.diffusion.registry import MODELS
+
+    capability = {torch.device("cuda:0"): (9, 0), torch.device("cuda:1"): (7, 0)}  # H100, V100
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability.__getitem__)
+    wan, svd = MODELS["wan2.2-ti2v-5b"], MODELS["svd-xt"]
+    assert runtime.pick_dtype("cuda:0", wan) is torch.bfloat16
+    assert runtime.pick_dtype("cuda:1", wan) is torch.float16
+    assert runtime.pick_dtype("cuda:0", svd) is torch.float16  # released in fp16
+    assert runtime.pick_dtype("cpu", wan) is torch.float32

@@ -20,13 +20,17 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
     """Run every stage the request asks for, streaming frame by frame.
 
     Order: interpolate -> reverse -> loop -> fades. `settings` locates the model cache
-    (RIFE weights); without it the default cache is used.
+    (RIFE weights); without it the default cache is used. RIFE runs on the GPU the engine
+    used, so a server with a worker per GPU keeps each job on its own.
     """
     if request.interpolate or request.target_fps:
         from img2vid.postprocess.interpolate import interpolate_clip
 
+        engine_device = str(clip.info.get("device") or "")
+        device = engine_device if engine_device.startswith("cuda") else None
         clip = interpolate_clip(clip, make_interpolator(request.interpolator,
-                                                        request.rife_weights, settings),
+                                                        request.rife_weights, settings,
+                                                        device=device),
                                 factor=request.interpolate, target_fps=request.target_fps,
                                 progress=progress, cancel=cancel)
     if request.reverse:
@@ -61,9 +65,11 @@ def _require_torch() -> None:
 
 
 def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
-                      settings: Settings | None = None) -> FrameInterpolator:
+                      settings: Settings | None = None, *,
+                      device: str | None = None) -> FrameInterpolator:
     """The frame interpolator for a request: flow (weightless) or RIFE (weights from
-    `rife_weights` or the model cache; torch imported only here)."""
+    `rife_weights` or the model cache, on `device` or the best one found; torch imported
+    only here)."""
     if kind is Interpolator.FLOW:
         from img2vid.postprocess.interpolate import FlowInterpolator
 
@@ -74,4 +80,4 @@ def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
     _require_torch()
     from img2vid.postprocess.rife import RifeInterpolator
 
-    return RifeInterpolator(weights)
+    return RifeInterpolator(weights, device=device)

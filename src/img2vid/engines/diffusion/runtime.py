@@ -88,7 +88,8 @@ def pick_dtype(device: str, spec: ModelSpec) -> Any:
     kind = device.split(":")[0]
     if kind == "cuda":
         name = CUDA_DTYPES.get(spec.family, "float16")
-        if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        # bf16 needs Ampere or newer; asked of this job's GPU, not the thread's current one
+        if name == "bfloat16" and torch.cuda.get_device_capability(torch.device(device)) < (8, 0):
             name = "float16"
         return getattr(torch, name)
     if kind == "mps":
@@ -269,15 +270,16 @@ def free_memory(device: str) -> None:
 def reset_peak(device: str) -> None:
     import torch
 
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    if device.startswith("cuda"):  # this job's GPU, which need not be the thread's current one
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
 
 
 def peak_memory(device: str) -> dict[str, Any]:
     import torch
 
     if device.startswith("cuda"):
-        return {"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+        peak = torch.cuda.max_memory_allocated(torch.device(device))
+        return {"peak_vram_gb": round(peak / 1024**3, 3)}
     # ru_maxrss: kilobytes on Linux, bytes on macOS; the process's peak, not this job's alone
     scale = 1 if sys.platform == "darwin" else 1024
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
