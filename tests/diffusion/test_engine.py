@@ -456,3 +456,24 @@ def test_bf16_falls_back_to_fp16_on_the_jobs_gpu_if_it_is_pre_ampere(monkeypatch
     assert runtime.pick_dtype("cuda:1", wan) is torch.float16
     assert runtime.pick_dtype("cuda:0", svd) is torch.float16  # released in fp16
     assert runtime.pick_dtype("cpu", wan) is torch.float32
+
+
+def test_a_pinned_engine_makes_its_gpu_current_for_the_job(wan_dir, small_photo, loaded_photo,
+                                                            monkeypatch):
+    from contextlib import nullcontext
+
+    from img2vid.config import Settings
+    from img2vid.engines.diffusion import DiffusionEngine, runtime
+
+    pinned = runtime.on_device("cuda:1")
+    assert isinstance(pinned, torch.cuda.device) and pinned.idx == 1
+    assert isinstance(runtime.on_device("cpu"), nullcontext)
+    assert isinstance(runtime.on_device(None), nullcontext)
+
+    entered: list[str | None] = []
+    monkeypatch.setattr(runtime, "on_device", lambda device: entered.append(device)
+                        or nullcontext())
+    engine = DiffusionEngine(Settings(), device="cpu")
+    run(engine, make_request(wan_dir, small_photo, seed=1), loaded_photo)
+    assert entered == ["cpu"]
+    engine.release()

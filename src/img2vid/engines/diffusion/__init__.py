@@ -81,7 +81,9 @@ class DiffusionEngine:
         if len(images) != 1:
             raise InputError(f"the diffusion engine animates one photo; got {len(images)} "
                              "(use the camera engine for slideshows)")
-        with self._lock:
+        from img2vid.engines.diffusion import runtime
+
+        with self._lock, runtime.on_device(self._device):
             return self._generate(request, images[0], progress, cancel)
 
     def release(self) -> None:

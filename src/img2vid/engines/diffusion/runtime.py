@@ -70,6 +70,17 @@ def _route(lib: ModuleType) -> None:
     lib.disable_progress_bar()  # weight-loading bars; huggingface_hub's download bars stay on
 
 
+def on_device(device: str | None) -> Any:
+    """Make `device` the calling thread's current CUDA device for a job. Code that asks for
+    "the GPU" (diffusers' group offload creates its CUDA streams there, RIFE on plain "cuda")
+    then uses the job's GPU, not cuda:0, when a server runs a worker thread per GPU."""
+    if device is None or not device.startswith("cuda:"):
+        return nullcontext()
+    import torch
+
+    return torch.cuda.device(torch.device(device))
+
+
 def pick_device() -> str:
     import torch
 
