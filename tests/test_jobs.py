@@ -128,6 +128,22 @@ def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
     assert overlap.peak["diffusion"] == 2
 
 
+def test_a_broken_torch_while_counting_gpus_does_not_stop_the_gpu_lane(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(configured: list[str]) -> list[str | None]:
+        raise ImportError("libcudart.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(jobs, "worker_devices", broken)
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine())
+    queue.start()
+    try:
+        first, second = (queue_request(queue, engine="diffusion") for _ in range(2))
+        done = [queue.wait(first.id, timeout=30), queue.wait(second.id, timeout=30)]
+    finally:
+        queue.stop()
+    assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 2
+
+
 def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:
     engine = FakeEngine(delay=0.05)
     queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engine)
