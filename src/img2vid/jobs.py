@@ -548,11 +548,7 @@ class JobQueue:
         """Run by the only GPU worker at its first job: one more worker for each further GPU;
         this worker takes the first."""
         self._gpus_counted = True
-        try:
-            devices = worker_devices([])
-        except Exception:  # a broken torch install: the job itself will say what is wrong
-            log.exception("could not count the GPUs; diffusion jobs run one at a time")
-            devices = [None]
+        devices = worker_devices([])
         for device in devices[1:]:
             self._spawn(Lane.GPU, device)
         if len(devices) > 1:

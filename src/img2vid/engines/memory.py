@@ -7,9 +7,12 @@ made-up numbers; `probe_memory` reads the real figures and imports torch lazily.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 GB = 1024**3
 
@@ -194,9 +197,13 @@ def worker_devices(configured: Sequence[str]) -> list[str | None]:
         return list(configured)
     if importlib.util.find_spec("torch") is None:
         return [None]
-    import torch
+    try:
+        import torch
 
-    count = torch.cuda.device_count()
+        count = torch.cuda.device_count()
+    except Exception:  # a broken torch or CUDA install: the job itself will say what is wrong
+        log.exception("could not count the GPUs; diffusion jobs run one at a time")
+        return [None]
     return [f"cuda:{i}" for i in range(count)] if count > 1 else [None]
 
 
