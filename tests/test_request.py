@@ -48,7 +48,7 @@ def test_model_selects_diffusion_and_its_presets():
         r = build_request(images=["a.png"], model="i2vgen-xl", preset=preset)
         assert r.engine is Engine.DIFFUSION
         assert (r.resolution, r.num_frames, r.num_inference_steps) == (res, frames, steps)
-        assert (r.guidance_scale, r.fps) == (9.0, 8)
+        assert (r.guidance_scale, r.fps) == (None, None)  # each model's own defaults
 
 
 def test_explicit_values_beat_the_preset_and_duration_sets_frames():

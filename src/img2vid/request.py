@@ -116,9 +116,10 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
         PresetName.MAX: {"resolution": 1024, "num_frames": 32, "num_inference_steps": 100},
     },
 }
-# Shared by every diffusion preset.
+# Shared by every diffusion preset. Guidance and fps are left to each model's own defaults
+# (I2VGen-XL 9 and 8 fps, SVD 3 and 7 fps, Wan 2.1 5 and 16 fps...) unless the user sets them.
 for _values in PRESETS[Engine.DIFFUSION].values():
-    _values.update({"guidance_scale": 9.0, "fps": 8, "crf": 18, "encode_speed": "medium"})
+    _values.update({"crf": 18, "encode_speed": "medium"})
 
 PRESET_DESCRIPTIONS = {
     PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion 512p, 8 frames, 30 steps",
@@ -151,11 +152,13 @@ class GenerationRequest(BaseModel):
     width: int | None = Field(None, ge=64, le=4096, description="output width in px")
     height: int | None = Field(None, ge=64, le=4096, description="output height in px")
     num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
-    fps: int | None = Field(None, ge=1, le=120, description="frames per second")
+    fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
+                            "default the model's own)")
     duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
                                    "(frames = duration x fps)")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
-    guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance")
+    guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
+                                         "(default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
     motion: Motion = Field(Motion.KEN_BURNS, description="camera move")
     zoom: float = Field(1.3, ge=1.0, le=4.0, description="zoom amount (1.0 = none)")

@@ -179,7 +179,7 @@ def test_resolution_keeps_aspect_and_snaps_to_model_multiple(engine, wan_dir, tm
     photo = tmp_path / "wide.png"
     Image.new("RGB", (1000, 600)).save(photo)
     req = build_request(images=(str(photo),), model=str(wan_dir), resolution=256)
-    shape = choose_shape(spec, req, 1000, 600)
+    shape = choose_shape(spec, req, 1000, 600, 16)
     assert shape.height == 256 and shape.width % 16 == 0
     assert abs(shape.width / shape.height - 1000 / 600) < 16 / 256
 
@@ -477,3 +477,17 @@ def test_a_pinned_engine_makes_its_gpu_current_for_the_job(wan_dir, small_photo,
     run(engine, make_request(wan_dir, small_photo, seed=1), loaded_photo)
     assert entered == ["cpu"]
     engine.release()
+
+
+def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, small_photo,
+                                                                     loaded_photo):
+    from img2vid.config import Settings
+    from img2vid.engines.diffusion import DiffusionEngine
+
+    engine = DiffusionEngine(Settings())
+    with pytest.raises(InputError, match=r"target_fps=12 is below wan-tiny's 16 fps"):
+        run(engine, make_request(wan_dir, small_photo, seed=1, target_fps=12), loaded_photo)
+    with pytest.raises(InputError, match=r"longer than the clip \(5 frames at 16 fps"):
+        run(engine, make_request(wan_dir, small_photo, seed=1, num_frames=5, fade_in=0.2,
+                                 fade_out=0.2), loaded_photo)
+    assert engine._loaded is None  # refused before any weights were read

@@ -38,42 +38,46 @@ def test_frame_rule_descriptions():
 @pytest.mark.parametrize("resolution", [256, 512, 768, 1024])
 def test_resolution_keeps_the_photo_aspect_and_snaps_sides(resolution):
     req = build_request(images=("a.png",), model="ltx-video", resolution=resolution)
-    shape = choose_shape(MODELS["ltx-video"], req, 1200, 800)
+    shape = choose_shape(MODELS["ltx-video"], req, 1200, 800, 24)
     assert shape.width % 32 == 0 and shape.height % 32 == 0
     assert abs(shape.height - resolution) <= 16
     assert abs(shape.width / shape.height - 1.5) < 0.1
-    portrait = choose_shape(MODELS["i2vgen-xl"], req, 800, 1200)
+    portrait = choose_shape(MODELS["i2vgen-xl"], req, 800, 1200, 8)
     assert portrait.width == resolution and portrait.height % 8 == 0
 
 
 def test_cogvideox_runs_only_at_720x480_and_the_change_is_noted():
     req = build_request(images=("a.png",), model="cogvideox-5b-i2v", resolution=512)
     spec = MODELS["cogvideox-5b-i2v"]
-    shape = choose_shape(spec, req, 1000, 1000)
+    shape = choose_shape(spec, req, 1000, 1000, 8)
     assert (shape.width, shape.height, shape.num_frames) == (720, 480, 49)
     notes = shape.notes(spec)
     assert any("512x512 -> 720x480" in n for n in notes)
     assert any("16 -> 49" in n for n in notes)
 
 
-def test_preset_guidance_gives_way_to_the_model_default_but_an_explicit_value_wins():
-    preset = build_request(images=("a.png",), model="svd-xt")
-    value, note = choose_guidance(MODELS["svd-xt"], preset)
-    assert value == 3.0 and "preset" in note
-    assert choose_guidance(MODELS["i2vgen-xl"], preset) == (9.0, None)
-    explicit = build_request(images=("a.png",), model="svd-xt", guidance_scale=2.5)
-    assert choose_guidance(MODELS["svd-xt"], explicit) == (2.5, None)
-
-
-def test_preset_fps_gives_way_to_the_model_rate_but_an_explicit_value_wins():
+def test_guidance_and_fps_are_the_models_own_unless_given():
     from img2vid.engines.diffusion.job import choose_fps
 
-    preset = build_request(images=("a.png",), model="wan2.1-i2v-14b-480p")
-    value, note = choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset)
-    assert value == 16 and "16 fps" in note
-    assert choose_fps(MODELS["i2vgen-xl"], preset) == (8, None)
-    explicit = build_request(images=("a.png",), model="ltx-video", fps=12)
-    assert choose_fps(MODELS["ltx-video"], explicit) == (12, None)
+    preset = build_request(images=("a.png",), model="svd-xt")
+    assert (preset.guidance_scale, preset.fps) == (None, None)  # presets leave them to the model
+    assert choose_guidance(MODELS["svd-xt"], preset) == 3.0
+    assert choose_guidance(MODELS["i2vgen-xl"], preset) == 9.0
+    assert choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset) == 16
+    assert choose_fps(MODELS["i2vgen-xl"], preset) == 8
+    # an explicit value wins, also one equal to another model's default
+    explicit = build_request(images=("a.png",), model="svd-xt", guidance_scale=9, fps=8)
+    assert choose_guidance(MODELS["svd-xt"], explicit) == 9.0
+    assert choose_fps(MODELS["svd-xt"], explicit) == 8
+
+
+def test_a_duration_is_turned_into_frames_at_the_models_rate():
+    req = build_request(images=("a.png",), model="wan2.1-i2v-14b-480p", duration=2)
+    assert req.num_frames is None  # the request cannot know the rate yet
+    shape = choose_shape(MODELS["wan2.1-i2v-14b-480p"], req, 832, 480, 16)
+    assert (shape.asked_frames, shape.num_frames) == (32, 33)  # 2 s at 16 fps, snapped to 4k+1
+    with_fps = build_request(images=("a.png",), model="wan2.1-i2v-14b-480p", duration=2, fps=8)
+    assert with_fps.num_frames == 16
 
 
 def test_fit_image_centre_crops_to_the_output_aspect():

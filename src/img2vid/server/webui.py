@@ -93,11 +93,11 @@ class WebUI:
                         with gr.Row():
                             num_frames = gr.Textbox(label="Frames", placeholder="from preset",
                                                     elem_id="frames")
-                            fps = gr.Textbox(label="FPS", placeholder="from preset",
+                            fps = gr.Textbox(label="FPS", placeholder="preset or model default",
                                              elem_id="fps")
                         with gr.Row():
                             steps = gr.Textbox(label="Steps", placeholder="from preset")
-                            guidance = gr.Textbox(label="Guidance", placeholder="from preset")
+                            guidance = gr.Textbox(label="Guidance", placeholder="model default")
                         with gr.Row():
                             seed = gr.Textbox(label="Seed", placeholder="random",
                                               elem_id="seed")

@@ -110,11 +110,11 @@ class DiffusionEngine:
         runtime.check_options(spec, family, request)
 
         seed = resolve_seed(request.seed)
-        shape = choose_shape(spec, request, image.width, image.height)
-        guidance, guidance_note = choose_guidance(spec, request)
-        fps, fps_note = choose_fps(spec, request)
-        notes = shape.notes(spec) + [n for n in (guidance_note, fps_note) if n]
-        notes += _ignored_options(spec, request)
+        fps = choose_fps(spec, request)
+        guidance = choose_guidance(spec, request)
+        shape = choose_shape(spec, request, image.width, image.height, fps)
+        _check_timing(spec, request, shape, fps)
+        notes = shape.notes(spec) + _ignored_options(spec, request)
         for note in notes:
             log.warning(note)
 
@@ -310,3 +310,16 @@ def _ignored_options(spec: Any, request: GenerationRequest) -> list[str]:
             if getattr(request, name) is not None:
                 notes.append(f"{name} applies to svd-xt only; {spec.name} ignores it")
     return notes
+
+
+def _check_timing(spec: Any, request: GenerationRequest, shape: Shape, fps: int) -> None:
+    """What the request could not check without the model's frame rate, before any loading:
+    a target fps below it, or fades longer than the clip."""
+    if request.target_fps is not None and request.target_fps < fps:
+        raise InputError(f"target_fps={request.target_fps:g} is below {spec.name}'s {fps} fps; "
+                         "interpolation only adds frames (ask for more, or set --fps)")
+    seconds = shape.num_frames / fps
+    if request.fade_in + request.fade_out > seconds + 1e-9:
+        raise InputError(f"fade_in + fade_out ({request.fade_in + request.fade_out:g} s) is "
+                         f"longer than the clip ({shape.num_frames} frames at {fps} fps = "
+                         f"{seconds:g} s)")

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from img2vid.engines.diffusion.registry import ModelSpec
-from img2vid.request import PRESETS, Engine, GenerationRequest, output_size
+from img2vid.request import GenerationRequest, output_size
 
 SVD_MOTION_BUCKET_ID = 127
 SVD_NOISE_AUG_STRENGTH = 0.02
@@ -45,43 +45,32 @@ class Shape:
         return notes
 
 
+def choose_fps(spec: ModelSpec, request: GenerationRequest) -> int:
+    """The request's frame rate, else the rate the model's motion is made for (Wan 2.1 makes
+    16 fps motion: shown at 8 fps it would play in slow motion)."""
+    return int(request.fps) if request.fps is not None else spec.fps
+
+
+def choose_guidance(spec: ModelSpec, request: GenerationRequest) -> float:
+    """The request's guidance scale, else the model's (9 suits I2VGen-XL; SVD, Wan, LTX and
+    CogVideoX are tuned for 3-6)."""
+    return (float(request.guidance_scale) if request.guidance_scale is not None
+            else spec.guidance_scale)
+
+
 def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,
-                 source_height: int) -> Shape:
-    """Snap the request's size and frames to what the model accepts, keeping the aspect ratio."""
+                 source_height: int, fps: int) -> Shape:
+    """Snap the request's size and frames to what the model accepts, keeping the aspect ratio.
+    A duration asks for that many seconds at `fps`, the rate the clip will play at."""
     asked_w, asked_h = output_size(request, source_width, source_height)
     if spec.fixed_size is not None:
         width, height = spec.fixed_size
     else:
         width, height = output_size(request, source_width, source_height,
                                     multiple=spec.side_multiple)
-    asked_frames = request.num_frames or spec.default_frames
+    asked_frames = request.num_frames or (max(1, round(request.duration * fps))
+                                          if request.duration else spec.default_frames)
     return Shape(asked_w, asked_h, asked_frames, width, height, spec.frames.snap(asked_frames))
-
-
-def choose_guidance(spec: ModelSpec, request: GenerationRequest) -> tuple[float, str | None]:
-    """The request's guidance, except the diffusion presets' shared value on a model that uses
-    another scale (9 suits I2VGen-XL; SVD, Wan, LTX and CogVideoX are tuned for 3-6)."""
-    preset = PRESETS[Engine.DIFFUSION][request.preset].get("guidance_scale")
-    asked = request.guidance_scale
-    if asked is None or (asked == preset and spec.guidance_scale != preset):
-        note = None if asked is None else (
-            f"guidance_scale {asked:g} comes from the {request.preset.value} preset; "
-            f"{spec.name} uses its own default {spec.guidance_scale:g}")
-        return spec.guidance_scale, note
-    return float(asked), None
-
-
-def choose_fps(spec: ModelSpec, request: GenerationRequest) -> tuple[int, str | None]:
-    """The request's frame rate, except the diffusion presets' shared 8 fps on a model trained
-    for another rate (Wan 2.1 makes 16 fps motion: shown at 8 fps it plays in slow motion)."""
-    preset = PRESETS[Engine.DIFFUSION][request.preset].get("fps")
-    asked = request.fps
-    if asked is None or (asked == preset and spec.fps != preset):
-        note = None if asked is None else (
-            f"fps {asked} comes from the {request.preset.value} preset; {spec.name} makes "
-            f"{spec.fps} fps motion, so the clip plays at {spec.fps} fps")
-        return spec.fps, note
-    return int(asked), None
 
 
 @dataclass(frozen=True)
