@@ -124,6 +124,7 @@ def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
         queue.stop()
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 4
     assert counted == [[]]  # once, by the first diffusion job
+    assert queue.workers() == {"camera": 1, "diffusion": ["cuda:0", "cuda:1"]}
     assert sorted(made) == [("camera", None), ("diffusion", "cuda:0"), ("diffusion", "cuda:1")]
     assert overlap.peak["diffusion"] == 2
 

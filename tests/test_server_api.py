@@ -144,6 +144,7 @@ def test_a_failed_job_records_its_error_and_the_next_one_runs(client: httpx.Clie
 def test_health_models_presets_and_openapi(client: httpx.Client) -> None:
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["version"]
+    assert health["workers"] == {"camera": 2, "diffusion": ["auto"]}
     models = client.get("/api/v1/models").json()
     assert models[0] == {"name": "camera", "engine": "camera", "available": True,
                          "description": models[0]["description"], "how_to_get": None}

@@ -525,6 +525,14 @@ class JobQueue:
     def counts(self) -> dict[str, int]:
         return self.store.counts()
 
+    def workers(self) -> dict[str, Any]:
+        """How many camera jobs run at once, and the devices diffusion jobs run on ("auto":
+        GPUs not counted yet, or one worker that lets the engine choose)."""
+        with self._lock:
+            workers = list(self._workers)
+        return {"camera": sum(lane is Lane.CPU for lane, _ in workers),
+                "diffusion": [device or "auto" for lane, device in workers if lane is Lane.GPU]}
+
     def retry_after(self) -> int:
         """Seconds a client refused with 429 should wait: about one job's run time."""
         with self._lock:
@@ -549,6 +557,8 @@ class JobQueue:
         this worker takes the first."""
         self._gpus_counted = True
         devices = worker_devices([])
+        with self._lock:  # this worker's entry, for workers(): it now runs on the first one
+            self._workers[self._workers.index((Lane.GPU, None))] = (Lane.GPU, devices[0])
         for device in devices[1:]:
             self._spawn(Lane.GPU, device)
         if len(devices) > 1:

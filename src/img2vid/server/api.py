@@ -321,9 +321,9 @@ def get_presets() -> list[PresetOut]:
 
 
 def health(queue: JobQueue) -> JSONResponse:
-    """Liveness and queue counts (no details about jobs)."""
+    """Liveness, queue counts and workers (no details about jobs)."""
     counts = queue.counts()
     return JSONResponse({"status": "stopping" if queue.closing else "ok",
                          "version": __version__, "queued": counts["queued"],
-                         "running": counts["running"]},
+                         "running": counts["running"], "workers": queue.workers()},
                         status_code=503 if queue.closing else 200)
