@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -131,12 +133,14 @@ def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
 
 def test_a_broken_torch_while_counting_gpus_does_not_stop_the_gpu_lane(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch = pytest.importorskip("torch")
-
     def broken() -> int:
         raise RuntimeError("CUDA driver initialization failed")
 
-    monkeypatch.setattr(torch.cuda, "device_count", broken)
+    # an installed torch whose CUDA setup fails when asked how many GPUs there are
+    torch = types.ModuleType("torch")
+    torch.__spec__ = importlib.machinery.ModuleSpec("torch", None)
+    torch.cuda = types.SimpleNamespace(device_count=broken)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
     queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine())
     queue.start()
     try:
