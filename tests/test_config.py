@@ -64,3 +64,14 @@ def test_devices_from_the_file_and_the_environment(tmp_path, monkeypatch):
     assert load_settings(tmp_path / "c.yaml").models.devices == ["cuda:0", "cuda:1"]
     monkeypatch.setenv("IMG2VID_MODELS__DEVICES", '["cuda:2"]')
     assert load_settings(tmp_path / "c.yaml").models.devices == ["cuda:2"]
+
+
+def test_an_environment_list_that_is_not_json_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no config file: the environment alone
+    monkeypatch.delenv("IMG2VID_CONFIG", raising=False)
+    monkeypatch.setenv("IMG2VID_MODELS__DEVICES", "cuda:0")
+    with pytest.raises(InputError) as err:
+        load_settings()
+    message = str(err.value)
+    assert 'field "models"' in message and "IMG2VID_MODELS__DEVICES" in message
+    assert """IMG2VID_MODELS__DEVICES='["cuda:0"]'""" in message and "\n" not in message

@@ -9,7 +9,12 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from img2vid.errors import InputError
 from img2vid.request import OutputFormat
@@ -138,6 +143,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise InputError(_describe(exc, config_path)) from None
+    except SettingsError as exc:  # an IMG2VID_* variable that is not the JSON its field needs
+        names = sorted(name for name in os.environ if name.startswith("IMG2VID_"))
+        raise InputError(f"{exc} ({', '.join(names)}): lists and mappings in IMG2VID_* "
+                         """variables are JSON, e.g. IMG2VID_MODELS__DEVICES='["cuda:0"]'"""
+                         ) from None
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:
