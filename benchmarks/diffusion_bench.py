@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     from img2vid.config import Settings
     from img2vid.engines.diffusion import DiffusionEngine, runtime
     from img2vid.images import load_image
+    from img2vid.pipeline import library_versions
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU here (use --device cpu --reduced)")
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"diffusion_{args.model}_{args.device}{'_reduced' if args.reduced else ''}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(
         {"model": args.model, "device": device_name, "reduced": args.reduced,
-         "peak_bf16_tflops": peak_tflops, "versions": runtime.library_versions(),
+         "peak_bf16_tflops": peak_tflops, "versions": library_versions(),
          "rows": [asdict(r) for r in results], "offload_row": offload_peak,
          "real_size_parameters": params}, indent=2))
     plot(results, args.model, device_name, RESULTS / f"{stem}.png")

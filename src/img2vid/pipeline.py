@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from img2vid import __version__, outputs, postprocess
 from img2vid.config import Settings
 from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.engines.base import Clip, Engine, create_engine
+from img2vid.engines.memory import peak_rss_bytes
 from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import GenerationRequest
@@ -80,7 +80,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         "timings": {"load_s": round(t_loaded - t0, 3),
                     "generate_and_encode_s": round(t_encoded - t_loaded, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_bytes() / 1024**2, 1),
     }
     sidecar = write_sidecar(final, sidecar_data)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,

@@ -34,7 +34,7 @@ def check_clip(out: Path, frames: int) -> dict:
     assert info["size"]["used"] == {"width": 96, "height": 64, "num_frames": frames}
     assert info["size"]["asked"]["num_frames"] == 4
     assert info["memory_plan"]["reason"]
-    assert {"torch", "diffusers", "transformers"} <= set(info["versions"])
+    assert {"torch", "diffusers", "transformers"} <= set(sidecar["versions"])
     return info
 
 

@@ -189,6 +189,15 @@ def oom_advice(plan: MemoryPlan) -> str:
     return ", ".join(steps)
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (ru_maxrss: kB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024)
+
+
 def worker_devices(configured: Sequence[str]) -> list[str | None]:
     """The devices diffusion jobs run on, one job at a time each: the configured list, else
     every CUDA GPU when there are several, else one worker that lets the engine choose

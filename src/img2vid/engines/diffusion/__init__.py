@@ -138,8 +138,7 @@ class DiffusionEngine:
                               else SVD_MOTION_BUCKET_ID),
             noise_aug_strength=(request.noise_aug_strength
                                 if request.noise_aug_strength is not None
-                                else SVD_NOISE_AUG_STRENGTH),
-            notes=tuple(notes))
+                                else SVD_NOISE_AUG_STRENGTH))
 
         attempts: list[dict[str, Any]] = []
         try:
@@ -165,11 +164,9 @@ class DiffusionEngine:
                                 for a in attempts],
             "speed": {"compile": request.compile, "attention": request.attention,
                       "step_cache": extras.pop("step_cache"),
-                      "quantize": self._loaded.info.get("quantize", request.quantize.value)
-                      if self._loaded else request.quantize.value},
+                      "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
             **extras,
-            "versions": runtime.library_versions(),
             "warnings": list(notes),
         }
         if spec.family == "svd":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,9 +87,8 @@ class DiffusionJob:
     guidance_scale: float
     fps: int
     decode_chunk: int
-    motion_bucket_id: int = SVD_MOTION_BUCKET_ID
-    noise_aug_strength: float = SVD_NOISE_AUG_STRENGTH
-    notes: tuple[str, ...] = field(default=())
+    motion_bucket_id: int  # SVD only, like the next
+    noise_aug_strength: float
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:

@@ -56,12 +56,6 @@ class ModelSpec:
     variant: str | None = None
     uses_prompt: bool = True
 
-    def snap_size(self, width: int, height: int) -> tuple[int, int]:
-        if self.fixed_size is not None:
-            return self.fixed_size
-        m = self.side_multiple
-        return max(m, round(width / m) * m), max(m, round(height / m) * m)
-
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec(

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import resource
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import Any
 
 from img2vid.engines.diffusion.registry import ModelSpec
-from img2vid.engines.memory import MemoryPlan
+from img2vid.engines.memory import MemoryPlan, peak_rss_bytes
 from img2vid.errors import InputError
 from img2vid.request import GenerationRequest, Quantize, StepCache
 
@@ -291,16 +289,5 @@ def peak_memory(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated(torch.device(device))
         return {"peak_vram_gb": round(peak / 1024**3, 3)}
-    # ru_maxrss: kilobytes on Linux, bytes on macOS; the process's peak, not this job's alone
-    scale = 1 if sys.platform == "darwin" else 1024
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    return {"process_peak_rss_gb": round(rss / 1024**3, 3)}
-
-
-def library_versions() -> dict[str, str]:
-    import diffusers
-    import torch
-    import transformers
-
-    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__}
+    # the process's peak, not this job's alone
+    return {"process_peak_rss_gb": round(peak_rss_bytes() / 1024**3, 3)}
