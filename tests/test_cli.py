@@ -98,3 +98,40 @@ def test_ctrl_c_stops_cleanly_without_partial_file(tmp_path, photo):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_failure_is_one_line_on_the_terminal_and_a_traceback_in_the_log(
+        tmp_path, photo, monkeypatch, capsys):
+    import logging
+
+    import img2vid.pipeline
+    from img2vid import cli
+    from img2vid.errors import OutOfMemoryError
+
+    def out_of_memory(*args, **kwargs):
+        raise OutOfMemoryError("ran out of memory at memory level minimum: try fewer frames")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(img2vid.pipeline, "generate", out_of_memory)
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        code = cli.main(["generate", str(photo)])
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("img2vid: error: ran out of memory at memory level minimum")
+    assert "Traceback" in next((tmp_path / "logs").glob("app_*.log")).read_text()
+
+
+def test_the_log_does_not_keep_the_server_token():
+    from img2vid.cli import _without_secrets
+
+    assert _without_secrets(["img2vid", "serve", "--token", "s3cret", "--port", "1"]) == [
+        "img2vid", "serve", "--token", "***", "--port", "1"]
+    assert _without_secrets(["serve", "--token=s3cret"]) == ["serve", "--token=***"]

@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from img2vid.logs import setup_logging
 
         log_path = setup_logging(settings.logs)
-        log.info("img2vid %s: %s", __version__, " ".join(sys.argv))
+        log.info("img2vid %s: %s", __version__, " ".join(_without_secrets(sys.argv)))
         return args.handler(args, settings)
     except KeyboardInterrupt:
         log.warning("interrupted by the user")
@@ -362,6 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"img2vid: internal error: {type(exc).__name__}: {exc}{_log_hint(log_path)}",
               file=sys.stderr)
         return 1
+
+
+def _without_secrets(argv: Sequence[str]) -> list[str]:
+    """The command line as the log records it: a --token value is not written to disk."""
+    shown = list(argv)
+    for i, arg in enumerate(shown):
+        if arg.startswith("--token="):
+            shown[i] = "--token=***"
+        elif arg == "--token" and i + 1 < len(shown):
+            shown[i + 1] = "***"
+    return shown
 
 
 def _log_hint(path: Path | None) -> str:

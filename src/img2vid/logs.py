@@ -16,6 +16,8 @@ def setup_logging(settings: LogSettings, name: str = "app") -> Path | None:
     root.setLevel(logging.DEBUG)
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)
+    # failures logged with their traceback go to the file only; the CLI prints their one line
+    console.addFilter(lambda record: record.exc_info is None)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root.addHandler(console)
     try:
