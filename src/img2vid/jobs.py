@@ -569,12 +569,19 @@ class JobQueue:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
         while True:
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
-            if job_id is None or self._closing:
-                return  # a queued job stays queued in the database for the next start
+            if job_id is None:
+                return
             if lane is Lane.GPU and not self._gpus_counted:
                 device = self._count_gpus()
-            with self._changed:
-                job = self.store.claim(job_id)
+            with self._changed:  # close() sets _closing under this lock: no claim after it
+                if self._closing:
+                    return  # a queued job stays queued in the database for the next start
+                try:
+                    job = self.store.claim(job_id)
+                except sqlite3.Error:
+                    log.exception("job %s: the job database cannot be written; the job stays "
+                                  "queued for the next start", job_id)
+                    continue
                 if job is None:
                     continue  # cancelled while it waited
                 self._running[job_id] = _Running()
@@ -582,10 +589,14 @@ class JobQueue:
                 self._changed.notify_all()
             try:
                 self._run(job, engines, device)
-            except Exception:  # a bug in the runner itself must not kill the worker
+            except Exception:  # a bug in the runner, or a database error: the worker goes on
                 log.exception("job %s: unexpected failure in the worker", job_id)
-                self.store.finish(job_id, JobStatus.FAILED, error="internal error; see the log")
-                self._drop_uploads(job_id)
+                try:
+                    self.store.finish(job_id, JobStatus.FAILED,
+                                      error="internal error; see the log")
+                    self._drop_uploads(job_id)
+                except sqlite3.Error:  # still "running" on disk: re-queued at the next start
+                    log.exception("job %s: its failure cannot be recorded either", job_id)
             finally:
                 with self._changed:
                     self._running.pop(job_id, None)
