@@ -92,6 +92,14 @@ def test_gif_has_a_palette_and_is_scaled_down(tmp_path):
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 16  # a real palette, not 8 colours
 
 
+def test_a_gif_faster_than_50_fps_drops_frames_and_keeps_its_duration(tmp_path):
+    info = _write(tmp_path / "fast.gif", OutputFormat.GIF, n=48, fps=120)  # 0.4 s
+    p = _probe(tmp_path / "fast.gif")
+    assert p["frames"] == info.frames == 20  # one frame per 2 cs, the fastest GIFs play
+    assert info.duration == pytest.approx(0.4) and info.fps == pytest.approx(50)
+    assert p["last_time"] == pytest.approx(0.38, abs=0.011)
+
+
 def test_png_folder_has_numbered_lossless_frames(tmp_path):
     info = _write(tmp_path / "frames", OutputFormat.PNG, n=7)
     files = sorted((tmp_path / "frames").iterdir())

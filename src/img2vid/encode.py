@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 _VP9_CPU_USED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast": 5,
                  "medium": 4, "slow": 3, "slower": 2, "veryslow": 1}
 GIF_MAX_SIDE = 480  # GIFs are for sharing previews: bigger ones are huge and slow to load
+# GIF delays are whole centiseconds, and browsers slow down delays under 2 cs: frames of a
+# faster clip are dropped to 50 fps, keeping its duration
+GIF_MIN_DELAY_CS = 2
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class GIFWriter(VideoWriter):
         self.stream.width, self.stream.height = self.out_w, self.out_h
         self.stream.pix_fmt = "pal8"
         self.stream.time_base = Fraction(1, 100)  # GIF delays are in centiseconds
+        self._shown_cs: list[int] = []  # when each kept frame is shown
         self.graph = av.filter.Graph()
         src = self.graph.add_buffer(width=self.out_w, height=self.out_h, format="rgb24",
                                     time_base=1 / self.fps)
@@ -203,12 +207,16 @@ class GIFWriter(VideoWriter):
 
     def write(self, frame: np.ndarray) -> None:
         self._check(frame)
+        at_cs = round(self.frames * 100 / self.fps)
+        self.frames += 1
+        if self._shown_cs and at_cs < self._shown_cs[-1] + GIF_MIN_DELAY_CS:
+            return
+        self._shown_cs.append(at_cs)
         if (self.out_w, self.out_h) != (self.width, self.height):
             frame = cv2.resize(frame, (self.out_w, self.out_h), interpolation=cv2.INTER_AREA)
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        vf.pts, vf.time_base = self.frames, 1 / self.fps
+        vf.pts, vf.time_base = self.frames - 1, 1 / self.fps
         self.graph.push(vf)
-        self.frames += 1
 
     def close(self) -> EncodedInfo:
         self.graph.push(None)  # palettegen emits its palette only at the end of input
@@ -218,15 +226,17 @@ class GIFWriter(VideoWriter):
                 out = self.graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 break
-            out.pts = round(index * 100 / self.fps)
+            out.pts = self._shown_cs[index]
             out.time_base = Fraction(1, 100)
             self.container.mux(self.stream.encode(out))
             index += 1
         self.container.mux(self.stream.encode(None))
         self.container.close()
+        duration = float(self.frames / self.fps)
         return EncodedInfo(format="gif", codec="gif", pix_fmt="pal8", width=self.out_w,
-                           height=self.out_h, frames=index, fps=float(self.fps),
-                           duration=float(index / self.fps), bytes=self.path.stat().st_size)
+                           height=self.out_h, frames=index,
+                           fps=index / duration if duration else float(self.fps),
+                           duration=duration, bytes=self.path.stat().st_size)
 
     def abort(self) -> None:
         try:
