@@ -168,12 +168,22 @@ class WebMWriter(_PyAVWriter):
 
 
 class MKVWriter(_PyAVWriter):
-    """Lossless FFV1 in 4:4:4, for further editing."""
+    """Lossless FFV1, for further editing: the RGB frames themselves, as 8-bit BGR0 (a YUV
+    conversion would round them)."""
 
-    codec, container_format, pix_fmt = "ffv1", "matroska", "yuv444p"
+    codec, container_format, pix_fmt = "ffv1", "matroska", "bgr0"
 
     def codec_options(self) -> dict[str, str]:
         return {"level": "3", "slicecrc": "1"}
+
+    def configure(self, ctx: av.codec.context.CodecContext) -> None:
+        ctx.colorspace = 0  # AVCOL_SPC_RGB
+        ctx.color_primaries = 1  # AVCOL_PRI_BT709 (sRGB's primaries)
+        ctx.color_trc = 13  # AVCOL_TRC_IEC61966_2_1 (sRGB)
+        ctx.color_range = 2  # AVCOL_RANGE_JPEG (full)
+
+    def convert(self, frame: np.ndarray) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self.pix_fmt)
 
 
 class GIFWriter(VideoWriter):
