@@ -82,6 +82,16 @@ def test_pixel_limit_is_configurable(tmp_path):
     assert load_image(tmp_path / "a.png", ImageSettings(max_pixels=90_000)).width == 300
 
 
+def test_a_limit_above_pillows_own_is_honoured(tmp_path, monkeypatch):
+    from img2vid.images import probe_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # put back after
+    path = _png_claiming(tmp_path / "big.png", 15_000, 14_000)  # 210 MP, past Pillow's 179
+    assert probe_image(path, ImageSettings(max_pixels=300_000_000))[1:] == (15_000, 14_000)
+    with pytest.raises(InputError, match="210 MP\\), over the 200 MP limit"):
+        probe_image(path, ImageSettings(max_pixels=200_000_000))
+
+
 def test_real_photo_loads_as_rgb8(photo):
     img = load_image(photo)
     assert img.pixels.shape == (400, 600, 3) and img.pixels.dtype == np.uint8

@@ -73,6 +73,9 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
 @contextmanager
 def _open_checked(path: Path, settings: ImageSettings) -> Iterator[Image.Image]:
     """Open with Pillow, refuse oversized headers, and turn Pillow's errors into one line."""
+    if Image.MAX_IMAGE_PIXELS is not None and settings.max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses at open() what is over twice its own limit: never below ours
+        Image.MAX_IMAGE_PIXELS = settings.max_pixels
     with warnings.catch_warnings():
         # Our own pixel limit replaces Pillow's global warning/error thresholds.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
