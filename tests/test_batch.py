@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import sys
 import threading
@@ -34,20 +33,6 @@ from tests.fakes import FakeEngine, Overlap
 
 FAST_FLAGS = ["--resolution", "256", "--fps", "8", "--duration", "1", "--encode-speed",
               "ultrafast"]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Run in tmp_path (logs/ goes there) and undo the CLI's logging setup afterwards."""
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield tmp_path
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 def batch_main(capsys, *argv: str) -> tuple[int, str, str]:

@@ -85,3 +85,19 @@ def test_serve_starts_prints_urls_and_stops_cleanly(tmp_path: Path, sig: signal.
     warning = "warning: listening on 0.0.0.0 without a token"
     assert (warning in err) == (sig is signal.SIGTERM)
     assert "Traceback" not in err
+
+
+def test_serve_without_the_server_extra_says_how_to_get_it(workdir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    import sys
+
+    from img2vid import cli
+
+    monkeypatch.delitem(sys.modules, "img2vid.server.run", raising=False)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an install without it gives
+    assert cli.main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("img2vid: error: img2vid serve needs the server extra (uvicorn is not "
+                   "installed): pip install 'img2vid[server]'\n")

@@ -275,7 +275,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from img2vid.config import ModelSettings, ServerSettings
-    from img2vid.server.run import is_loopback, prepare
 
     overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
                  if getattr(args, k) is not None}
@@ -290,6 +289,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         reason = err["msg"].removeprefix("Value error, ")
         raise InputError(f"--{err['loc'][0]}: {reason[:1].lower()}{reason[1:]}") from None
     settings = settings.model_copy(update={"server": server, "models": models})
+    try:
+        from img2vid.server.run import is_loopback, prepare
+    except ImportError as exc:
+        raise InputError(f"img2vid serve needs the server extra ({exc.name} is not installed): "
+                         "pip install 'img2vid[server]'") from None
     service = prepare(settings)
     log_file = next((h.baseFilename for h in logging.getLogger().handlers
                      if isinstance(h, logging.FileHandler)), None)
