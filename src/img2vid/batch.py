@@ -12,7 +12,6 @@ import queue
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import closing
@@ -496,17 +495,7 @@ class Report:
         writer.writeheader()
         writer.writerows({**row, "seconds": "" if row["seconds"] is None else row["seconds"]}
                          for row in rows)
-        _write_text_atomic(self.csv_path, buffer.getvalue())
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{outputs.STAGING_PREFIX}{uuid.uuid4().hex}{path.suffix}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        outputs.write_text_atomic(self.csv_path, buffer.getvalue())
 
 
 # --- the batch --------------------------------------------------------------------------------

@@ -298,14 +298,3 @@ def open_writer(path: Path, width: int, height: int, fps: float,
     if options.format in (OutputFormat.MP4, OutputFormat.WEBM) and (width % 2 or height % 2):
         raise ValueError(f"{options.format.value} needs even dimensions, got {width}x{height}")
     return _WRITERS[options.format](path, width, height, fps, options)
-
-
-def codec_report() -> dict[str, object]:
-    """FFmpeg library versions and which of our encoders this PyAV build has."""
-    wanted = {"libx264": "mp4 (H.264)", "libvpx-vp9": "webm (VP9)", "ffv1": "mkv (FFV1)",
-              "gif": "gif", "png": "png frames"}
-    return {
-        "pyav": av.__version__,
-        "ffmpeg": {name: ".".join(map(str, v)) for name, v in av.library_versions.items()},
-        "encoders": {codec: codec in av.codecs_available for codec in wanted},
-    }

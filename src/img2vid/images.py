@@ -136,7 +136,7 @@ def _to_rgb8(im: Image.Image, background: str) -> np.ndarray:
 
 
 def file_sha256(path: Path) -> str:
-    """The photo's bytes' SHA-256, as sidecars record it (batch resume compares it)."""
+    """A file's SHA-256: photos as sidecars record them (batch resume compares it), weights."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

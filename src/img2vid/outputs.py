@@ -82,15 +82,20 @@ def _place_exclusive(staged: Path, target: Path) -> None:
     staged.unlink()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
-    tmp = path.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}.json")
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace `path` with `text` all at once: readers see the old file or the new one."""
+    tmp = path.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}{path.suffix}")
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def raise_if_disk_full(exc: OSError, directory: Path) -> None:

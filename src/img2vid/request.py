@@ -291,12 +291,6 @@ class GenerationRequest(BaseModel):
                              "interpolation only adds frames")
         return self
 
-    @property
-    def size_label(self) -> str:
-        if self.width or self.height:
-            return f"{self.width or 'auto'}x{self.height or 'auto'}"
-        return f"{self.resolution}p"
-
     def summary(self) -> dict[str, Any]:
         """JSON-ready dict of every field (the sidecar's `request`)."""
         return self.model_dump(mode="json")
