@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from img2vid.engines.base import Clip
+from img2vid.errors import InputError
 from img2vid.postprocess.interpolate import (
     FlowInterpolator,
     interpolate_clip,
@@ -131,7 +132,7 @@ def test_output_timing_rules():
     # 29.97 fps is recognised as 30000/1001 exactly, so times do not drift over long clips
     assert fps == 60 and step == Fraction(500, 1001) and count == 200
     assert output_timing(7, 25, target_fps=25)[1] == 7
-    with pytest.raises(ValueError, match="below"):
+    with pytest.raises(InputError, match="below the input's 30 fps"):  # the user's to fix
         output_timing(10, 30, target_fps=24)
     with pytest.raises(ValueError, match="exactly one"):
         output_timing(10, 30, factor=2, target_fps=60)

@@ -99,7 +99,7 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
     from img2vid.encode import EncodeOptions
     from img2vid.pipeline import library_versions, save_clip, write_sidecar
     from img2vid.postprocess import make_interpolator
-    from img2vid.postprocess.interpolate import interpolate_clip
+    from img2vid.postprocess.interpolate import interpolate_clip, output_timing
     from img2vid.video_input import open_clip
 
     progress = progress or (lambda _: None)
@@ -126,9 +126,7 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
         raise InputError(f"{fmt_.value} needs even dimensions and {source.name} is "
                          f"{clip.width}x{clip.height}: write .mkv or a PNG frame folder to "
                          "keep its size")
-    if target_fps is not None and target_fps < clip.fps - 1e-6:
-        raise InputError(f"--target-fps {target_fps:g} is below the input's {clip.fps:g} fps; "
-                         "interpolation only adds frames")
+    output_timing(clip.num_frames, clip.fps, factor=factor, target_fps=target_fps)  # checks
     engine = make_interpolator(interpolator, rife_weights, settings)
     result = interpolate_clip(clip, engine, factor=factor, target_fps=target_fps,
                               progress=progress, cancel=cancel)

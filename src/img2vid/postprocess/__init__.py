@@ -38,7 +38,7 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
     if request.loop is LoopMode.PINGPONG:
         clip = pingpong(clip)
     elif request.loop is LoopMode.SEAMLESS:
-        clip = seamless(clip, request.transition or 1.0, request.transition_style)
+        clip = seamless(clip, request.transition, request.transition_style)
     if request.fade_in or request.fade_out:
         clip = fade(clip, request.fade_in, request.fade_out)
     return clip

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from img2vid.engines.base import Clip
+from img2vid.errors import InputError
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,7 @@ def output_timing(num_frames: int, fps: float, *, factor: int | None = None,
     else:
         out_fps = Fraction(target_fps).limit_denominator(1001)
         if out_fps < in_fps:
-            raise ValueError(f"target fps {float(out_fps):g} is below the clip's "
+            raise InputError(f"target fps {float(out_fps):g} is below the input's "
                              f"{float(in_fps):g} fps; interpolation only adds frames")
     step = in_fps / out_fps
     count = max(1, round(num_frames / step)) if num_frames > 0 else 0
