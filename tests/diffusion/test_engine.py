@@ -498,3 +498,21 @@ def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, sm
         run(engine, make_request(wan_dir, small_photo, seed=1, num_frames=5, fade_in=0.2,
                                  fade_out=0.2), loaded_photo)
     assert engine._loaded is None  # refused before any weights were read
+
+
+def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
+    from img2vid.engines.diffusion import _workload, runtime
+    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.loading import resolve_folder, weight_elements
+    from img2vid.request import Quantize
+
+    resolved = resolve_folder(wan_dir)
+    family = runtime.family_module(resolved.spec.family)
+    shape = Shape(96, 64, 5, 96, 64, 5)
+    elements = weight_elements(resolved.path, resolved.variant)
+    plain = _workload(resolved, family, shape, 5.0, torch.float32, Quantize.NONE)
+    for mode in (Quantize.FP8, Quantize.INT8):
+        quantized = _workload(resolved, family, shape, 5.0, torch.float32, mode)
+        assert quantized.weights["transformer"] == elements["transformer"]  # 1 byte each
+        assert plain.weights["transformer"] == 4 * elements["transformer"]
+        assert quantized.weights["vae"] == plain.weights["vae"]  # only the denoiser shrinks

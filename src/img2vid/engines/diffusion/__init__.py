@@ -45,7 +45,7 @@ from img2vid.engines.memory import (
 from img2vid.errors import InputError, OutOfMemoryError
 from img2vid.images import LoadedImage
 from img2vid.progress import CancelToken, Progress, ProgressCallback
-from img2vid.request import GenerationRequest
+from img2vid.request import GenerationRequest, Quantize
 from img2vid.seeds import resolve_seed
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class DiffusionEngine:
 
         device = self._device or runtime.pick_device()
         dtype = runtime.pick_dtype(device, spec)
-        work = _workload(resolved, family, shape, guidance, dtype)
+        work = _workload(resolved, family, shape, guidance, dtype, request.quantize)
         figures = probe_memory(device)
         plan = plan_memory(work, figures, request.memory.value)
         runtime.check_plan(request, plan, device)
@@ -279,15 +279,16 @@ class DiffusionEngine:
 
 
 def _workload(resolved: ResolvedModel, family: ModuleType, shape: Shape, guidance: float,
-              dtype: Any) -> Workload:
-    """Memory the job needs: weights from the folder's safetensors headers, activations and
-    decoding from the family's estimate."""
+              dtype: Any, quantize: Quantize) -> Workload:
+    """Memory the job needs: weights from the folder's safetensors headers (the denoiser at
+    one byte a weight when quantized), activations and decoding from the family's estimate."""
     dtype_bytes = dtype.itemsize
 
     def config(component: str) -> dict[str, Any]:
         return read_config(resolved.path, component)
 
-    weights = {name: count * dtype_bytes
+    weights = {name: count * (1 if quantize is not Quantize.NONE and name == family.DENOISER
+                              else dtype_bytes)
                for name, count in weight_elements(resolved.path, resolved.variant).items()}
     activations, decode_full, decode_tiled = family.estimate(config, shape, guidance,
                                                              dtype_bytes)
