@@ -156,3 +156,25 @@ def test_configured_local_dir_and_weight_counts(wan_dir: Path):
     counts = weight_elements(wan_dir, None)
     assert set(counts) >= {"transformer", "vae", "text_encoder", "image_encoder"}
     assert all(n > 0 for n in counts.values())
+
+
+def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch, i2vgen_dir):
+    import huggingface_hub
+
+    from img2vid.config import ModelSettings, Settings
+    from img2vid.engines.diffusion.loading import resolve_model
+    from tests.diffusion.conftest import fake_hub_cache
+
+    commit = fake_hub_cache(tmp_path, "ali-vilab/i2vgen-xl", i2vgen_dir)
+    real, asked = huggingface_hub.snapshot_download, []
+
+    def recorded(repo_id, **kwargs):
+        asked.append(kwargs["local_files_only"])
+        return real(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", recorded)
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)  # online
+    settings = Settings(models=ModelSettings(cache_dir=tmp_path / "hub"))
+    resolved = resolve_model("i2vgen-xl", settings)
+    assert resolved.revision == commit
+    assert asked == [True]  # the cache answered; nothing went to the network

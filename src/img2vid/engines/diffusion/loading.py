@@ -73,7 +73,10 @@ def resolve_model(name: str | None, settings: Settings) -> ResolvedModel:
     if spec is None:
         raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)} "
                          "(or a folder with model_index.json)")
-    path = _snapshot(spec, settings, local_only=None)
+    try:  # a cached model is used as it is: no request to the hub for every job
+        path = _snapshot(spec, settings, local_only=True)
+    except ModelNotAvailableError:
+        path = _snapshot(spec, settings, local_only=None)  # downloads unless offline
     return _from_snapshot(spec, path)
 
 
