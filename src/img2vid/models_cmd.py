@@ -43,14 +43,15 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=download_model)
 
 
-def model_rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row per registry model with its download size and cache state."""
+def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]]:
+    """One row per registry model with its download size and cache state (and its size on
+    disk with `sizes`, which walks the whole Hugging Face cache)."""
     from huggingface_hub import try_to_load_from_cache
 
     from img2vid.engines.diffusion.registry import MODELS
 
     cache_dir = str(settings.models.cache_dir) if settings.models.cache_dir else None
-    on_disk = _cached_sizes(cache_dir)
+    on_disk = _cached_sizes(cache_dir) if sizes else {}
     rows = []
     for spec in MODELS.values():
         local = settings.models.local_dirs.get(spec.name)

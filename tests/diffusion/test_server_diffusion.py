@@ -32,7 +32,8 @@ def test_a_diffusion_job_runs_on_the_gpu_lane(wan_dir: Path, small_photo: Path,
         r = submit(client, photo=small_photo, model=str(wan_dir))  # a server path: no
         assert r.status_code == 422 and "unknown model" in r.json()["detail"]
 
-        r = submit(client, photo=small_photo, model="tiny-wan", prompt="steam rises",
+        # names match as GET /api/v1/models lists them, whatever their case
+        r = submit(client, photo=small_photo, model="Tiny-Wan", prompt="steam rises",
                    resolution="", width="96", height="64", num_frames="4", fps="8",
                    num_inference_steps="2", seed="7")
         assert r.status_code == 202, r.text
@@ -40,6 +41,7 @@ def test_a_diffusion_job_runs_on_the_gpu_lane(wan_dir: Path, small_photo: Path,
         job = wait_for(client, r.json()["id"], TERMINAL, timeout=120)
         assert job["status"] == "succeeded", job["error"]
         assert job["sidecar"]["engine"] == "diffusion" and job["sidecar"]["seed"] == 7
+        assert job["sidecar"]["request"]["model"] == "tiny-wan"
         assert server.queue.get(job["id"]).lane.value == "gpu"  # type: ignore[union-attr]
         video = client.get(job["result_url"])
         with av.open(io.BytesIO(video.content)) as container:

@@ -42,7 +42,8 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     if installed:
         from img2vid.models_cmd import model_rows
 
-        rows = {row["name"]: row for row in model_rows(settings)}
+        # asked on every diffusion submission: the cache state only, no walk of its sizes
+        rows = {row["name"]: row for row in model_rows(settings, sizes=False)}
     models = [CAMERA]
     for spec in MODELS.values():
         cached = bool(rows.get(spec.name, {}).get("cached"))
@@ -63,14 +64,15 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     return models
 
 
-def check_model(settings: Settings, engine: str | None, model: str | None) -> None:
-    """Refuse a diffusion job this server cannot run, before it is queued.
+def check_model(settings: Settings, engine: str | None, model: str | None) -> str | None:
+    """Refuse a diffusion job this server cannot run, before it is queued; else return the
+    model's name as the server spells it (names are matched without regard to case).
 
     Over the network a model is a name from GET /api/v1/models, never a folder path on the
     server; no model means the diffusion engine's default.
     """
     if not model and engine != "diffusion":
-        return
+        return None
     from img2vid.engines.diffusion.loading import DEFAULT_MODEL
 
     name = (model or DEFAULT_MODEL).strip()
@@ -82,3 +84,4 @@ def check_model(settings: Settings, engine: str | None, model: str | None) -> No
     if not info.available:
         raise InputError(f"model {info.name} is not available on this server: "
                          f"{info.how_to_get}")
+    return info.name

@@ -56,7 +56,9 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
         raise InvalidImageError(f"{len(uploads)} images: at most {MAX_IMAGES} per job")
-    check_model(settings, fields.get("engine"), fields.get("model"))
+    model = check_model(settings, fields.get("engine"), fields.get("model"))
+    if fields.get("model"):  # the job runs the model that was checked, spelled as configured
+        fields = {**fields, "model": model}
 
     limit = int(settings.server.max_upload_mb * 1024 * 1024)
     job_id = queue.new_job_id()
