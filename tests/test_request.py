@@ -11,6 +11,8 @@ from img2vid.request import Engine, GenerationRequest, build_request, output_siz
     ({"fps": 0}, "fps=0: allowed range is 1 to 120"),
     ({"guidance_scale": 50}, "guidance_scale=50: allowed range is 0 to 20"),
     ({"num_frames": 10_000}, "num_frames=10000: allowed range is 1 to 3600"),
+    ({"duration": 0}, "duration=0: must be more than 0 and at most 120"),
+    ({"seed": -1}, "seed=-1: allowed range is 0 to 9223372036854775807"),
     ({"motion": "spin"}, "motion=spin: allowed: static, zoom-in"),
     ({"focus": "1.5,0.2"}, "focus=1.5,0.2: x and y must each be between 0 and 1"),
     ({"focus": "middle"}, "focus=middle: expected x,y fractions"),

@@ -326,13 +326,13 @@ def _reason(field: str, err: dict[str, Any]) -> str:
     kind = err["type"]
     info = GenerationRequest.model_fields.get(field)
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
-        low = high = None
-        for meta in info.metadata:
-            low = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else low
-            low = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else low
-            high = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else high
-        if low is not None and high is not None:
-            return f"allowed range is {low:g} to {high:g}"
+        bounds = {name: getattr(meta, name) for meta in info.metadata
+                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
+        high = bounds.get("le")
+        if "ge" in bounds and high is not None:
+            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
+        if "gt" in bounds and high is not None:
+            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
     if kind == "enum":
         return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
     if kind == "extra_forbidden":
@@ -342,6 +342,11 @@ def _reason(field: str, err: dict[str, Any]) -> str:
     if kind == "literal_error" and field == "focus":
         return "expected x,y fractions such as 0.6,0.4, or auto"
     return str(err["msg"]).lower()
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 1 (not 1.0 or 1e+00), 0.5, 9223372036854775807."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _short(value: Any) -> str:
