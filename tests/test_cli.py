@@ -124,3 +124,12 @@ def test_the_log_does_not_keep_the_server_token():
     assert _without_secrets(["img2vid", "serve", "--token", "s3cret", "--port", "1"]) == [
         "img2vid", "serve", "--token", "***", "--port", "1"]
     assert _without_secrets(["serve", "--token=s3cret"]) == ["serve", "--token=***"]
+
+
+def test_nested_subcommands_take_config_and_json_anywhere(tmp_path):
+    (tmp_path / "c.yaml").write_text("output:\n  prefix: x_\n")
+    listed = run_cli("models", "list", "--config", "c.yaml", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("MODEL")
+    as_json = run_cli("models", "--json", "list", cwd=tmp_path)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)[0]["name"] == "i2vgen-xl"

@@ -330,10 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
         before = set(sub.choices)
         register(sub)
         for name in set(sub.choices) - before:
-            # --config is accepted after the subcommand too.
-            sub.choices[name].add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                                           help=argparse.SUPPRESS)
+            _accept_config(sub.choices[name])
     return parser
+
+
+def _accept_config(parser: argparse.ArgumentParser) -> None:
+    """--config is accepted after the subcommand too, also a nested one (`models list`)."""
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _accept_config(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,9 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="models_action", metavar="ACTION",
                                parser_class=type(p))
     listing = actions.add_parser("list", help="list the models (the default)")
-    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    # SUPPRESS: `models --json list` keeps the parent's --json instead of resetting it
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print the list as JSON")
     listing.set_defaults(handler=list_models)
     download = actions.add_parser("download", help="download a model (needs internet)")
     download.add_argument("name", metavar="NAME",
