@@ -75,6 +75,24 @@ def test_existing_names_are_never_overwritten(tmp_path):
     assert (tmp_path / "video_20260102_030405.mp4").read_bytes() == b"old"
 
 
+def test_names_are_claimed_without_hard_links_too(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):  # FAT/exFAT drives and some network shares
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    (tmp_path / "video_20260102_030405.mp4").write_bytes(b"old")
+    staged = outputs.staging_path(tmp_path, ".mp4")
+    staged.write_bytes(b"new")
+    final = outputs.commit_named(staged, tmp_path, "video_", ".mp4", when)
+    assert final.name == "video_20260102_030405_1.mp4" and final.read_bytes() == b"new"
+    assert (tmp_path / "video_20260102_030405.mp4").read_bytes() == b"old"
+    assert not staged.exists()
+
+
 def test_explicit_output_path(settings, photo, tmp_path):
     target = tmp_path / "mine.webm"
     result = generate(_request(photo, format="webm"), settings, output=target,

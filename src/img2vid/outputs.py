@@ -78,7 +78,18 @@ def _place_exclusive(staged: Path, target: Path) -> None:
         os.rename(staged, target)
         return
     # link() fails if the target exists, so two writers can never take the same name.
-    os.link(staged, target)
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # no hard links here (FAT/exFAT, some network shares): claim the name with an
+        # exclusive create, then move the finished file over the empty placeholder
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(staged, target)
+        return
     staged.unlink()
 
 
