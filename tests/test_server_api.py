@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import threading
 import zlib
@@ -95,7 +96,7 @@ def test_submit_poll_download_with_range(client: httpx.Client) -> None:
     assert beyond.status_code == 416
 
 
-def test_json_submission_with_base64_image(client: httpx.Client) -> None:
+def test_json_submission_with_base64_image(server: LiveServer, client: httpx.Client) -> None:
     data = base64.b64encode(PHOTO.read_bytes()).decode()
     body = {"images": [f"data:image/png;base64,{data}", data], **TINY,
             "resolution": 256, "motion": "zoom-in", "transition": 0.5}
@@ -106,6 +107,11 @@ def test_json_submission_with_base64_image(client: httpx.Client) -> None:
     assert done["status"] == "succeeded", done["error"]
     assert done["sidecar"]["request"]["motion"] == "zoom-in"
     assert len(done["sidecar"]["inputs"]) == 2
+    # the client sees its own names, never the server's folders
+    assert [i["path"] for i in done["sidecar"]["inputs"]] == ["image0", "image1"]
+    assert done["sidecar"]["output"]["path"] == done["output"]
+    root = server.settings.output.directory.resolve().parent
+    assert str(root) not in json.dumps(done["sidecar"]) and "settings" not in done["sidecar"]
 
 
 def test_uploads_are_kept_only_until_the_job_ends(server: LiveServer,

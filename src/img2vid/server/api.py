@@ -96,7 +96,22 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested, error=job.error,
         result_url=f"/api/v1/jobs/{job.id}/video" if done else None,
         output=Path(job.output).name if job.output else None,
-        request=request, sidecar=job.sidecar)
+        request=request, sidecar=client_sidecar(job))
+
+
+def client_sidecar(job: Job) -> dict[str, Any] | None:
+    """The job's sidecar as a client sees it: its own file names instead of the server's
+    paths (uploads, outputs), and without the server's settings."""
+    if not job.sidecar:
+        return None
+    sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
+    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
+    sidecar["inputs"] = [{**entry, "path": name}
+                         for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
+    if isinstance(sidecar.get("output"), dict):
+        sidecar["output"] = {**sidecar["output"],
+                             "path": Path(sidecar["output"].get("path", "")).name}
+    return sidecar
 
 
 def _iso(ts: float | None) -> str | None:
