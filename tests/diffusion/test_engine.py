@@ -516,3 +516,36 @@ def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
         assert quantized.weights["transformer"] == elements["transformer"]  # 1 byte each
         assert plain.weights["transformer"] == 4 * elements["transformer"]
         assert quantized.weights["vae"] == plain.weights["vae"]  # only the denoiser shrinks
+
+
+def test_the_loaded_model_counts_as_free_memory_for_the_next_plan(wan_dir, small_photo,
+                                                                   loaded_photo, monkeypatch):
+    import img2vid.engines.diffusion as diffusion
+    from img2vid.config import Settings
+    from img2vid.engines.memory import probe_memory
+
+    seen: list[int] = []
+
+    def recorded(device, held=0):
+        seen.append(held)
+        return probe_memory(device, held=held)
+
+    monkeypatch.setattr(diffusion, "probe_memory", recorded)
+    engine = diffusion.DiffusionEngine(Settings())
+    for _ in range(2):
+        run(engine, make_request(wan_dir, small_photo, seed=1), loaded_photo)
+    # the second job's plan would otherwise count the cached weights twice: in use and needed
+    assert seen[0] == 0 and seen[1] == engine._loaded.weight_bytes > 0
+    engine.release()
+
+
+def test_held_weights_are_free_memory_on_cpu(monkeypatch):
+    import types
+
+    import psutil
+
+    from img2vid.engines.memory import probe_memory
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=100))
+    assert probe_memory("cpu").ram_free == 100
+    assert probe_memory("cpu", held=50).ram_free == 150

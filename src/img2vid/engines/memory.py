@@ -216,12 +216,18 @@ def worker_devices(configured: Sequence[str]) -> list[str | None]:
     return [f"cuda:{i}" for i in range(count)] if count > 1 else [None]
 
 
-def probe_memory(device: str) -> MemoryFigures:
-    """Free memory on `device` ("cuda", "cuda:1", "mps", "cpu") and in RAM, read now."""
+def probe_memory(device: str, held: int = 0) -> MemoryFigures:
+    """Free memory on `device` ("cuda", "cuda:1", "mps", "cpu") and in RAM, read now.
+
+    `held`: bytes of a model this process keeps loaded in RAM (CPU) or unified memory (MPS)
+    and would release for the job, so they count as free; on CUDA the allocator's reserved
+    memory says that instead."""
     import psutil
 
     ram_free = int(psutil.virtual_memory().available)
     kind = device.split(":")[0]
+    if kind != "cuda":
+        ram_free += held
     if kind == "cuda":
         import torch
 
@@ -234,6 +240,6 @@ def probe_memory(device: str) -> MemoryFigures:
         import torch
 
         total = int(torch.mps.recommended_max_memory())
-        free = total - int(torch.mps.driver_allocated_memory())
+        free = total - int(torch.mps.driver_allocated_memory()) + held
         return MemoryFigures("mps", max(0, free), total, min(ram_free, max(0, free)))
     return MemoryFigures("cpu", None, None, ram_free)

@@ -58,6 +58,7 @@ class _Loaded:
     key: tuple[Any, ...]
     pipe: Any
     info: dict[str, Any] = field(default_factory=dict)
+    weight_bytes: int = 0  # what releasing it gives back (the planner counts it as free)
 
 
 class DiffusionEngine:
@@ -121,7 +122,7 @@ class DiffusionEngine:
         device = self._device or runtime.pick_device()
         dtype = runtime.pick_dtype(device, spec)
         work = _workload(resolved, family, shape, guidance, dtype, request.quantize)
-        figures = probe_memory(device)
+        figures = probe_memory(device, held=self._loaded.weight_bytes if self._loaded else 0)
         plan = plan_memory(work, figures, request.memory.value)
         runtime.check_plan(request, plan, device)
         log.info("memory plan for %s %dx%d x%d frames (%s on %s): %s", spec.name, shape.width,
@@ -274,7 +275,8 @@ class DiffusionEngine:
         runtime.apply_offload(pipe, plan, device)
         if request.compile:
             runtime.compile_denoiser(pipe, family)
-        self._loaded = _Loaded(key, pipe, info)
+        self._loaded = _Loaded(key, pipe, info, sum(
+            runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")))
         return pipe
 
 
