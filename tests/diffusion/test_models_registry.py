@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from img2vid.config import ModelSettings, Settings
-from img2vid.engines.diffusion.job import choose_guidance, choose_shape, fit_image
+from img2vid.engines.diffusion.job import choose, choose_shape, fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
     resolve_folder,
     resolve_model,
-    weight_elements,
+    weight_census,
 )
-from img2vid.engines.diffusion.registry import MODELS, FrameRule
+from img2vid.engines.diffusion.family import FrameRule
+from img2vid.engines.diffusion.registry import MODELS
 from img2vid.errors import InputError, ModelNotAvailableError
 from img2vid.request import build_request
 
@@ -27,7 +28,7 @@ from img2vid.request import build_request
     ("svd-xt", 25, 25),
 ])
 def test_frames_snap_to_what_each_model_accepts(name, asked, used):
-    assert MODELS[name].frames.snap(asked) == used
+    assert MODELS[name].shape_rules.frames.snap(asked) == used
 
 
 def test_frame_rule_descriptions():
@@ -53,22 +54,21 @@ def test_cogvideox_runs_only_at_720x480_and_the_change_is_noted():
     assert (shape.width, shape.height, shape.num_frames) == (720, 480, 49)
     notes = shape.notes(spec)
     assert any("512x512 -> 720x480" in n for n in notes)
-    assert any("16 -> 49" in n for n in notes)
+    fewer = build_request(images=("a.png",), model="cogvideox-5b-i2v", num_frames=16)
+    assert any("16 -> 49" in n for n in choose_shape(spec, fewer, 1000, 1000, 8).notes(spec))
 
 
 def test_guidance_and_fps_are_the_models_own_unless_given():
-    from img2vid.engines.diffusion.job import choose_fps
-
     preset = build_request(images=("a.png",), model="svd-xt")
     assert (preset.guidance_scale, preset.fps) == (None, None)  # presets leave them to the model
-    assert choose_guidance(MODELS["svd-xt"], preset) == 3.0
-    assert choose_guidance(MODELS["i2vgen-xl"], preset) == 9.0
-    assert choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset) == 16
-    assert choose_fps(MODELS["i2vgen-xl"], preset) == 8
+    assert choose(MODELS["svd-xt"], preset, 1024, 576).guidance_scale == 3.0
+    assert choose(MODELS["i2vgen-xl"], preset, 1024, 576).guidance_scale == 9.0
+    assert choose(MODELS["wan2.1-i2v-14b-480p"], preset, 1024, 576).fps == 16
+    assert choose(MODELS["i2vgen-xl"], preset, 1024, 576).fps == 8
     # an explicit value wins, also one equal to another model's default
     explicit = build_request(images=("a.png",), model="svd-xt", guidance_scale=9, fps=8)
-    assert choose_guidance(MODELS["svd-xt"], explicit) == 9.0
-    assert choose_fps(MODELS["svd-xt"], explicit) == 8
+    assert choose(MODELS["svd-xt"], explicit, 1024, 576).guidance_scale == 9.0
+    assert choose(MODELS["svd-xt"], explicit, 1024, 576).fps == 8
 
 
 def test_a_duration_is_turned_into_frames_at_the_models_rate():
@@ -151,11 +151,12 @@ def test_offline_missing_model_names_both_ways_out(tmp_path: Path, monkeypatch):
 def test_configured_local_dir_and_weight_counts(wan_dir: Path):
     settings = Settings(models=ModelSettings(local_dirs={"my-wan": wan_dir}))
     resolved = resolve_model("my-wan", settings)
-    assert resolved.spec.family == "wan" and resolved.source == "folder"
-    assert resolved.spec.side_multiple == 16  # 8x VAE x 2x2 patches, read from the configs
-    counts = weight_elements(wan_dir, None)
+    assert resolved.spec.family.name == "wan" and resolved.source == "folder"
+    # 8x VAE x 2x2 patches, read from the configs
+    assert resolved.spec.shape_rules.side_multiple == 16
+    counts = weight_census(wan_dir, None)
     assert set(counts) >= {"transformer", "vae", "text_encoder", "image_encoder"}
-    assert all(n > 0 for n in counts.values())
+    assert all(c.elements >= c.largest > 0 for c in counts.values())
 
 
 def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch, i2vgen_dir):

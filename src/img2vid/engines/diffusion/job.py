@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from img2vid.engines.diffusion.registry import ModelSpec
 from img2vid.request import GenerationRequest, output_size
 
-SVD_MOTION_BUCKET_ID = 127
-SVD_NOISE_AUG_STRENGTH = 0.02
+if TYPE_CHECKING:
+    from img2vid.engines.diffusion.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -34,43 +34,74 @@ class Shape:
 
     def notes(self, spec: ModelSpec) -> list[str]:
         notes = []
+        rules = spec.shape_rules
         if (self.width, self.height) != (self.asked_width, self.asked_height):
-            rule = (f"only runs at {spec.fixed_size[0]}x{spec.fixed_size[1]}" if spec.fixed_size
-                    else f"needs sides that are multiples of {spec.side_multiple}")
+            rule = (f"only runs at {rules.fixed_size[0]}x{rules.fixed_size[1]}"
+                    if rules.fixed_size else f"needs sides that are multiples of "
+                    f"{rules.side_multiple}")
             notes.append(f"{spec.name} {rule}: size {self.asked_width}x{self.asked_height} -> "
                          f"{self.width}x{self.height}")
         if self.num_frames != self.asked_frames:
-            notes.append(f"{spec.name} takes {spec.frames.describe()} frames: "
+            notes.append(f"{spec.name} takes {rules.frames.describe()} frames: "
                          f"{self.asked_frames} -> {self.num_frames}")
         return notes
 
 
-def choose_fps(spec: ModelSpec, request: GenerationRequest) -> int:
-    """The request's frame rate, else the rate the model's motion is made for (Wan 2.1 makes
-    16 fps motion: shown at 8 fps it would play in slow motion)."""
-    return int(request.fps) if request.fps is not None else spec.fps
+@dataclass(frozen=True)
+class Choices:
+    """The values a job runs with: the request's where set, else the model's for the preset."""
+
+    shape: Shape
+    fps: int
+    num_inference_steps: int
+    guidance_scale: float
 
 
-def choose_guidance(spec: ModelSpec, request: GenerationRequest) -> float:
-    """The request's guidance scale, else the model's (9 suits I2VGen-XL; SVD, Wan, LTX and
-    CogVideoX are tuned for 3-6)."""
-    return (float(request.guidance_scale) if request.guidance_scale is not None
-            else spec.guidance_scale)
+def choose(spec: ModelSpec, request: GenerationRequest, source_width: int,
+           source_height: int) -> Choices:
+    tier = spec.tier(request.preset.value)
+    fps = int(request.fps) if request.fps is not None else spec.defaults.fps
+    guidance = (float(request.guidance_scale) if request.guidance_scale is not None
+                else spec.defaults.guidance_scale)
+    steps = request.num_inference_steps or tier.num_inference_steps
+    return Choices(choose_shape(spec, request, source_width, source_height, fps), fps, steps,
+                   guidance)
 
 
 def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,
                  source_height: int, fps: int) -> Shape:
     """Snap the request's size and frames to what the model accepts, keeping the aspect ratio.
-    A duration asks for that many seconds at `fps`, the rate the clip will play at."""
-    asked_w, asked_h = output_size(request, source_width, source_height)
-    if spec.fixed_size is not None:
-        width, height = spec.fixed_size
+    Unset, they are the preset tier's: the model's native area (or the tier's short side)
+    with the photo's aspect ratio. A duration asks for that many seconds at `fps`."""
+    rules = spec.shape_rules
+    tier = spec.tier(request.preset.value)
+    if request.width or request.height or request.resolution:
+        sized = request
+    elif tier.short_side is not None:
+        sized = request.model_copy(update={"resolution": tier.short_side})
     else:
-        width, height = output_size(request, source_width, source_height,
-                                    multiple=spec.side_multiple)
+        sized = None
+    if sized is not None:
+        asked_w, asked_h = output_size(sized, source_width, source_height)
+        width, height = output_size(sized, source_width, source_height,
+                                    multiple=rules.side_multiple)
+    else:
+        asked_w, asked_h = native_size(spec.defaults.width * spec.defaults.height,
+                                       source_width / source_height, 2)
+        width, height = native_size(spec.defaults.width * spec.defaults.height,
+                                    source_width / source_height, rules.side_multiple)
+    if rules.fixed_size is not None:
+        width, height = rules.fixed_size
     asked_frames = request.num_frames or (max(1, round(request.duration * fps))
-                                          if request.duration else spec.default_frames)
-    return Shape(asked_w, asked_h, asked_frames, width, height, spec.frames.snap(asked_frames))
+                                          if request.duration else tier.num_frames)
+    return Shape(asked_w, asked_h, asked_frames, width, height, rules.frames.snap(asked_frames))
+
+
+def native_size(area: int, aspect: float, multiple: int) -> tuple[int, int]:
+    """Sides with this aspect ratio whose product is close to `area`, in multiples."""
+    width, height = math.sqrt(area * aspect), math.sqrt(area / aspect)
+    return (max(multiple, round(width / multiple) * multiple),
+            max(multiple, round(height / multiple) * multiple))
 
 
 @dataclass(frozen=True)
@@ -87,8 +118,7 @@ class DiffusionJob:
     guidance_scale: float
     fps: int
     decode_chunk: int
-    motion_bucket_id: int  # SVD only, like the next
-    noise_aug_strength: float
+    options: dict[str, Any]  # the family's own (SVD: motion_bucket_id, noise_aug_strength)
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:
