@@ -179,3 +179,51 @@ def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch
     resolved = resolve_model("i2vgen-xl", settings)
     assert resolved.revision == commit
     assert asked == [True]  # the cache answered; nothing went to the network
+
+
+@pytest.mark.parametrize(("preset", "size", "frames", "steps"), [
+    ("preview", (912, 512), 8, 30), ("standard", (912, 512), 16, 50),
+    ("high", (1368, 768), 24, 80), ("max", (1824, 1024), 32, 100),
+])
+def test_i2vgen_xl_keeps_the_seed_preset_table(preset, size, frames, steps):
+    req = build_request(images=("a.png",), model="i2vgen-xl", preset=preset)
+    chosen = choose(MODELS["i2vgen-xl"], req, 1600, 900)
+    shape = chosen.shape
+    assert ((shape.width, shape.height), shape.num_frames) == (size, frames)
+    assert (chosen.num_inference_steps, chosen.guidance_scale, chosen.fps) == (steps, 9.0, 8)
+
+
+@pytest.mark.parametrize(("name", "size", "frames", "fps", "steps", "guidance"), [
+    ("svd-xt", (1024, 576), 25, 7, 25, 3.0),
+    ("wan2.2-ti2v-5b", (1280, 704), 121, 24, 50, 5.0),
+    ("wan2.1-i2v-14b-480p", (832, 480), 81, 16, 50, 5.0),
+    ("ltx-video", (704, 480), 161, 24, 50, 3.0),
+    ("cogvideox-5b-i2v", (720, 480), 49, 8, 50, 6.0),
+])
+def test_every_model_runs_at_its_native_values_by_default(name, size, frames, fps, steps,
+                                                          guidance):
+    spec = MODELS[name]
+    req = build_request(images=("a.png",), model=name)
+    chosen = choose(spec, req, *size)  # a photo of the native aspect gives the native size
+    shape = chosen.shape
+    assert (shape.width, shape.height, shape.num_frames) == (*size, frames)
+    assert (chosen.fps, chosen.num_inference_steps, chosen.guidance_scale) == (fps, steps,
+                                                                               guidance)
+    # another aspect keeps the area close to the native one, in the model's multiples
+    portrait = choose(spec, req, 600, 1000).shape
+    multiple = spec.shape_rules.side_multiple
+    if spec.shape_rules.fixed_size is None:
+        assert portrait.height > portrait.width
+        assert portrait.width % multiple == 0 and portrait.height % multiple == 0
+        assert abs(portrait.width * portrait.height / (size[0] * size[1]) - 1) < 0.1
+
+
+def test_presets_are_tiers_relative_to_the_model():
+    spec = MODELS["wan2.1-i2v-14b-480p"]
+    tiers = {p: choose(spec, build_request(images=("a.png",), model=spec.name, preset=p),
+                       832, 480) for p in ("preview", "standard", "high", "max")}
+    assert tiers["preview"].shape.num_frames == 41 and tiers["preview"].num_inference_steps == 25
+    assert tiers["standard"].shape.num_frames == 81
+    assert [tiers[p].num_inference_steps for p in ("standard", "high", "max")] == [50, 75, 100]
+    # this 480p model is never asked for a larger size than it was trained at
+    assert {(t.shape.width, t.shape.height) for t in tiers.values()} == {(832, 480)}

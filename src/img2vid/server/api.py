@@ -329,10 +329,14 @@ def get_models(request: Request) -> list[ModelOut]:
 
 @router.get("/presets", response_model=list[PresetOut], responses=_ERRORS, summary="Presets")
 def get_presets() -> list[PresetOut]:
-    """What each preset fills in, per engine."""
+    """What each preset fills in, per engine (diffusion: per model, a tier relative to it)."""
+    from img2vid.engines.diffusion.registry import preset_table
+
     return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
                       camera=PRESETS[Engine.CAMERA][name],
-                      diffusion=PRESETS[Engine.DIFFUSION][name]) for name in PRESET_DESCRIPTIONS]
+                      diffusion={**PRESETS[Engine.DIFFUSION][name],
+                                 "models": preset_table(name.value)})
+            for name in PRESET_DESCRIPTIONS]
 
 
 def health(queue: JobQueue) -> JSONResponse:

@@ -134,6 +134,19 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
 )}
 
 
+def preset_table(preset: str) -> dict[str, dict[str, Any]]:
+    """What a preset means on each registered model (the API's presets and the README)."""
+    table = {}
+    for spec in MODELS.values():
+        tier, d = spec.tier(preset), spec.defaults
+        size = ({"resolution": tier.short_side} if tier.short_side
+                else {"width": d.width, "height": d.height})
+        table[spec.name] = {**size, "num_frames": tier.num_frames,
+                            "num_inference_steps": tier.num_inference_steps,
+                            "guidance_scale": d.guidance_scale, "fps": d.fps}
+    return table
+
+
 def get_spec(name: str) -> ModelSpec | None:
     return MODELS.get(name.lower())
 
