@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from img2vid.config import ModelSettings, Settings
+from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.job import choose, choose_shape, fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
@@ -15,7 +16,6 @@ from img2vid.engines.diffusion.loading import (
     resolve_model,
     weight_census,
 )
-from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.registry import MODELS
 from img2vid.errors import InputError, ModelNotAvailableError
 from img2vid.request import build_request
