@@ -48,7 +48,7 @@ def test_every_registered_model_runs_by_name_from_its_replica_offline(
     run below covers the real HF_HUB_OFFLINE=1 environment)."""
     import huggingface_hub.constants
 
-    from img2vid.cli import main
+    from img2vid.interfaces.cli.app import main
 
     cache, commits = hub_replicas
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -88,7 +88,7 @@ def test_without_sentencepiece_the_one_line_names_it(hub_replicas, small_photo, 
 
     cache, _ = hub_replicas
     code = ("import sys; sys.modules['sentencepiece'] = None\n"
-            "from img2vid.cli import main; raise SystemExit(main())")
+            "from img2vid.interfaces.cli.app import main; raise SystemExit(main())")
     env = _cli_env({"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     result = subprocess.run(
         [sys.executable, "-c", code, "generate", str(small_photo), "--model",

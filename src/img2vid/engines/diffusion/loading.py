@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
     FAMILIES,
     MODELS,
@@ -19,7 +20,6 @@ from img2vid.engines.diffusion.registry import (
     family_of,
     get_spec,
 )
-from img2vid.errors import InputError, ModelNotAvailableError
 
 log = logging.getLogger(__name__)
 
