@@ -85,11 +85,10 @@ def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,
         asked_w, asked_h = output_size(sized, source_width, source_height)
         width, height = output_size(sized, source_width, source_height,
                                     multiple=rules.side_multiple)
-    else:
-        asked_w, asked_h = native_size(spec.defaults.width * spec.defaults.height,
-                                       source_width / source_height, 2)
+    else:  # nothing asked: the native area, in the model's multiples
         width, height = native_size(spec.defaults.width * spec.defaults.height,
                                     source_width / source_height, rules.side_multiple)
+        asked_w, asked_h = width, height
     if rules.fixed_size is not None:
         width, height = rules.fixed_size
     asked_frames = request.num_frames or (max(1, round(request.duration * fps))
