@@ -35,9 +35,10 @@ def test_the_dtype_map_reaches_from_pretrained_and_the_planner(wan_dir):
     planner counts each at its own size."""
     from img2vid.core.request import Quantize
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.job import Choices, Shape
+    from img2vid.engines.diffusion.job import Shape
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
+    from img2vid.engines.diffusion.sizing import Choices
 
     resolved = resolve_folder(wan_dir)
     dtypes = resolved.spec.family.dtypes("cuda", bf16=True)

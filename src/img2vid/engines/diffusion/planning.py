@@ -13,7 +13,6 @@ from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
 from img2vid.core.request import GenerationRequest, Quantize
 from img2vid.engines.diffusion.family import Family
-from img2vid.engines.diffusion.job import Choices, choose
 from img2vid.engines.diffusion.loading import (
     Census,
     ResolvedModel,
@@ -23,6 +22,7 @@ from img2vid.engines.diffusion.loading import (
     weight_census,
 )
 from img2vid.engines.diffusion.registry import ModelSpec
+from img2vid.engines.diffusion.sizing import Choices, choose, shape_notes
 from img2vid.engines.memory import (
     GB,
     MemoryFigures,
@@ -103,7 +103,7 @@ def plan_job(request: GenerationRequest, settings: Settings, source_size: tuple[
         resolved = resolve_model(request.model, settings, request.revision)
     spec = resolved.spec if resolved else _spec(request.model)
     choices = choose(spec, request, *source_size)
-    notes = choices.shape.notes(spec) + ignored_options(spec, request)
+    notes = shape_notes(choices.shape, spec) + ignored_options(spec, request)
     dtypes = spec.family.dtypes(device.split(":")[0], bf16)
     work = workload(spec, resolved, choices, dtypes, request.quantize)
     memory = plan_memory(work, figures, request.memory.value)
