@@ -17,7 +17,7 @@ from pydantic_settings import (
 )
 
 from img2vid.errors import InputError
-from img2vid.request import OutputFormat
+from img2vid.request import EncoderKind, OutputFormat
 
 CONFIG_ENV = "IMG2VID_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -31,6 +31,8 @@ class OutputSettings(_Section):
     directory: Path = Field(Path("outputs"), description="where videos and sidecars go")
     format: OutputFormat = Field(OutputFormat.MP4, description="default output format")
     prefix: str = Field("video_", description="file name prefix before the timestamp")
+    encoder: EncoderKind = Field(EncoderKind.CPU, description="cpu, or gpu for NVENC when an "
+                                 "NVIDIA GPU is present (falls back to the CPU with a note)")
 
     @field_validator("prefix")
     @classmethod

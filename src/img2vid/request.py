@@ -83,6 +83,22 @@ class Quantize(str, Enum):
     FP8 = "fp8"  # fp8 storage, computed in the model dtype
 
 
+class VideoCodec(str, Enum):
+    H264 = "h264"  # plays everywhere
+    HEVC = "hevc"  # x265, tagged hvc1: about half the size, Apple players and modern browsers
+    AV1 = "av1"  # SVT-AV1: smallest, newest players
+
+
+class EncoderKind(str, Enum):
+    CPU = "cpu"  # x264 / x265 / SVT-AV1
+    GPU = "gpu"  # NVENC when an NVIDIA GPU is present, else the CPU encoder with a note
+
+
+class Upscaler(str, Enum):
+    MODEL = "model"  # a super-resolution checkpoint (ESRGAN, Real-ESRGAN...)
+    LANCZOS = "lanczos"  # weightless resampling
+
+
 class PresetName(str, Enum):
     PREVIEW = "preview"
     STANDARD = "standard"
@@ -96,6 +112,7 @@ ENCODE_SPEEDS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )
 MAX_FRAMES = 3600
+MAX_DURATION = 120.0  # seconds
 
 # Values a preset fills in when the request leaves them unset, per engine.
 PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
@@ -154,7 +171,7 @@ class GenerationRequest(BaseModel):
     num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
     fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
                             "default the model's own)")
-    duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
+    duration: float | None = Field(None, gt=0, le=MAX_DURATION, description="clip length in seconds "
                                    "(frames = duration x fps)")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
@@ -186,6 +203,29 @@ class GenerationRequest(BaseModel):
     crf: int | None = Field(None, ge=0, le=51, description="encoder quality (lower is better)")
     encode_speed: str | None = Field(None, description="x264-style speed preset: "
                                      + ", ".join(ENCODE_SPEEDS))
+    codec: VideoCodec | None = Field(None, description="MP4 video codec: h264 (default), "
+                                     "hevc or av1")
+    encoder: EncoderKind | None = Field(None, description="cpu or gpu (NVENC when an NVIDIA "
+                                        "GPU is present); default from config")
+    audio: str | None = Field(None, max_length=4096, description="soundtrack file muxed into "
+                              "the video (mp4: AAC, webm: Opus, mkv: FLAC/PCM)")
+    audio_offset: float = Field(0.0, ge=0, le=36000, description="seconds into the track "
+                                "where the soundtrack starts")
+    fit_to_audio: bool = Field(False, description="make the slideshow last as long as the "
+                               "track (each photo an equal share)")
+    upscale: int | None = Field(None, description="upscale the frames 2x or 4x after "
+                                "generation")
+    upscaler: Upscaler = Field(Upscaler.MODEL, description="model (a super-resolution "
+                               "checkpoint) or lanczos (weightless)")
+    upscale_model: str | None = Field(None, max_length=4096, description="super-resolution "
+                                      "checkpoint: a local file or hub id (repo/file.pth)")
+    style: str | None = Field(None, max_length=4096, description="painting whose style is "
+                              "given to the photo before it is animated (AdaIN)")
+    style_strength: float = Field(1.0, ge=0, le=1, description="0 keeps the photo, 1 is the "
+                                  "full style")
+    style_weights: str | None = Field(None, max_length=4096, description="folder with AdaIN "
+                                      "vgg_normalised.pth and decoder.pth (default: the "
+                                      "downloaded ones)")
     memory: MemoryLevel = Field(MemoryLevel.AUTO, description="diffusion memory level: auto, "
                                 "high, balanced, low, minimum")
     motion_bucket_id: int | None = Field(None, ge=0, le=255, description="SVD motion strength "
@@ -225,6 +265,13 @@ class GenerationRequest(BaseModel):
     def _check_resolution(cls, value: int | None) -> int | None:
         if value is not None and value not in RESOLUTIONS:
             raise ValueError("must be one of " + ", ".join(map(str, RESOLUTIONS)))
+        return value
+
+    @field_validator("upscale")
+    @classmethod
+    def _check_upscale(cls, value: int | None) -> int | None:
+        if value is not None and value not in (2, 4):
+            raise ValueError("must be 2 or 4")
         return value
 
     @field_validator("encode_speed")
@@ -289,6 +336,22 @@ class GenerationRequest(BaseModel):
         if self.target_fps is not None and self.fps and self.target_fps < self.fps:
             raise ValueError(f"target_fps={self.target_fps} is below fps={self.fps}; "
                              "interpolation only adds frames")
+        return self
+
+    @model_validator(mode="after")
+    def _check_finishing(self) -> GenerationRequest:
+        if self.format in (OutputFormat.GIF, OutputFormat.PNG) and self.audio:
+            raise ValueError(f"{self.format.value} output has no sound track; use mp4, webm "
+                             "or mkv with audio")
+        if (self.fit_to_audio or self.audio_offset) and not self.audio:
+            raise ValueError("fit_to_audio and audio_offset need audio (a sound file)")
+        if self.fit_to_audio and self.engine is Engine.DIFFUSION:
+            raise ValueError("fit_to_audio works with the camera engine: a diffusion model "
+                             "makes a fixed number of frames")
+        if self.codec not in (None, VideoCodec.H264) and self.format not in (None,
+                                                                            OutputFormat.MP4):
+            raise ValueError(f"codec={self.codec.value} is for mp4 output; "
+                             f"{self.format.value} has its own codec")
         return self
 
     def summary(self) -> dict[str, Any]:
