@@ -12,7 +12,8 @@ from img2vid.config import Settings, dump_settings, find_config
 from img2vid.engines.memory import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
-OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
+OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png", "aac",
+                     "libopus", "flac")
 OPTIONAL_PACKAGES = {"diffusers": "diffusion", "transformers": "diffusion",
                      "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray"}
 
@@ -44,6 +45,13 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
             ok &= present or not required
             line("ok" if present else ("FAIL" if required else "warn"), f"encoder {codec}",
                  "available" if present else "missing from this PyAV build")
+        from img2vid.encoders import GPU_ENCODERS, nvenc_works
+
+        for codec in GPU_ENCODERS.values():
+            works = nvenc_works(codec)
+            line("ok" if works else "info", f"encoder {codec}",
+                 "available (--encoder gpu)" if works else "not usable here (needs an NVIDIA "
+                 "GPU and driver); --encoder gpu falls back to the CPU")
     except ImportError:
         pass
 
