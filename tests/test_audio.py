@@ -84,7 +84,8 @@ def test_fit_to_audio_makes_the_slideshow_as_long_as_the_track(settings, photo, 
     assert len(video_frames(result.output)) == 42  # 3.5 s at 12 fps
     samples, rate = audio_samples(result.output)
     assert len(samples) / rate == pytest.approx(3.5, abs=0.06)
-    assert json.loads(result.sidecar.read_text())["request"]["duration"] == pytest.approx(3.5)
+    side = json.loads(result.sidecar.read_text())
+    assert side["output"]["duration"] == pytest.approx(3.5) and side["request"]["fit_to_audio"]
 
 
 def test_fit_to_audio_refuses_a_track_longer_than_a_video_can_be(settings, photo, tmp_path):

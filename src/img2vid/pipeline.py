@@ -51,6 +51,9 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     fmt = request.format or settings.output.format
     postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
+    # The sidecar keeps the request as asked (a batch re-run compares it); fit_to_audio's
+    # timing shows in the output's frames and duration.
+    asked = request
     request, soundtrack = _soundtrack(request, fmt)  # a bad sound file fails before any work
     images = [load_image(path, settings.images) for path in request.images]
     cancel.raise_if_cancelled()
@@ -77,7 +80,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         "output": {"path": str(final), **encoded.as_dict()},
         "engine": request.engine.value,
         "seed": clip.info.get("seed", request.seed),
-        "request": request.summary(),
+        "request": asked.summary(),
         "engine_info": clip.info,
         "inputs": [image.describe() for image in images],
         "settings": {"output": settings.output.model_dump(mode="json"),

@@ -113,6 +113,8 @@ ENCODE_SPEEDS = (
 )
 MAX_FRAMES = 3600
 MAX_DURATION = 120.0  # seconds
+# Fields that name a file or folder (a manifest's relative paths are relative to it).
+PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights")
 
 # Values a preset fills in when the request leaves them unset, per engine.
 PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {

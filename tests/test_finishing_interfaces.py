@@ -1,0 +1,132 @@
+"""Soundtrack, codec, upscale and style through the REST API, the WebUI and batch manifests."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from img2vid.batch import run_batch
+from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
+from tests.media import audio_samples, streams, video_frames, write_tone
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tone(tmp_path_factory.mktemp("sound") / "song.mp3", 3.0, codec="libmp3lame")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path_factory.mktemp("finishing"), max_upload_mb=5)
+    with live_server(settings, None, ui=True, cpu_workers=1) as live:  # the real camera engine
+        yield live
+
+
+TINY = {"resolution": "256", "duration": "1.5", "fps": "8", "encode_speed": "ultrafast"}
+
+
+def _download(server: LiveServer, client, job: dict, tmp_path: Path, suffix: str) -> Path:  # type: ignore[no-untyped-def]
+    assert job["status"] == "succeeded", job["error"]
+    path = tmp_path / f"result{suffix}"
+    path.write_bytes(client.get(job["result_url"]).content)
+    return path
+
+
+def test_api_multipart_audio_upload(server: LiveServer, tone: Path, tmp_path: Path) -> None:
+    with server.client() as client, PHOTO.open("rb") as photo, tone.open("rb") as sound:
+        job = client.post("/api/v1/jobs", data={**TINY, "audio_offset": "0.5", "codec": "hevc"},
+                          files=[("images", (PHOTO.name, photo, "image/png")),
+                                 ("audio", ("my song.mp3", sound, "audio/mpeg"))])
+        assert job.status_code == 202, job.text
+        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
+        video = _download(server, client, done, tmp_path, ".mp4")
+    assert streams(video) == {"video": "hevc", "audio": "aac"}
+    samples, rate = audio_samples(video)
+    assert len(samples) / rate == pytest.approx(1.5, abs=0.06)
+    assert done["request"]["audio"] == "my_song.mp3"  # the client's name, not a server path
+    assert done["sidecar"]["audio"]["offset"] == 0.5
+    assert done["sidecar"]["audio"]["source"] == "my_song.mp3"
+
+
+def test_api_json_audio_as_base64(server: LiveServer, tone: Path, tmp_path: Path) -> None:
+    body = {**TINY, "format": "webm", "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
+            "audio": base64.b64encode(tone.read_bytes()).decode()}
+    with server.client() as client:
+        job = client.post("/api/v1/jobs", json=body)
+        assert job.status_code == 202, job.text
+        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
+        video = _download(server, client, done, tmp_path, ".webm")
+    assert streams(video) == {"video": "vp9", "audio": "opus"}
+
+
+@pytest.mark.parametrize(("files", "data", "status", "message"), [
+    ([("audio", ("notes.mp3", b"not a sound at all" * 40, "audio/mpeg"))], {}, 400,
+     "not a readable audio file"),
+    ([], {"audio": "/etc/passwd"}, 400, "must be uploaded as a file"),
+    ([], {"upscale_model": "/srv/x.pth"}, 422, "cannot be set through the server"),
+    ([("audio", ("a.mp3", b"x", "audio/mpeg"))], {"format": "gif"}, 422, "has no sound track"),
+])
+def test_api_refuses_bad_finishing_input(server: LiveServer, files, data, status,  # type: ignore[no-untyped-def]
+                                         message) -> None:
+    before = server.queue.list(limit=100)[1]
+    with server.client() as client, PHOTO.open("rb") as photo:
+        response = client.post("/api/v1/jobs", data={**TINY, **data},
+                               files=[("images", (PHOTO.name, photo, "image/png")), *files])
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+    assert server.queue.list(limit=100)[1] == before  # nothing was queued
+
+
+def test_openapi_documents_the_uploads(server: LiveServer) -> None:
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]
+    props = body["multipart/form-data"]["schema"]["properties"]
+    assert props["audio"]["format"] == "binary" and props["style"]["format"] == "binary"
+    assert {"codec", "upscale", "upscaler", "style_strength", "fit_to_audio"} <= set(props)
+    assert "upscale_model" not in props and "style_weights" not in props
+
+
+def test_webui_client_with_a_soundtrack(server: LiveServer, tone: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server.base_url + "/", verbose=False)
+    status, video, saved, params, *_ = client.predict(
+        files=[handle_file(str(PHOTO))], resolution="256", fps="8", audio=handle_file(str(tone)),
+        fit_to_audio=True, api_name="/generate")
+    client.close()
+    assert status.startswith("Done in"), status
+    assert streams(Path(saved)) == {"video": "h264", "audio": "aac"}
+    assert len(video_frames(Path(saved))) == 24  # 3 s of track at 8 fps
+    assert params["request"]["audio"] == "song.mp3" and params["request"]["fit_to_audio"]
+
+
+def test_batch_manifest_audio_column(tmp_path: Path, tone: Path) -> None:
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    (folder / "photo.png").write_bytes(PHOTO.read_bytes())
+    (folder / "music").mkdir()
+    (folder / "music" / "song.mp3").write_bytes(tone.read_bytes())
+    manifest = folder / "jobs.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "audio", "fit_to_audio", "format"])
+        writer.writerow(["photo.png", "music/song.mp3", "true", "mkv"])
+    settings = make_settings(tmp_path)
+    out = tmp_path / "videos"
+    result = run_batch(str(manifest), {"resolution": 256, "fps": 8}, settings, output_dir=out,
+                       workers=1)
+    assert result.counts["done"] == 1, result.rows
+    video = out / "photo.mkv"
+    assert streams(video) == {"video": "ffv1", "audio": "flac"}
+    assert len(video_frames(video)) == 24
+    again = run_batch(str(manifest), {"resolution": 256, "fps": 8}, settings, output_dir=out,
+                      workers=1)
+    assert again.counts["skipped"] == 1
+    side = json.loads((out / "photo.json").read_text())
+    assert side["audio"]["codec"] == "flac"
