@@ -19,6 +19,7 @@ from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.interpolate_cmd import add_interpolate_parser
 from img2vid.models_cmd import add_models_command
 from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+from img2vid.upscale_cmd import add_upscale_parser
 
 log = logging.getLogger("img2vid")
 
@@ -314,7 +315,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
+    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_upscale_parser,
+    add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

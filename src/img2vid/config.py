@@ -72,6 +72,12 @@ class ModelSettings(_Section):
     cache_dir: Path | None = Field(None, description="Hugging Face cache (default: HF_HOME)")
     local_dirs: dict[str, Path] = Field(default_factory=dict,
                                         description="model name -> local folder")
+    upscale_model: str | None = Field(None, description="super-resolution checkpoint used by "
+                                      "--upscale (a .pth/.safetensors file or a hub id "
+                                      "owner/repo/file.pth)")
+    style_weights: Path | None = Field(None, description="folder with the AdaIN "
+                                       "vgg_normalised.pth and decoder.pth for --style "
+                                       "(default: the model cache)")
     devices: list[str] = Field(default_factory=list, description="devices diffusion jobs run "
                                "on, one job at a time each, e.g. [cuda:0, cuda:1] (default: "
                                "every CUDA GPU, else the best device there is)")

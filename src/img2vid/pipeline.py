@@ -50,7 +50,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     t0 = time.perf_counter()
 
     fmt = request.format or settings.output.format
-    postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
+    upscaler = postprocess.preflight(request, settings)  # missing weights fail before any work
     # The sidecar keeps the request as asked (a batch re-run compares it); fit_to_audio's
     # timing shows in the output's frames and duration.
     asked = request
@@ -61,7 +61,8 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     engine = engine or create_engine(request.engine.value, settings)
     clip = engine.generate(request, images, progress, cancel)
-    clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
+    clip = postprocess.apply(clip, request, progress, cancel, settings=settings,
+                             upscaler=upscaler)
 
     directory = output.parent if output else settings.output.directory
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
