@@ -19,6 +19,7 @@ from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.engines.base import Clip, Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
 from img2vid.images import LoadedImage, load_image
+from img2vid.postprocess import style
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import MAX_DURATION, MAX_FRAMES, GenerationRequest, OutputFormat, VideoCodec
 
@@ -55,7 +56,10 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     # timing shows in the output's frames and duration.
     asked = request
     request, soundtrack = _soundtrack(request, fmt)  # a bad sound file fails before any work
+    styliser = style.prepare(request, settings)  # the painting and weights, checked now
     images = [load_image(path, settings.images) for path in request.images]
+    if styliser is not None:
+        images = styliser.apply(images)  # once, before the engine: every frame shares it
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()
 
@@ -94,6 +98,8 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     }
     if encoded.audio:
         sidecar_data["audio"] = encoded.audio
+    if styliser is not None:
+        sidecar_data["style"] = styliser.describe()
     sidecar = write_sidecar(final, sidecar_data)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
              sidecar_data["timings"]["total_s"])
