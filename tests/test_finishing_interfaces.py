@@ -130,3 +130,130 @@ def test_batch_manifest_audio_column(tmp_path: Path, tone: Path) -> None:
     assert again.counts["skipped"] == 1
     side = json.loads((out / "photo.json").read_text())
     assert side["audio"]["codec"] == "flac"
+
+
+@pytest.fixture(scope="module")
+def styled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose config names the AdaIN weights and an upscale model (clients cannot
+    name server files)."""
+    from img2vid.config import ModelSettings
+    from tests.test_style import colour_weights
+    from tests.test_upscale import save_srvgg
+
+    root = tmp_path_factory.mktemp("styled")
+    settings = make_settings(root, max_upload_mb=5)
+    models = ModelSettings(style_weights=colour_weights(root / "adain"),
+                           upscale_model=str(save_srvgg(root / "x2.pth", 2)))
+    settings = settings.model_copy(update={"models": models})
+    with live_server(settings, None, ui=True, cpu_workers=1) as live:
+        yield live
+
+
+def _painting(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "painting.png"
+    Image.new("RGB", (80, 80), (200, 40, 40)).save(path)
+    return path
+
+
+def test_api_style_upload_and_model_upscale(styled_server: LiveServer, tmp_path: Path) -> None:
+    painting = _painting(tmp_path)
+    with styled_server.client() as client, PHOTO.open("rb") as photo, \
+            painting.open("rb") as style:
+        job = client.post("/api/v1/jobs", data={**TINY, "upscale": "2", "style_strength": "0.8"},
+                          files=[("images", (PHOTO.name, photo, "image/png")),
+                                 ("style", ("painting.png", style, "image/png"))])
+        assert job.status_code == 202, job.text
+        done = wait_for(client, job.json()["id"], TERMINAL, timeout=120)
+        video = _download(styled_server, client, done, tmp_path, ".mp4")
+    frames = video_frames(video)
+    assert len(frames) == 12 and frames[0].shape == (512, 768, 3)
+    assert done["sidecar"]["style"]["image"] == "painting.png"
+    assert done["sidecar"]["engine_info"]["upscale"]["architecture"] == "SRVGGNetCompact"
+    assert done["request"]["style"] == "painting.png"
+
+
+def test_api_refuses_a_bad_style_image(styled_server: LiveServer) -> None:
+    with styled_server.client() as client, PHOTO.open("rb") as photo:
+        response = client.post("/api/v1/jobs", data=TINY,
+                               files=[("images", (PHOTO.name, photo, "image/png")),
+                                      ("style", ("art.png", b"not a picture", "image/png"))])
+    assert response.status_code == 400 and "art.png" in response.json()["detail"]
+
+
+def test_webui_upscale_and_style(styled_server: LiveServer, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(styled_server.base_url + "/", verbose=False)
+    status, video, saved, params, *_ = client.predict(
+        files=[handle_file(str(PHOTO))], resolution="256", num_frames="4", fps="4",
+        upscale="2", upscaler="lanczos", style=handle_file(str(_painting(tmp_path))),
+        style_strength=0.5, codec="av1", api_name="/generate")
+    client.close()
+    assert status.startswith("Done in"), status
+    assert streams(Path(saved)) == {"video": "libdav1d"}
+    assert video_frames(Path(saved))[0].shape == (512, 768, 3)
+    assert params["request"]["style"] == "painting.png"
+    assert params["request"]["style_strength"] == 0.5
+
+
+def test_batch_manifest_upscale_and_style(tmp_path: Path) -> None:
+    from tests.test_style import colour_weights
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    (folder / "photo.png").write_bytes(PHOTO.read_bytes())
+    _painting(folder)
+    weights = colour_weights(folder / "adain")
+    manifest = folder / "jobs.jsonl"
+    manifest.write_text(json.dumps({"image": "photo.png", "style": "painting.png",
+                                    "style_weights": "adain", "upscale": 2,
+                                    "upscaler": "lanczos", "codec": "hevc"}) + "\n")
+    out = tmp_path / "videos"
+    result = run_batch(str(manifest), {"resolution": 256, "num_frames": 4, "fps": 4},
+                       make_settings(tmp_path), output_dir=out, workers=1)
+    assert result.counts["done"] == 1, result.rows
+    assert streams(out / "photo.mp4") == {"video": "hevc"}
+    assert video_frames(out / "photo.mp4")[0].shape == (512, 768, 3)
+    side = json.loads((out / "photo.json").read_text())
+    assert side["request"]["style_weights"] == str(weights)
+
+
+def test_browser_audio_upload_and_upscale(server: LiveServer, tone: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_server_ui import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server.base_url + "/")
+            page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
+            page.get_by_text("Advanced").click()
+            page.locator("#frames").get_by_role("textbox").fill("8")
+            page.locator("#fps").get_by_role("textbox").fill("8")
+            page.locator("#resolution input").click()
+            page.get_by_role("option", name="256", exact=True).click()
+            page.get_by_text("Finishing: sound, upscale, style, codec").click()
+            page.locator("#audio input[type=file]").set_input_files(str(tone))
+            page.wait_for_function(
+                "() => document.querySelector('#audio').innerText.includes('song')")
+            page.locator("#upscale input").click()
+            page.get_by_role("option", name="2", exact=True).click()
+            page.locator("#upscaler input").click()
+            page.get_by_role("option", name="lanczos", exact=True).click()
+            page.locator("#generate").click()
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#result video');"
+                " return v !== null && v.readyState >= 2; }", timeout=60_000)
+            assert page.locator("#status").inner_text().startswith("Done in")
+            saved = Path(page.locator("#saved").get_by_role("textbox").input_value())
+        finally:
+            browser.close()
+    assert streams(saved) == {"video": "h264", "audio": "aac"}
+    frames = video_frames(saved)
+    assert len(frames) == 8 and frames[0].shape == (512, 768, 3)
+    samples, rate = audio_samples(saved)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.06)
