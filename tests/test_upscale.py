@@ -159,3 +159,22 @@ def test_generate_refuses_a_bad_model_before_rendering(settings, photo, tmp_path
 def test_lanczos_needs_no_weights():
     frame = np.full((10, 12, 3), 77, np.uint8)
     assert np.array_equal(LanczosUpscaler(4)(frame), np.full((40, 48, 3), 77, np.uint8))
+
+
+def test_a_hub_id_is_read_from_the_hugging_face_cache(tmp_path, settings, monkeypatch):
+    from img2vid.config import ModelSettings
+    from img2vid.postprocess.upscale import find_model
+    from tests.diffusion.conftest import fake_hub_cache
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    save_srvgg(snapshot / "x2.pth", 2)
+    fake_hub_cache(tmp_path, "someone/sr-models", snapshot)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may go to the network
+    settings = settings.model_copy(update={"models": ModelSettings(cache_dir=tmp_path / "hub")})
+    path = find_model("someone/sr-models/x2.pth", settings)
+    assert path.name == "x2.pth" and ModelUpscaler(path, 2).scale == 2
+    from img2vid.errors import ModelNotAvailableError
+
+    with pytest.raises(ModelNotAvailableError, match="could not be fetched from the hub"):
+        find_model("someone/sr-models/x4.pth", settings)

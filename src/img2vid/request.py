@@ -347,6 +347,9 @@ class GenerationRequest(BaseModel):
                              "or mkv with audio")
         if (self.fit_to_audio or self.audio_offset) and not self.audio:
             raise ValueError("fit_to_audio and audio_offset need audio (a sound file)")
+        if self.fit_to_audio and self.loop is LoopMode.PINGPONG:
+            raise ValueError("fit_to_audio cannot be used with loop pingpong (it doubles the "
+                             "length); use loop none or seamless")
         if self.fit_to_audio and self.engine is Engine.DIFFUSION:
             raise ValueError("fit_to_audio works with the camera engine: a diffusion model "
                              "makes a fixed number of frames")

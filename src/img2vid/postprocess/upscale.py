@@ -140,9 +140,14 @@ def find_model(ref: str | None, settings: Settings | None = None) -> Path:
     from huggingface_hub import hf_hub_download
 
     cache = settings.models.cache_dir if settings is not None else None
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    kwargs = {"cache_dir": str(cache) if cache else None}
+    try:  # the cache first: a downloaded model works offline and costs no request
+        return Path(hf_hub_download(repo, filename, local_files_only=True, **kwargs))
+    except Exception:  # not cached yet
+        log.info("fetching %s from the hub", ref)
     try:
-        return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]),
-                                    cache_dir=str(cache) if cache else None))
+        return Path(hf_hub_download(repo, filename, **kwargs))
     except Exception as exc:  # offline, missing repo or file, auth: one line either way
         raise ModelNotAvailableError(f"upscale model {ref} could not be fetched from the hub "
                                      f"({type(exc).__name__}); download it and give its "
