@@ -30,21 +30,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 TINY = {"resolution": "256", "duration": "1.5", "fps": "8", "encode_speed": "ultrafast"}
 
 
-def _download(server: LiveServer, client, job: dict, tmp_path: Path, suffix: str) -> Path:  # type: ignore[no-untyped-def]
-    assert job["status"] == "succeeded", job["error"]
-    path = tmp_path / f"result{suffix}"
-    path.write_bytes(client.get(job["result_url"]).content)
-    return path
+def _run_job(server: LiveServer, data: dict, files: list, tmp_path: Path,  # type: ignore[type-arg]
+             suffix: str = ".mp4") -> tuple[dict, Path]:  # type: ignore[type-arg]
+    """Submit a multipart job with the photo and `files`, wait, download its video."""
+    with server.client() as client, PHOTO.open("rb") as photo:
+        job = client.post("/api/v1/jobs", data={**TINY, **data},
+                          files=[("images", (PHOTO.name, photo, "image/png")), *files])
+        assert job.status_code == 202, job.text
+        done = wait_for(client, job.json()["id"], TERMINAL, timeout=120)
+        assert done["status"] == "succeeded", done["error"]
+        path = tmp_path / f"result{suffix}"
+        path.write_bytes(client.get(done["result_url"]).content)
+    return done, path
 
 
 def test_api_multipart_audio_upload(server: LiveServer, tone: Path, tmp_path: Path) -> None:
-    with server.client() as client, PHOTO.open("rb") as photo, tone.open("rb") as sound:
-        job = client.post("/api/v1/jobs", data={**TINY, "audio_offset": "0.5", "codec": "hevc"},
-                          files=[("images", (PHOTO.name, photo, "image/png")),
-                                 ("audio", ("my song.mp3", sound, "audio/mpeg"))])
-        assert job.status_code == 202, job.text
-        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
-        video = _download(server, client, done, tmp_path, ".mp4")
+    with tone.open("rb") as sound:
+        done, video = _run_job(server, {"audio_offset": "0.5", "codec": "hevc"},
+                               [("audio", ("my song.mp3", sound, "audio/mpeg"))], tmp_path)
     assert streams(video) == {"video": "hevc", "audio": "aac"}
     samples, rate = audio_samples(video)
     assert len(samples) / rate == pytest.approx(1.5, abs=0.06)
@@ -60,7 +63,8 @@ def test_api_json_audio_as_base64(server: LiveServer, tone: Path, tmp_path: Path
         job = client.post("/api/v1/jobs", json=body)
         assert job.status_code == 202, job.text
         done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
-        video = _download(server, client, done, tmp_path, ".webm")
+        video = tmp_path / "result.webm"
+        video.write_bytes(client.get(done["result_url"]).content)
     assert streams(video) == {"video": "vp9", "audio": "opus"}
 
 
@@ -159,14 +163,9 @@ def _painting(tmp_path: Path) -> Path:
 
 def test_api_style_upload_and_model_upscale(styled_server: LiveServer, tmp_path: Path) -> None:
     painting = _painting(tmp_path)
-    with styled_server.client() as client, PHOTO.open("rb") as photo, \
-            painting.open("rb") as style:
-        job = client.post("/api/v1/jobs", data={**TINY, "upscale": "2", "style_strength": "0.8"},
-                          files=[("images", (PHOTO.name, photo, "image/png")),
-                                 ("style", ("painting.png", style, "image/png"))])
-        assert job.status_code == 202, job.text
-        done = wait_for(client, job.json()["id"], TERMINAL, timeout=120)
-        video = _download(styled_server, client, done, tmp_path, ".mp4")
+    with painting.open("rb") as style:
+        done, video = _run_job(styled_server, {"upscale": "2", "style_strength": "0.8"},
+                               [("style", ("painting.png", style, "image/png"))], tmp_path)
     frames = video_frames(video)
     assert len(frames) == 12 and frames[0].shape == (512, 768, 3)
     assert done["sidecar"]["style"]["image"] == "painting.png"

@@ -13,9 +13,14 @@ from typing import Any
 from img2vid import __version__
 from img2vid.config import Settings
 from img2vid.errors import InputError
-from img2vid.interpolate_cmd import output_format
+from img2vid.interpolate_cmd import (
+    add_encode_arguments,
+    add_input_output,
+    output_format,
+    rework_sidecar,
+)
 from img2vid.progress import CancelToken, ProgressCallback
-from img2vid.request import ENCODE_SPEEDS, OutputFormat, Upscaler, VideoCodec
+from img2vid.request import OutputFormat, Upscaler, VideoCodec
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +33,15 @@ def add_upscale_parser(sub: argparse._SubParsersAction) -> None:
         "super-resolution model (ESRGAN, Real-ESRGAN... a local .pth/.safetensors file or a "
         "hub id owner/repo/file.pth) or Lanczos resampling. Its sound, if any, is kept. "
         "Output format follows -o as for `img2vid interpolate`.")
-    p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    add_input_output(p)
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4 (default 2)")
     p.add_argument("--upscaler", choices=[u.value for u in Upscaler],
                    default=Upscaler.MODEL.value, help="model (default) or lanczos (no weights)")
     p.add_argument("--upscale-model", metavar="PATH_OR_HUB_ID", help="the checkpoint "
                    "(default: models.upscale_model in the config)")
-    p.add_argument("--fps", type=float, metavar="FPS", help="frame rate of a frame-folder "
-                   "input (default 24)")
-    p.add_argument("--format", choices=[f.value for f in OutputFormat],
-                   help="output format (default: from the -o extension)")
     p.add_argument("--codec", choices=[c.value for c in VideoCodec], default="h264",
                    help="MP4 video codec (default h264)")
-    p.add_argument("--crf", type=int, default=18, help="encoder quality, 0-51 (default 18)")
-    p.add_argument("--encode-speed", choices=ENCODE_SPEEDS, default="medium",
-                   help="encoder speed preset (default medium)")
-    p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
-                   "the output path")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_encode_arguments(p)
     p.set_defaults(handler=run_upscale)
 
 
@@ -71,7 +66,7 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
     """Upscale `source` into `output` (atomically, with a JSON sidecar); the sidecar's
     content is returned. Bad input raises InputError before anything is written."""
     from img2vid.encode import EncodeOptions
-    from img2vid.pipeline import library_versions, save_clip, write_sidecar
+    from img2vid.pipeline import save_clip, write_sidecar
     from img2vid.postprocess.upscale import make_upscaler, upscale_clip
     from img2vid.video_input import open_clip
 
@@ -96,17 +91,8 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
     final, encoded = save_clip(frames, options, output=output, directory=output.parent,
                                prefix="", started=started, progress=progress,
                                cancel=cancel or CancelToken(), soundtrack=soundtrack)
-    metadata = {
-        "img2vid": __version__,
-        "created": started.isoformat(timespec="seconds"),
-        "command": "upscale",
-        "output": {"path": str(final), **encoded.as_dict()},
-        "input": {"path": str(source), "width": clip.width, "height": clip.height,
-                  "fps": clip.fps, "frames": clip.num_frames},
-        "upscale": frames.info["upscale"],
-        "versions": library_versions(),
-        "timings": {"total_s": round(time.perf_counter() - t0, 3)},
-    }
+    metadata = rework_sidecar("upscale", source, clip, final, encoded, started, t0)
+    metadata["upscale"] = frames.info["upscale"]
     if encoded.audio:
         metadata["audio"] = encoded.audio
     write_sidecar(final, metadata)
