@@ -30,6 +30,10 @@ class UpscaleModelError(InputError):
     """A file that is not a super-resolution checkpoint we can run, or not at the scale asked."""
 
 
+class UnknownArchitectureError(UpscaleModelError):
+    """Tensors in a layout neither RRDBNet nor SRVGGNetCompact has."""
+
+
 @dataclass
 class LoadedModel:
     module: torch.nn.Module
@@ -166,7 +170,7 @@ def identify(state: dict[str, torch.Tensor], name: str) -> LoadedModel:
                                  num_conv=len(convs) - 2, scale=scale, in_ch=in_ch,
                                  out_ch=in_ch)
             return _load(module, state, name, scale, "SRVGGNetCompact")
-    raise UpscaleModelError(f"{name} is not a checkpoint img2vid recognises: expected "
+    raise UnknownArchitectureError(f"{name} is not a checkpoint img2vid recognises: expected "
                             f"{ARCHITECTURES}; install spandrel (with torchvision) for "
                             "SwinIR, HAT, DAT and others")
 
@@ -183,19 +187,21 @@ def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, sc
 
 
 def load_model(path: Path) -> LoadedModel:
-    """The model in `path`, through spandrel if it imports, else our two architectures."""
+    """The model in `path`: RRDBNet or SRVGGNetCompact directly (the same with or without
+    spandrel), any other architecture through spandrel when it is installed."""
+    state = read_state_dict(path)
     try:
-        import spandrel
-    except ImportError:
-        spandrel = None
-    if spandrel is not None:
+        return identify(state, path.name)
+    except UnknownArchitectureError as unknown:
         try:
-            described = spandrel.ModelLoader().load_from_file(str(path))
-        except Exception as exc:  # spandrel raises many kinds for unknown files
-            raise UpscaleModelError(f"{path.name}: spandrel cannot load it "
-                                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
-        if not isinstance(described, spandrel.ImageModelDescriptor):
-            raise UpscaleModelError(f"{path.name} is not an image-to-image model")
-        return LoadedModel(described.model.eval(), described.scale,
-                           described.architecture.name)
-    return identify(read_state_dict(path), path.name)
+            import spandrel
+        except ImportError:
+            raise unknown from None
+    try:
+        described = spandrel.ModelLoader().load_from_state_dict(state)
+    except Exception as exc:  # spandrel raises many kinds for unknown layouts
+        raise UpscaleModelError(f"{path.name}: neither img2vid nor spandrel recognises it "
+                                f"({type(exc).__name__}: {str(exc)[:160]})") from None
+    if not isinstance(described, spandrel.ImageModelDescriptor):
+        raise UpscaleModelError(f"{path.name} is not an image-to-image model")
+    return LoadedModel(described.model.eval(), described.scale, described.architecture.name)
