@@ -24,9 +24,9 @@ _SVT_PRESET = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "f
                "medium": 7, "slow": 6, "slower": 5, "veryslow": 4}
 _NVENC_PRESET = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3",
                  "fast": "p4", "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7"}
-# `crf` is on x264's scale everywhere; these offsets give about the same picture quality
-# with the other encoders (x265's and SVT-AV1's scales run higher for the same PSNR).
-_CRF_OFFSET = {VideoCodec.H264: 0, VideoCodec.HEVC: 4, VideoCodec.AV1: 12}
+# `crf` is on x264's scale everywhere; these factors give about the same picture quality
+# with the other encoders (x264 23 ~ x265 28 ~ SVT-AV1 35), and keep 0 reachable.
+_CRF_FACTOR = {VideoCodec.H264: 1.0, VideoCodec.HEVC: 1.2, VideoCodec.AV1: 1.5}
 _BT709 = "colorprim=bt709:transfer=bt709:colormatrix=bt709"
 
 
@@ -46,14 +46,14 @@ def choose(codec: VideoCodec, kind: EncoderKind, crf: int, speed: str) -> Encode
     if kind is EncoderKind.GPU:
         gpu = GPU_ENCODERS[codec]
         if nvenc_works(gpu):
-            cq = str(min(51, max(1, crf + _CRF_OFFSET[codec] // 2)))
+            cq = str(min(51, max(1, round(crf * _CRF_FACTOR[codec]))))
             return EncoderChoice(gpu, {"preset": _NVENC_PRESET[speed], "rc": "vbr", "cq": cq,
                                        "b": "0"},
                                  codec_tag="hvc1" if codec is VideoCodec.HEVC else None)
         note = (f"--encoder gpu: {gpu} cannot run here (no NVIDIA GPU or driver); "
                 f"encoded on the CPU with {CPU_ENCODERS[codec]}")
         log.warning(note)
-    quality = str(min(63 if codec is VideoCodec.AV1 else 51, crf + _CRF_OFFSET[codec]))
+    quality = str(min(63 if codec is VideoCodec.AV1 else 51, round(crf * _CRF_FACTOR[codec])))
     if codec is VideoCodec.H264:
         return EncoderChoice("libx264", {"crf": quality, "preset": speed,
                                          "x264-params": f"{_BT709}:range=tv"}, note=note)
