@@ -24,13 +24,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from img2vid.config import Settings  # noqa: E402
-from img2vid.encode import EncodeOptions, MP4Writer  # noqa: E402
-from img2vid.encoders import GPU_ENCODERS, nvenc_works  # noqa: E402
+from img2vid.core.config import Settings  # noqa: E402
+from img2vid.core.progress import CancelToken, no_progress  # noqa: E402
+from img2vid.core.request import EncoderKind, OutputFormat, VideoCodec, build_request  # noqa: E402
 from img2vid.engines.camera import CameraEngine  # noqa: E402
-from img2vid.images import load_image  # noqa: E402
-from img2vid.progress import CancelToken, no_progress  # noqa: E402
-from img2vid.request import EncoderKind, OutputFormat, VideoCodec, build_request  # noqa: E402
+from img2vid.media.encode import EncodeOptions, MP4Writer  # noqa: E402
+from img2vid.media.encoders import GPU_ENCODERS, nvenc_works  # noqa: E402
+from img2vid.media.images import load_image  # noqa: E402
 
 PEER_CRF = 18
 

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from img2vid.errors import InputError
-from img2vid.pipeline import generate
-from img2vid.request import build_request
+from img2vid.core.errors import InputError
+from img2vid.core.request import build_request
+from img2vid.execution.pipeline import generate
 from tests.conftest import run_cli
 from tests.media import audio_samples, streams, video_frames, write_tone
 
@@ -102,7 +102,7 @@ def _not_audio(tmp_path):
 
 
 def _video_only(tmp_path, photo):
-    from img2vid.encode import EncodeOptions, open_writer
+    from img2vid.media.encode import EncodeOptions, open_writer
 
     path = tmp_path / "silent.mp4"
     with open_writer(path, 64, 64, 10, EncodeOptions()) as writer:

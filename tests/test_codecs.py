@@ -7,9 +7,9 @@ import json
 import av
 import pytest
 
-from img2vid.encoders import nvenc_works
-from img2vid.pipeline import generate
-from img2vid.request import EncoderKind, build_request
+from img2vid.core.request import EncoderKind, build_request
+from img2vid.execution.pipeline import generate
+from img2vid.media.encoders import nvenc_works
 from tests.conftest import run_cli
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.batch import run_batch
+from img2vid.execution.batch import run_batch
 from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
 from tests.media import audio_samples, streams, video_frames, write_tone
 
@@ -140,7 +140,7 @@ def test_batch_manifest_audio_column(tmp_path: Path, tone: Path) -> None:
 def styled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server whose config names the AdaIN weights and an upscale model (clients cannot
     name server files)."""
-    from img2vid.config import ModelSettings
+    from img2vid.core.config import ModelSettings
     from tests.test_style import colour_weights
     from tests.test_upscale import save_srvgg
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from img2vid.errors import ModelNotAvailableError
-from img2vid.pipeline import generate
+from img2vid.core.errors import ModelNotAvailableError
+from img2vid.core.request import build_request
+from img2vid.execution.pipeline import generate
 from img2vid.postprocess.style import (
     DECODER_FILE,
     VGG_FILE,
@@ -22,7 +23,6 @@ from img2vid.postprocess.style import (
     build_vgg,
     find_weights,
 )
-from img2vid.request import build_request
 from tests.conftest import run_cli
 from tests.media import video_frames
 

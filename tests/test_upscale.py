@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from img2vid.pipeline import generate
+from img2vid.core.request import build_request
+from img2vid.execution.pipeline import generate
 from img2vid.postprocess.sr_models import UpscaleModelError, build_rrdbnet, build_srvgg
 from img2vid.postprocess.upscale import LanczosUpscaler, ModelUpscaler
-from img2vid.request import build_request
 from tests.conftest import run_cli
 from tests.media import streams, video_frames, write_tone
 
@@ -147,7 +147,7 @@ def test_generate_with_upscale(settings, photo, tmp_path):
 
 
 def test_generate_refuses_a_bad_model_before_rendering(settings, photo, tmp_path):
-    from img2vid.errors import InputError
+    from img2vid.core.errors import InputError
 
     request = build_request(images=[str(photo)], width=96, height=64, fps=8, num_frames=6,
                             upscale=4, upscale_model=str(save_srvgg(tmp_path / "x2.pth", 2)))
@@ -162,7 +162,7 @@ def test_lanczos_needs_no_weights():
 
 
 def test_a_hub_id_is_read_from_the_hugging_face_cache(tmp_path, settings, monkeypatch):
-    from img2vid.config import ModelSettings
+    from img2vid.core.config import ModelSettings
     from img2vid.postprocess.upscale import find_model
     from tests.diffusion.conftest import fake_hub_cache
 
@@ -174,7 +174,7 @@ def test_a_hub_id_is_read_from_the_hugging_face_cache(tmp_path, settings, monkey
     settings = settings.model_copy(update={"models": ModelSettings(cache_dir=tmp_path / "hub")})
     path = find_model("someone/sr-models/x2.pth", settings)
     assert path.name == "x2.pth" and ModelUpscaler(path, 2).scale == 2
-    from img2vid.errors import ModelNotAvailableError
+    from img2vid.core.errors import ModelNotAvailableError
 
     with pytest.raises(ModelNotAvailableError, match="could not be fetched from the hub"):
         find_model("someone/sr-models/x4.pth", settings)

@@ -12,9 +12,9 @@ from typing import Any
 import av
 import numpy as np
 
-from img2vid.errors import InputError
-from img2vid.images import file_sha256
-from img2vid.request import OutputFormat
+from img2vid.core.errors import InputError
+from img2vid.core.request import OutputFormat
+from img2vid.media.images import file_sha256
 
 log = logging.getLogger(__name__)
 

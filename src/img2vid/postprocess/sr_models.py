@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from img2vid.errors import InputError
+from img2vid.core.errors import InputError
 
 if TYPE_CHECKING:
     import torch

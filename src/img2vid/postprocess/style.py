@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.images import LoadedImage
-from img2vid.request import GenerationRequest
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.request import GenerationRequest
+from img2vid.media.images import LoadedImage
 
 if TYPE_CHECKING:
     import torch
 
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def build_decoder() -> torch.nn.Sequential:
 def find_weights(explicit: str | Path | None, settings: Settings | None = None) -> Path:
     """The folder holding both files: --style-weights, else models.style_weights, else the
     model cache's adain/ folder."""
-    from img2vid.models_cache import cache_dir
+    from img2vid.media.models_cache import cache_dir
 
     configured = settings.models.style_weights if settings is not None else None
     folder = Path(explicit or configured or cache_dir(settings) / "adain").expanduser()
@@ -215,7 +215,7 @@ def prepare(request: GenerationRequest, settings: Settings | None = None) -> Sty
     """The request's Styliser, or None; a missing painting or weights fail here, early."""
     if not request.style:
         return None
-    from img2vid.images import load_image
+    from img2vid.media.images import load_image
 
     style = load_image(request.style, settings.images if settings is not None else None)
     weights = find_weights(request.style_weights, settings) if request.style_strength else None

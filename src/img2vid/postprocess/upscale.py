@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
-from img2vid.engines.base import Clip
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
-from img2vid.request import Upscaler as UpscalerKind
+from img2vid.core.clip import Clip
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
+from img2vid.core.request import Upscaler as UpscalerKind
 
 if TYPE_CHECKING:
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
 
 log = logging.getLogger(__name__)
 
