@@ -67,3 +67,16 @@ def test_doctor_lists_the_encoders(tmp_path):
     done = run_cli("doctor", cwd=tmp_path)
     for name in ("libx265", "libsvtav1", "h264_nvenc", "hevc_nvenc", "aac", "libopus"):
         assert f"encoder {name}" in done.stdout
+    assert "upscale model" in done.stdout and "style weights (AdaIN)" in done.stdout
+
+
+def test_hevc_keeps_its_hvc1_tag_when_a_soundtrack_is_muxed(settings, photo, tmp_path):
+    from tests.media import write_tone
+
+    tone = write_tone(tmp_path / "t.wav", 2.0)
+    result = generate(_request(photo, codec="hevc", audio=str(tone)), settings)
+    data = result.output.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # still faststart after the remux
+    with av.open(str(result.output)) as container:
+        assert container.streams.video[0].codec_tag == "hvc1"
+        assert container.streams.audio[0].codec_context.name == "aac"
