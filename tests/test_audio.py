@@ -157,3 +157,23 @@ def test_cli_generate_with_audio(tmp_path, photo, tone):
     assert done.returncode == 0, done.stderr
     assert streams(out) == {"video": "vp9", "audio": "opus"}
     assert json.loads(out.with_suffix(".json").read_text())["audio"]["offset"] == 0.5
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("mp4", "aac"), ("mkv", "flac")])
+def test_sound_a_model_generates_uses_the_same_muxer(settings, photo, tmp_path, fmt, codec):
+    """Models that make sound with the picture (LTX-2) hand float samples to mux_samples."""
+    from img2vid.core.choices import OutputFormat
+    from img2vid.postprocess.audio import mux_samples
+
+    result = generate(_request(photo, format=fmt), settings)
+    silent = result.output
+    t = np.arange(24000 * 3) / 24000
+    samples = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None]  # mono, 24 kHz, 3 s
+    out = tmp_path / f"with_sound.{fmt}"
+    info = mux_samples(silent, samples, 24000, out, OutputFormat(fmt),
+                       duration=result.metadata["output"]["duration"])
+    assert streams(out)["audio"] == codec and info["source"] == "generated"
+    sound, rate = audio_samples(out)
+    assert len(sound) / rate == pytest.approx(2.0, abs=0.06)  # cut to the video
+    a, b = video_frames(silent), video_frames(out)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -101,17 +101,16 @@ class _Target:
     layout: str
 
 
-def _target(fmt: OutputFormat, track: AudioTrack) -> _Target:
-    layout = "mono" if track.channels == 1 else "stereo"  # more channels are downmixed
+def _target(fmt: OutputFormat, channels: int, rate: int, source_codec: str = "") -> _Target:
+    layout = "mono" if channels == 1 else "stereo"  # more channels are downmixed
     if fmt is OutputFormat.MP4:
-        rate = track.sample_rate if track.sample_rate in AAC_RATES else 48000
-        return _Target("aac", "fltp", rate, layout)
+        return _Target("aac", "fltp", rate if rate in AAC_RATES else 48000, layout)
     if fmt is OutputFormat.WEBM:
         return _Target("libopus", "flt", 48000, layout)  # Opus runs at 48 kHz
-    if track.codec in MKV_PCM:
-        return _Target(track.codec, MKV_PCM[track.codec], track.sample_rate, layout)
-    bits32 = track.codec.startswith(("pcm_s24", "pcm_s32", "pcm_f")) or track.codec == "flac"
-    return _Target("flac", "s32" if bits32 else "s16", track.sample_rate, layout)
+    if source_codec in MKV_PCM:
+        return _Target(source_codec, MKV_PCM[source_codec], rate, layout)
+    bits32 = source_codec.startswith(("pcm_s24", "pcm_s32", "pcm_f")) or source_codec == "flac"
+    return _Target("flac", "s32" if bits32 else "s16", rate, layout)
 
 
 def mux_audio(video: Path, track: AudioTrack, out: Path, fmt: OutputFormat, *,
@@ -120,11 +119,50 @@ def mux_audio(video: Path, track: AudioTrack, out: Path, fmt: OutputFormat, *,
     `duration` seconds and faded out over the last `fade_out` seconds (or a short fade when
     the track is cut and the video has none). Returns the sidecar's `audio` entry."""
     refuse_for_format(fmt)
-    target = _target(fmt, track)
+    target = _target(fmt, track.channels, track.sample_rate, track.codec)
     samples = _read(track, offset, duration, target)
     cut = track.duration - offset > duration + 1e-3
     fade = fade_out if fade_out > 0 else (DEFAULT_FADE_OUT_S if cut else 0.0)
     _fade_out(samples, min(fade, samples.shape[1] / target.rate), target.rate)
+    _write(video, out, fmt, target, samples)
+    return {"sha256": track.sha256, "source": track.path.name, "source_codec": track.codec,
+            "offset": offset, **_describe(target, samples), "fade_out": fade}
+
+
+def mux_samples(video: Path, samples: np.ndarray, rate: int, out: Path, fmt: OutputFormat,
+                *, duration: float) -> dict[str, Any]:
+    """Write `out`: `video`'s packets unchanged plus sound a model generated with it
+    (float samples, channels x n, at `rate`), cut to `duration` seconds. The same muxer as
+    --audio."""
+    refuse_for_format(fmt)
+    samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    target = _target(fmt, samples.shape[0], rate)
+    if target.rate != rate or samples.shape[0] > 2:
+        samples = _resample(samples, rate, target)
+    samples = np.ascontiguousarray(samples[:, :round(duration * target.rate)])
+    _write(video, out, fmt, target, samples)
+    return {"source": "generated", **_describe(target, samples)}
+
+
+def _describe(target: _Target, samples: np.ndarray) -> dict[str, Any]:
+    return {"codec": target.codec, "sample_rate": target.rate,
+            "channels": 1 if target.layout == "mono" else 2,
+            "duration": round(samples.shape[1] / target.rate, 3)}
+
+
+def _resample(samples: np.ndarray, rate: int, target: _Target) -> np.ndarray:
+    layout = {1: "mono", 2: "stereo"}.get(samples.shape[0], f"{samples.shape[0]}c")
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp",
+                                       layout=layout)
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="fltp", layout=target.layout, rate=target.rate)
+    parts = [f.to_ndarray() for f in (*resampler.resample(frame), *resampler.resample(None))]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def _write(video: Path, out: Path, fmt: OutputFormat, target: _Target,
+           samples: np.ndarray) -> None:
+    """Copy the video's packets into `out` beside the encoded samples, interleaved by time."""
     options = {"movflags": "+faststart"} if fmt is OutputFormat.MP4 else {}
     with av.open(str(video)) as src, av.open(str(out), "w", format=CONTAINERS[fmt],
                                             options=options) as dst:
@@ -139,8 +177,7 @@ def mux_audio(video: Path, track: AudioTrack, out: Path, fmt: OutputFormat, *,
             aout.bit_rate = 192_000 if target.layout == "stereo" else 96_000
         elif target.codec == "libopus":
             aout.bit_rate = 128_000 if target.layout == "stereo" else 64_000
-        audio_packets = _encode(aout, samples, target)
-        pending = iter(audio_packets)
+        pending = iter(_encode(aout, samples, target))
         next_audio = next(pending, None)
         for packet in src.demux(vin):
             if packet.dts is None:
@@ -154,10 +191,6 @@ def mux_audio(video: Path, track: AudioTrack, out: Path, fmt: OutputFormat, *,
         while next_audio is not None:
             dst.mux(next_audio)
             next_audio = next(pending, None)
-    return {"sha256": track.sha256, "source": track.path.name, "source_codec": track.codec,
-            "offset": offset, "codec": target.codec, "sample_rate": target.rate,
-            "channels": 1 if target.layout == "mono" else 2,
-            "duration": round(samples.shape[1] / target.rate, 3), "fade_out": fade}
 
 
 def _time(packet: av.Packet) -> float:
