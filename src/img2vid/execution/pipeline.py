@@ -120,6 +120,7 @@ def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
     if not request.audio:
         return request, None
     from img2vid.postprocess import audio
+
     audio.refuse_for_format(fmt)
     track = audio.probe_audio(request.audio)
     seconds = audio.playable_length(track, request.audio_offset)
