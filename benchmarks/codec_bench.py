@@ -94,6 +94,34 @@ def matched(frames, fps, reference, codec, kind, target, speed, path):  # type: 
     return {"encoder": name, "crf": crf, "psnr": quality, "seconds": seconds, "bytes": size}
 
 
+def compare(frames: list[np.ndarray], fps: float, speed: str) -> tuple[float, list[dict]]:  # type: ignore[type-arg]
+    """(x264's PSNR-Y, one row per encoder) for these frames; the camera benchmark uses it."""
+    reference = luma(frames)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        seconds, size, name = encode(frames, fps, VideoCodec.H264, EncoderKind.CPU, PEER_CRF,
+                                     speed, path)
+        target = psnr_y(path, reference)
+        rows.append({"encoder": name, "crf": PEER_CRF, "psnr": target, "seconds": seconds,
+                     "bytes": size})
+        choices = [(VideoCodec.HEVC, EncoderKind.CPU), (VideoCodec.AV1, EncoderKind.CPU)]
+        choices += [(c, EncoderKind.GPU) for c, name in GPU_ENCODERS.items() if nvenc_works(name)]
+        for codec, kind in choices:
+            rows.append(matched(frames, fps, reference, codec, kind, target, speed, path))
+    return target, rows
+
+
+def print_rows(rows: list[dict]) -> None:  # type: ignore[type-arg]
+    peer = rows[0]
+    print(f"{'encoder':<12} {'crf':>4} {'PSNR-Y':>7} {'MB':>7} {'s':>7} {'size/x264':>10} "
+          f"{'time/x264':>10}")
+    for row in rows:
+        print(f"{row['encoder']:<12} {row['crf']:>4} {row['psnr']:>7.2f} "
+              f"{row['bytes'] / 1e6:>7.2f} {row['seconds']:>7.2f} "
+              f"{row['bytes'] / peer['bytes']:>10.2f} {row['seconds'] / peer['seconds']:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -102,30 +130,11 @@ def main() -> None:
     args = parser.parse_args()
 
     frames, fps = render(args.frames, args.resolution)
-    reference = luma(frames)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.mp4"
-        seconds, size, name = encode(frames, fps, VideoCodec.H264, EncoderKind.CPU, PEER_CRF,
-                                     args.speed, path)
-        target = psnr_y(path, reference)
-        rows.append({"encoder": name, "crf": PEER_CRF, "psnr": target, "seconds": seconds,
-                     "bytes": size})
-        choices = [(VideoCodec.HEVC, EncoderKind.CPU), (VideoCodec.AV1, EncoderKind.CPU)]
-        choices += [(c, EncoderKind.GPU) for c, name in GPU_ENCODERS.items() if nvenc_works(name)]
-        for codec, kind in choices:
-            rows.append(matched(frames, fps, reference, codec, kind, target, args.speed, path))
-
-    peer = rows[0]
+    target, rows = compare(frames, fps, args.speed)
     h, w = frames[0].shape[:2]
     print(f"{len(frames)} frames {w}x{h}, speed {args.speed}, matched to x264 crf {PEER_CRF} "
           f"(PSNR-Y {target:.2f} dB)")
-    print(f"{'encoder':<12} {'crf':>4} {'PSNR-Y':>7} {'MB':>7} {'s':>7} {'size/x264':>10} "
-          f"{'time/x264':>10}")
-    for row in rows:
-        print(f"{row['encoder']:<12} {row['crf']:>4} {row['psnr']:>7.2f} "
-              f"{row['bytes'] / 1e6:>7.2f} {row['seconds']:>7.2f} "
-              f"{row['bytes'] / peer['bytes']:>10.2f} {row['seconds'] / peer['seconds']:>10.2f}")
+    print_rows(rows)
     plot(rows, ROOT / "benchmarks" / "results" / "codec_bench.png")
 
 
