@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 VGG_FILE, DECODER_FILE = "vgg_normalised.pth", "decoder.pth"
 ENCODER_LAYERS = 31  # vgg_normalised up to relu4_1, as the authors' test.py slices it
-# The network runs with the long side at most this (the authors use 512); the stylised
-# photo is then resized back, keeping CPU time to seconds and memory bounded at any size.
-WORK_SIDE = 1024
+# The network runs on the photo with its long side at most WORK_SIDE and on the painting at
+# most STYLE_SIDE (the authors use 512 for both); the stylised photo is resized back, which
+# keeps CPU time and memory bounded at any size.
+WORK_SIDE = 768
+STYLE_SIDE = 512
 EPS = 1e-5
 WEIGHTS_HELP = ("put the AdaIN weights (vgg_normalised.pth and decoder.pth from the "
                 "pytorch-AdaIN release v0.0.0) in {folder}, or give --style-weights DIR")
@@ -143,11 +145,11 @@ class StyleTransfer:
         self.decoder = decoder.eval().to(self.device)
         self.folder = folder
 
-    def _tensor(self, pixels: np.ndarray) -> torch.Tensor:
+    def _tensor(self, pixels: np.ndarray, side: int) -> torch.Tensor:
         import torch
 
         h, w = pixels.shape[:2]
-        scale = min(1.0, WORK_SIDE / max(h, w))
+        scale = min(1.0, side / max(h, w))
         if scale < 1.0:
             pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
                                 interpolation=cv2.INTER_AREA)
@@ -161,8 +163,8 @@ class StyleTransfer:
         if strength <= 0:
             return photo
         with torch.inference_mode():
-            content_f = self.encoder(self._tensor(photo))
-            style_f = self.encoder(self._tensor(style))
+            content_f = self.encoder(self._tensor(photo, WORK_SIDE))
+            style_f = self.encoder(self._tensor(style, STYLE_SIDE))
             feat = adain(content_f, style_f)
             feat = feat * strength + content_f * (1 - strength)
             out = self.decoder(feat)[0].clamp(0, 1).mul(255).round().byte()
@@ -174,7 +176,7 @@ class StyleTransfer:
 
     def describe(self) -> dict[str, Any]:
         return {"method": "adain", "weights": str(self.folder), "device": str(self.device),
-                "work_side": WORK_SIDE}
+                "work_side": WORK_SIDE, "style_side": STYLE_SIDE}
 
 
 def adain(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
