@@ -229,7 +229,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
             if key in intake.FILE_FIELDS and key not in fields:
-                fields[key] = intake.Upload(value.filename or key, value.file)
+                if value.filename:  # an HTML form sends an unused file input as no name
+                    fields[key] = intake.Upload(value.filename, value.file)
                 continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
