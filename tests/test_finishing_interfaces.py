@@ -256,3 +256,20 @@ def test_browser_audio_upload_and_upscale(server: LiveServer, tone: Path) -> Non
     assert len(frames) == 8 and frames[0].shape == (512, 768, 3)
     samples, rate = audio_samples(saved)
     assert len(samples) / rate == pytest.approx(1.0, abs=0.06)
+
+
+def test_api_refuses_audio_when_the_servers_default_format_is_silent(tmp_path: Path,
+                                                                     tone: Path) -> None:
+    from img2vid.core.choices import OutputFormat
+
+    settings = make_settings(tmp_path)
+    settings = settings.model_copy(update={"output": settings.output.model_copy(
+        update={"format": OutputFormat.GIF})})
+    with live_server(settings, None) as live, live.client() as client, \
+            PHOTO.open("rb") as photo, tone.open("rb") as sound:
+        response = client.post("/api/v1/jobs", data=TINY,
+                               files=[("images", (PHOTO.name, photo, "image/png")),
+                                      ("audio", ("song.mp3", sound, "audio/mpeg"))])
+        assert response.status_code == 422, response.text
+        assert "gif output has no sound track" in response.json()["detail"]
+        assert live.queue.list(limit=5)[1] == 0

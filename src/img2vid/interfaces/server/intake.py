@@ -100,6 +100,10 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
         _probe_files(stored, settings)
+        if request.audio:  # the server's default format may be one without sound
+            from img2vid.postprocess.audio import refuse_for_format
+
+            refuse_for_format(request.format or settings.output.format)
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)
