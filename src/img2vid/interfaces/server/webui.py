@@ -29,6 +29,14 @@ from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.webform import (
+    FROM_PRESET,
+    NO_INTERPOLATION,
+    NO_UPSCALE,
+    finishing_fields,
+    form_fields,
+    plan_markdown,
+)
 from img2vid.media.outputs import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -36,9 +44,6 @@ log = logging.getLogger(__name__)
 HISTORY_SIZE = 24
 PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
-FROM_PRESET = "preset"
-NO_INTERPOLATION = "off"
-NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -169,9 +174,7 @@ class WebUI:
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
-            # the plan a run would follow (model, size, frames, dtypes, memory), nothing queued
-            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params],
-                            api_name="check")
+            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params])
             engine.change(lambda name: (
                 gr.update(interactive=name == "diffusion" and bool(ready)),
                 gr.update(visible=name == "diffusion" and bool(missing_text))),
@@ -186,28 +189,12 @@ class WebUI:
 
     # --- handlers -------------------------------------------------------------------------
 
-    def check(self, files: list[str] | None, prompt: str | None = None,
-              negative: str | None = None, engine: str = "camera", model: str | None = None,
-              preset: str = PresetName.STANDARD.value, resolution: str = FROM_PRESET,
-              num_frames: str | None = None, fps: str | None = None, steps: str | None = None,
-              guidance: str | None = None, seed: str | None = None, randomize: bool = True,
-              motion: str = Motion.KEN_BURNS.value, zoom: float = 1.3, focus: str = "auto",
-              easing: str = Easing.EASE_IN_OUT.value,
-              interpolate: str = NO_INTERPOLATION) -> tuple[str, dict[str, Any]]:
-        """The plan a run would follow, without loading weights or queueing anything."""
-        from img2vid.execution.plan import describe_plan
-
-        if not files:
-            raise gr.Error("Upload at least one photo first.")
-        fields = _fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
-                         steps, guidance, None if randomize else seed, motion, zoom, focus,
-                         easing, interpolate)
-        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+    def check(self, files: list[str] | None, *form: Any) -> tuple[str, dict[str, Any]]:
+        """The plan a run would follow (model, size, frames, dtypes, memory), nothing queued."""
         try:
-            plan = intake.submit(self.queue, fields, uploads, dry_run=True)
+            return plan_markdown(self.queue, files, form)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
-        return "**Plan** (nothing queued)\n\n" + "  \n".join(describe_plan(plan)), plan
 
     def generate(self, files: list[str] | None, prompt: str | None = None,
                  negative: str | None = None, engine: str = "camera",
@@ -229,16 +216,11 @@ class WebUI:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
-        fields = {**_fields(prompt, negative, engine, model, preset, resolution, num_frames,
-                            fps, steps, guidance, seed, motion, zoom, focus, easing,
-                            interpolate),
-                  **intake.clean_fields({
-                      "audio_offset": _text(audio_offset) if audio else None,
-                      "fit_to_audio": True if audio and fit_to_audio else None,
-                      "upscale": None if upscale == NO_UPSCALE else upscale,
-                      "upscaler": upscaler if upscale != NO_UPSCALE else None,
-                      "style_strength": style_strength if style else None,
-                      "codec": None if codec == VideoCodec.H264.value else codec})}
+        fields = {**form_fields(prompt, negative, engine, model, preset, resolution, num_frames,
+                                fps, steps, guidance, seed, motion, zoom, focus, easing,
+                                interpolate),
+                  **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                                     style_strength, codec)}
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         extra = {name: intake.Upload(Path(path).name, Path(path))
                  for name, path in (("audio", audio), ("style", style)) if path}
@@ -414,24 +396,3 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _shown(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
-            preset: str, resolution: str, num_frames: str | None, fps: str | None,
-            steps: str | None, guidance: str | None, seed: str | None, motion: str,
-            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
-    """The form as request fields. Values stay text: the request parses them, so errors read
-    as they do in the CLI."""
-    return intake.clean_fields({
-        "prompt": prompt, "negative_prompt": negative, "engine": engine,
-        "model": model if engine == "diffusion" else None, "preset": preset,
-        "resolution": None if resolution == FROM_PRESET else resolution,
-        "num_frames": _text(num_frames), "fps": _text(fps),
-        "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
-        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
-        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
-    })
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value).strip()
