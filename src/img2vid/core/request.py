@@ -9,9 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from img2vid.core.errors import InputError
+from img2vid.core.validation import one_line
 
 
-class Engine(str, Enum):
+class EngineKind(str, Enum):
     CAMERA = "camera"
     DIFFUSION = "diffusion"
 
@@ -47,7 +48,7 @@ class OutputFormat(str, Enum):
         return "" if self is OutputFormat.PNG else f".{self.value}"
 
 
-class Interpolator(str, Enum):
+class InterpolatorKind(str, Enum):
     FLOW = "flow"  # weightless optical flow (OpenCV DIS)
     RIFE = "rife"  # learned, needs weights
 
@@ -98,8 +99,8 @@ ENCODE_SPEEDS = (
 MAX_FRAMES = 3600
 
 # Values a preset fills in when the request leaves them unset, per engine.
-PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
-    Engine.CAMERA: {
+PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
+    EngineKind.CAMERA: {
         PresetName.PREVIEW: {"resolution": 720, "fps": 24, "duration": 4.0, "crf": 23,
                              "encode_speed": "veryfast"},
         PresetName.STANDARD: {"resolution": 1080, "fps": 30, "duration": 5.0, "crf": 18,
@@ -109,7 +110,7 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
         PresetName.MAX: {"resolution": 2160, "fps": 30, "duration": 8.0, "crf": 16,
                          "encode_speed": "slow"},
     },
-    Engine.DIFFUSION: {
+    EngineKind.DIFFUSION: {
         PresetName.PREVIEW: {"resolution": 512, "num_frames": 8, "num_inference_steps": 30},
         PresetName.STANDARD: {"resolution": 512, "num_frames": 16, "num_inference_steps": 50},
         PresetName.HIGH: {"resolution": 768, "num_frames": 24, "num_inference_steps": 80},
@@ -118,7 +119,7 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
 }
 # Shared by every diffusion preset. Guidance and fps are left to each model's own defaults
 # (I2VGen-XL 9 and 8 fps, SVD 3 and 7 fps, Wan 2.1 5 and 16 fps...) unless the user sets them.
-for _values in PRESETS[Engine.DIFFUSION].values():
+for _values in PRESETS[EngineKind.DIFFUSION].values():
     _values.update({"crf": 18, "encode_speed": "medium"})
 
 PRESET_DESCRIPTIONS = {
@@ -140,7 +141,7 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
-    engine: Engine | None = Field(None, description="camera (default) or diffusion "
+    engine: EngineKind | None = Field(None, description="camera (default) or diffusion "
                                   "(chosen automatically when --model is given)")
     model: str | None = Field(None, description="diffusion model name or local folder")
     preset: PresetName = Field(PresetName.STANDARD, description="preset filling unset values: "
@@ -175,7 +176,7 @@ class GenerationRequest(BaseModel):
                                     "2, 3 or 4 with frame interpolation")
     target_fps: int | None = Field(None, ge=1, le=240, description="interpolate up to this "
                                    "frame rate")
-    interpolator: Interpolator = Field(Interpolator.FLOW, description="flow (weightless) or "
+    interpolator: InterpolatorKind = Field(InterpolatorKind.FLOW, description="flow (weightless) or "
                                        "rife (learned weights)")
     rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
                                      "(default: the downloaded one)")
@@ -243,9 +244,9 @@ class GenerationRequest(BaseModel):
         data = {k: v for k, v in data.items() if v is not None}
         if isinstance(data.get("images"), (str, bytes)):
             data["images"] = (data["images"],)
-        engine = data.get("engine") or (Engine.DIFFUSION if data.get("model") else Engine.CAMERA)
+        engine = data.get("engine") or (EngineKind.DIFFUSION if data.get("model") else EngineKind.CAMERA)
         try:
-            engine = Engine(engine)
+            engine = EngineKind(engine)
             preset = PresetName(data.get("preset", PresetName.STANDARD))
         except ValueError:
             return data  # the field validators report the bad value
@@ -304,54 +305,7 @@ def build_request(**fields: Any) -> GenerationRequest:
     try:
         return GenerationRequest(**fields)
     except ValidationError as exc:
-        raise InputError(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field, its value and the allowed range."""
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-        field = loc[0] if loc else ""
-        given = err.get("input")
-        reason = _reason(field, err)
-        if field and not isinstance(given, dict):
-            parts.append(f"{field}={_short(given)}: {reason}")
-        else:
-            parts.append(reason)
-    return "invalid request: " + "; ".join(parts)
-
-
-def _reason(field: str, err: dict[str, Any]) -> str:
-    kind = err["type"]
-    info = GenerationRequest.model_fields.get(field)
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
-        bounds = {name: getattr(meta, name) for meta in info.metadata
-                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
-        high = bounds.get("le")
-        if "ge" in bounds and high is not None:
-            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
-        if "gt" in bounds and high is not None:
-            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
-    if kind == "enum":
-        return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "value_error":
-        return str(err["msg"]).removeprefix("Value error, ")
-    if kind == "literal_error" and field == "focus":
-        return "expected x,y fractions such as 0.6,0.4, or auto"
-    return str(err["msg"]).lower()
-
-
-def _number(value: float) -> str:
-    """A bound as people write it: 1 (not 1.0 or 1e+00), 0.5, 9223372036854775807."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        raise InputError(one_line(exc, GenerationRequest, subject="invalid request")) from None
 
 
 def output_size(request: GenerationRequest, source_width: int, source_height: int,

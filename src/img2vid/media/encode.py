@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from img2vid.core.request import OutputFormat
+from img2vid.core.sidecar import EncodedInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +33,6 @@ class EncodeOptions:
     crf: int = 18
     speed: str = "medium"
     comment: str = ""  # stored in the container's metadata (MP4/MKV/WebM comment tag)
-
-
-@dataclass(frozen=True)
-class EncodedInfo:
-    """What was written, for the sidecar."""
-
-    format: str
-    codec: str
-    pix_fmt: str
-    width: int
-    height: int
-    frames: int
-    fps: float
-    duration: float
-    bytes: int
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class VideoWriter(ABC):

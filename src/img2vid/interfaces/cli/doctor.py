@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from img2vid.core.config import Settings, dump_settings, find_config
-from img2vid.engines.memory import worker_devices
+from img2vid.execution.lanes import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
 OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
