@@ -50,16 +50,21 @@ class InterpolationRequest(BaseModel):
 
     def output_format(self) -> OutputFormat:
         """The format asked for, else the one the output's extension names (none: PNG)."""
-        if self.format:
-            return self.format
-        suffix = self.output.suffix.lower()
-        if not suffix:
-            return OutputFormat.PNG
-        if suffix not in SUFFIX_FORMATS:
-            raise InputError(f"cannot tell the output format from {self.output.name!r}: use "
-                             f"{', '.join(SUFFIX_FORMATS)}, no extension for PNG frames, "
-                             "or --format")
-        return SUFFIX_FORMATS[suffix]
+        return output_format(self.output, self.format)
+
+
+def output_format(output: Path, explicit: str | OutputFormat | None) -> OutputFormat:
+    """The format asked for, else the one `output`'s extension names (none: PNG frames)."""
+    if explicit:
+        return OutputFormat(explicit)
+    suffix = output.suffix.lower()
+    if not suffix:
+        return OutputFormat.PNG
+    if suffix not in SUFFIX_FORMATS:
+        raise InputError(f"cannot tell the output format from {output.name!r}: use "
+                         f"{', '.join(SUFFIX_FORMATS)}, no extension for PNG frames, "
+                         "or --format")
+    return SUFFIX_FORMATS[suffix]
 
 
 def build_interpolation(**fields: Any) -> InterpolationRequest:

@@ -29,6 +29,8 @@ class EncodedInfo(BaseModel):
     fps: float
     duration: float = Field(description="seconds")
     bytes: int
+    note: str = ""  # e.g. the GPU encoder asked for was not there
+    audio: dict[str, Any] | None = None  # the muxed soundtrack, if any
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -68,8 +70,8 @@ class Sidecar(BaseModel):
 
     img2vid: str = Field(description="img2vid version")
     created: str = Field(description="local start time, ISO 8601")
-    command: Literal["interpolate"] | None = Field(
-        None, description="absent for `generate`; `interpolate` for a re-timed video")
+    command: Literal["interpolate", "upscale"] | None = Field(
+        None, description="absent for `generate`; the command that reworked an existing video")
     output: OutputInfo
     # generate
     engine: str | None = None
@@ -78,11 +80,15 @@ class Sidecar(BaseModel):
     engine_info: dict[str, Any] | None = Field(None, description="what the engine used")
     inputs: list[InputImage] | None = None
     settings: dict[str, Any] | None = Field(None, description="output and image settings")
+    style: dict[str, Any] | None = Field(None, description="the style transfer applied")
     # interpolate
     input: SourceVideo | None = None
     interpolation: dict[str, Any] | None = None
     source_info: dict[str, Any] | None = None
-    # both
+    # upscale
+    upscale: dict[str, Any] | None = None
+    # all commands
+    audio: dict[str, Any] | None = Field(None, description="the soundtrack muxed in")
     versions: dict[str, str] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict, description="seconds")
     peak_rss_mb: float | None = None

@@ -6,13 +6,16 @@ import json
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Literal
 
+from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
 from img2vid.core.interpolation import InterpolationRequest
 from img2vid.core.progress import CancelToken, ProgressCallback, no_progress
 from img2vid.core.request import OutputFormat
-from img2vid.core.sidecar import OutputInfo, Sidecar, SourceVideo
+from img2vid.core.sidecar import EncodedInfo, OutputInfo, Sidecar, SourceVideo
 from img2vid.core.version import __version__
 from img2vid.execution.pipeline import GenerationResult, library_versions, save_clip, write_sidecar
 
@@ -56,19 +59,26 @@ def interpolate_video(request: InterpolationRequest, settings: Settings, *,
                                                 "interpolated_from": source.name}))
     final, encoded = save_clip(result, options, output=output, directory=output.parent,
                                prefix="", started=started, progress=progress, cancel=cancel)
-    info = Sidecar(
-        img2vid=__version__,
-        created=started.isoformat(timespec="seconds"),
-        command="interpolate",
-        output=OutputInfo(path=str(final), **encoded.as_dict()),
-        input=SourceVideo(path=str(source), width=clip.width, height=clip.height,
-                          fps=clip.fps, frames=clip.num_frames),
-        interpolation=result.info["interpolation"],
-        source_info={k: v for k, v in result.info.items() if k != "interpolation"},
-        versions=library_versions(),
-        timings={"total_s": round(time.perf_counter() - t0, 3)},
-    )
+    info = rework_sidecar("interpolate", source, clip, final, encoded, started, t0).model_copy(
+        update={"interpolation": result.info["interpolation"],
+                "source_info": {k: v for k, v in result.info.items() if k != "interpolation"}})
     sidecar = write_sidecar(final, info)
     log.info("interpolated %s -> %s (%d frames at %g fps)", source, final, encoded.frames,
              encoded.fps)
     return GenerationResult(final, sidecar, info)
+
+
+def rework_sidecar(command: Literal["interpolate", "upscale"], source: Path, clip: Clip,
+                   final: Path, encoded: EncodedInfo, started: datetime, t0: float) -> Sidecar:
+    """The sidecar parts every command that reworks an existing clip writes."""
+    return Sidecar(
+        img2vid=__version__,
+        created=started.isoformat(timespec="seconds"),
+        command=command,
+        output=OutputInfo(path=str(final), **encoded.as_dict()),
+        input=SourceVideo(path=str(source), width=clip.width, height=clip.height,
+                          fps=clip.fps, frames=clip.num_frames),
+        versions=library_versions(),
+        timings={"total_s": round(time.perf_counter() - t0, 3)},
+        audio=encoded.audio or None,
+    )

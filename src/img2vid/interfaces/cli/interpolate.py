@@ -20,8 +20,7 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
         "numbered frames, keeping its size and duration. Output format follows -o: "
         ".mp4, .webm, .mkv (lossless FFV1), .gif, or a name without extension for a "
         "folder of PNG frames (lossless).")
-    p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    add_input_output(p)
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
                       help="multiply the frame rate by 2, 3 or 4")
@@ -33,6 +32,18 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
                    "(learned; `img2vid models download rife` first)")
     p.add_argument("--rife-weights", metavar="PATH", help="a RIFE 4.25/4.26 flownet.pkl "
                    "(default: the downloaded one)")
+    add_encode_arguments(p)
+    p.set_defaults(handler=run_interpolate)
+
+
+def add_input_output(p: argparse.ArgumentParser) -> None:
+    """INPUT and -o, shared by the commands that rework an existing clip."""
+    p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+
+
+def add_encode_arguments(p: argparse.ArgumentParser) -> None:
+    """Input rate, output format, quality and what to print, for those commands."""
     p.add_argument("--fps", type=float, metavar="FPS", help="frame rate of a frame-folder "
                    "input (default 24); for a video, overrides the rate it declares")
     p.add_argument("--format", choices=[f.value for f in OutputFormat],
@@ -44,7 +55,6 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_interpolate)
 
 
 def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
