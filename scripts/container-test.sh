@@ -122,21 +122,21 @@ EOF
 
 # --- the CLI in the container --------------------------------------------------------------
 step "img2vid runs as a non-root user"
-# (--health-interval=disable: no systemd here to time the HEALTHCHECK; it is run by hand below.)
-uid=$(podman run --rm --health-interval=disable --entrypoint id "$TAG-cpu" -u)
+# One-off commands need no HEALTHCHECK (and podman would ask systemd, absent here, to time it).
+uid=$(podman run --rm --no-healthcheck --entrypoint id "$TAG-cpu" -u)
 [ "$uid" != 0 ] || fail "the image runs as root"
 echo "   uid $uid"
 
 step "img2vid generate inside the container, into a mounted folder"
 mkdir -p "$WORK/out" && chmod 0777 "$WORK/out"
-podman run --rm --health-interval=disable -v "$ROOT/examples:/examples:ro" -v "$WORK/out:/data/outputs" "$TAG-cpu" \
+podman run --rm --no-healthcheck -v "$ROOT/examples:/examples:ro" -v "$WORK/out:/data/outputs" "$TAG-cpu" \
   generate /examples/coffee.png --preset preview --duration 2 --motion zoom-in -o /data/outputs/coffee.mp4
 check_video "$WORK/out/coffee.mp4" 40
 [ -s "$WORK/out/coffee.json" ] || fail "no sidecar beside the video"
 
 step "bad input: one line, exit code 2"
 set +e
-msg=$(podman run --rm --health-interval=disable "$TAG-cpu" generate /nonexistent.png 2>&1); rc=$?
+msg=$(podman run --rm --no-healthcheck "$TAG-cpu" generate /nonexistent.png 2>&1); rc=$?
 set -e
 echo "   $msg"
 [ "$rc" = 2 ] || fail "expected exit code 2 for a missing image, got $rc"
@@ -147,8 +147,10 @@ TOKEN=container-test-$RANDOM$RANDOM
 URL=http://127.0.0.1:$PORT
 step "img2vid serve (the image's default command) on $URL"
 mkdir -p "$WORK/srv" && chmod 0777 "$WORK/srv"
-podman run -d --health-interval=disable --name "$SERVER" -p "127.0.0.1:$PORT:7860" -e "IMG2VID_SERVER__TOKEN=$TOKEN" \
-  -v "$WORK/srv:/data/outputs" "$TAG-cpu" >/dev/null
+# Without systemd podman cannot time the HEALTHCHECK (it says so on stderr); it is run by hand.
+podman run -d --name "$SERVER" -p "127.0.0.1:$PORT:7860" -e "IMG2VID_SERVER__TOKEN=$TOKEN" \
+  -v "$WORK/srv:/data/outputs" "$TAG-cpu" >/dev/null 2>"$WORK/podman-run.log" \
+  || { cat "$WORK/podman-run.log" >&2; fail "podman run (serve)"; }
 for _ in $(seq 180); do
   curl -fs "$URL/healthz" >/dev/null && break
   [ "$(podman inspect -f '{{.State.Running}}' "$SERVER")" = true ] \
@@ -183,7 +185,8 @@ ls "$WORK/srv" | grep -q '\.mp4$' || fail "the job's video is not in the mounted
 ls -A "$WORK/srv" | grep -q . && echo "   outputs volume: $(ls -A "$WORK/srv" | tr '\n' ' ')"
 
 step "stop: SIGTERM ends the server cleanly"
-podman stop -t 30 "$SERVER" >/dev/null
+podman stop -t 30 "$SERVER" >/dev/null 2>"$WORK/podman-stop.log" \
+  || { cat "$WORK/podman-stop.log" >&2; fail "podman stop"; }
 code=$(podman inspect -f '{{.State.ExitCode}}' "$SERVER")
 [ "$code" = 0 ] || { podman logs "$SERVER" >&2; fail "the server exited with $code on SIGTERM"; }
 echo "   exit code 0"
@@ -196,9 +199,9 @@ if [ "$GPU" = 1 ]; then
     -t "$TAG-cuda" "$ROOT" > "$WORK/build-cuda.log" 2>&1 \
     || { tail -30 "$WORK/build-cuda.log" >&2; fail "podman build --build-arg TORCH=cuda"; }
   step "img2vid doctor in the CUDA image (no GPU here)"
-  doctor=$(podman run --rm --health-interval=disable "$TAG-cuda" doctor) || { echo "$doctor"; fail "img2vid doctor"; }
+  doctor=$(podman run --rm --no-healthcheck "$TAG-cuda" doctor) || { echo "$doctor"; fail "img2vid doctor"; }
   echo "$doctor" | grep -E '^\[.*\] (torch|python|encoder libx264) '
-  podman run --rm --health-interval=disable --entrypoint python "$TAG-cuda" -c \
+  podman run --rm --no-healthcheck --entrypoint python "$TAG-cuda" -c \
     "import torch; assert torch.version.cuda, 'not a CUDA build'; print('   torch', torch.__version__, 'CUDA', torch.version.cuda, 'available:', torch.cuda.is_available())"
   echo "$doctor" | grep -q 'no GPU' || fail "doctor should report no GPU on this machine"
 fi
