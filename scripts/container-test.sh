@@ -127,12 +127,14 @@ uid=$(podman run --rm --no-healthcheck --entrypoint id "$TAG-cpu" -u)
 [ "$uid" != 0 ] || fail "the image runs as root"
 echo "   uid $uid"
 
-step "img2vid generate inside the container, into a mounted folder"
-mkdir -p "$WORK/out" && chmod 0777 "$WORK/out"
-podman run --rm --no-healthcheck -v "$ROOT/examples:/examples:ro" -v "$WORK/out:/data/outputs" "$TAG-cpu" \
-  generate /examples/coffee.png --preset preview --duration 2 --motion zoom-in -o /data/outputs/coffee.mp4
-check_video "$WORK/out/coffee.mp4" 40
-[ -s "$WORK/out/coffee.json" ] || fail "no sidecar beside the video"
+step "img2vid generate inside the container, on a mounted folder (the README's one-off command)"
+# As the README has users run it: their own uid, their folder mounted as the working directory.
+mkdir -p "$WORK/cli" && cp "$ROOT/examples/coffee.png" "$WORK/cli/" && chown -R 4321:4321 "$WORK/cli"
+podman run --rm --no-healthcheck --user 4321:4321 -v "$WORK/cli:/work" -w /work "$TAG-cpu" \
+  generate coffee.png --preset preview --duration 2 --motion zoom-in -o clip.mp4
+check_video "$WORK/cli/clip.mp4" 48
+[ -s "$WORK/cli/clip.json" ] || fail "no sidecar beside the video"
+[ "$(stat -c %u "$WORK/cli/clip.mp4")" = 4321 ] || fail "the video is not owned by the caller's uid"
 
 step "bad input: one line, exit code 2"
 set +e
