@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from img2vid.config import load_settings
+from img2vid.core.config import load_settings
 from tests.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
