@@ -6,6 +6,17 @@
 # FFmpeg's libraries come with PyAV's wheels and OpenCV's with opencv-python-headless, so
 # nothing is compiled and the base needs only Python >= 3.11 with venv.
 ARG BASE=python:3.12-slim-bookworm
+
+# The dependencies that pyproject.toml lists for EXTRAS (without torch's extras for TORCH=none).
+FROM ${BASE} AS requirements
+ARG TORCH=cpu
+ARG EXTRAS=server,diffusion
+COPY pyproject.toml /pyproject.toml
+RUN extras="$EXTRAS"; [ "$TORCH" = none ] && extras=$(echo ",$extras," | sed 's/,diffusion,/,/; s/,quantize,/,/; s/^,//; s/,$//'); \
+    python3 -c "import sys, tomllib; p = tomllib.load(open('/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
+        "$extras" > /requirements.txt
+
 FROM ${BASE}
 
 # cpu: torch's CPU build from TORCH_INDEX_URL (PyPI's Linux torch is the CUDA build and would
@@ -39,16 +50,14 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
       *) echo "TORCH must be cpu, cuda or none, not '$TORCH'" >&2; exit 2 ;; \
     esac
 
-# Then the dependencies, from pyproject.toml alone, so a source change keeps this layer.
-COPY pyproject.toml constraints-cpu.txt /tmp/img2vid/
+# Then the dependencies. The list comes from the stage above, so a change to pyproject.toml
+# that leaves it alone (version, entry point, metadata) keeps this layer.
+COPY constraints-cpu.txt /tmp/img2vid/
+COPY --from=requirements /requirements.txt /tmp/img2vid/
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    extras="$EXTRAS"; [ "$TORCH" = none ] && extras=$(echo ",$extras," | sed 's/,diffusion,/,/; s/,quantize,/,/; s/^,//; s/,$//'); \
-    python -c "import sys, tomllib; p = tomllib.load(open('/tmp/img2vid/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
-        "$extras" > /tmp/img2vid/requirements.txt \
-    && pip install -c /tmp/img2vid/constraints-cpu.txt -r /tmp/img2vid/requirements.txt
+    pip install -c /tmp/img2vid/constraints-cpu.txt -r /tmp/img2vid/requirements.txt
 
-COPY README.md LICENSE /tmp/img2vid/
+COPY pyproject.toml README.md LICENSE /tmp/img2vid/
 COPY src /tmp/img2vid/src
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     pip install --no-deps /tmp/img2vid && rm -rf /tmp/img2vid && img2vid --version
