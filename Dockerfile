@@ -20,9 +20,10 @@ print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for 
 FROM ${BASE}
 
 # cpu: torch's CPU build from TORCH_INDEX_URL (PyPI's Linux torch is the CUDA build and would
-# pull ~3 GB of CUDA libraries the CPU image never uses); cuda: PyPI's torch with its CUDA
-# wheels (the host's driver comes in through the NVIDIA container runtime); none: no torch
-# and no diffusion (the camera engine only).
+# pull ~3 GB of CUDA libraries the CPU image never uses); cuda: PyPI's torch with its CUDA 13
+# wheels (the host's driver comes in through the NVIDIA container runtime; an older driver
+# wants another CUDA build: TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ); none:
+# no torch and no diffusion (the camera engine only).
 ARG TORCH=cpu
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -45,7 +46,8 @@ RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/img
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     case "$TORCH" in \
       cpu)  pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}+cpu" ;; \
-      cuda) pip install "torch==${TORCH_VERSION}" ;; \
+      cuda) case "$TORCH_INDEX_URL" in */whl/cpu) index= ;; *) index=$TORCH_INDEX_URL ;; esac; \
+            pip install ${index:+--extra-index-url "$index"} "torch==${TORCH_VERSION}" ;; \
       none) ;; \
       *) echo "TORCH must be cpu, cuda or none, not '$TORCH'" >&2; exit 2 ;; \
     esac

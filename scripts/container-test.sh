@@ -127,6 +127,13 @@ uid=$(podman run --rm --no-healthcheck --entrypoint id "$TAG-cpu" -u)
 [ "$uid" != 0 ] || fail "the image runs as root"
 echo "   uid $uid"
 
+step "the CPU image has torch's CPU build and no CUDA libraries"
+podman run --rm --no-healthcheck --entrypoint python "$TAG-cpu" -c "
+import importlib.metadata as m, torch
+cuda = sorted(d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].lower().startswith(('nvidia', 'cuda', 'triton')))
+assert torch.version.cuda is None and not cuda, (torch.__version__, cuda)
+print('   torch', torch.__version__)" || fail "the CPU image carries CUDA"
+
 step "img2vid generate inside the container, on a mounted folder (the README's one-off command)"
 # As the README has users run it: their own uid, their folder mounted as the working directory.
 mkdir -p "$WORK/cli" && cp "$ROOT/examples/coffee.png" "$WORK/cli/" && chown -R 4321:4321 "$WORK/cli"
