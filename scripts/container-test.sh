@@ -41,6 +41,7 @@ if [ -z "${CONTAINERS_CONF:-}" ]; then
   export CONTAINERS_CONF=$CACHE/containers.conf
   printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n' > "$CONTAINERS_CONF"
 fi
+[ -f "$CONTAINERS_CONF" ] || { echo "container-test: CONTAINERS_CONF names $CONTAINERS_CONF, which does not exist" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/img2vid-container-test.XXXXXX)
 SERVER=img2vid-test-$$
