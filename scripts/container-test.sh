@@ -82,7 +82,7 @@ if ! podman image exists "$BASE"; then
         cp "$CERT" "$rootfs/etc/ssl/certs/pip-host-ca.pem"
         echo "cert = /etc/ssl/certs/pip-host-ca.pem"
       fi
-      [ -n "$WHEELS" ] && echo "find-links = /wheels"
+      if [ -n "$WHEELS" ]; then echo "find-links = /wheels"; fi
     } > "$rootfs/etc/pip.conf"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" --numeric-owner -cf "$TARBALL.part" . && mv "$TARBALL.part" "$TARBALL"
@@ -102,7 +102,7 @@ fi
 step "podman build (CPU) -> $TAG-cpu"
 podman build "${build_args[@]}" -t "$TAG-cpu" "$ROOT" > "$WORK/build-cpu.log" 2>&1 \
   || { tail -30 "$WORK/build-cpu.log" >&2; fail "podman build (log above)"; }
-grep -E '^(STEP|COMMIT|--> Using cache)' "$WORK/build-cpu.log" | cut -c1-110 || true
+echo "   $(grep -c -- '--> Using cache' "$WORK/build-cpu.log" || true) steps from podman's layer cache"
 
 check_video() {  # FILE MIN_FRAMES: a real H.264 MP4 PyAV decodes frame by frame
   "$PYTHON" - "$@" <<'EOF'
