@@ -119,6 +119,7 @@ def test_build_makes_an_sdist_and_a_wheel_with_complete_metadata(dist: Path, whe
             "benchmarks/model-configs/i2vgen-xl/model_index.json"} <= members
 
 
+@pytest.mark.slow
 def test_core_wheel_in_a_fresh_venv_generates_and_runs_doctor(wheel: Path, tmp_path: Path):
     bin_dir = _fresh_venv(tmp_path / "venv", str(wheel))
     work = tmp_path / "work"
@@ -130,6 +131,7 @@ def test_core_wheel_in_a_fresh_venv_generates_and_runs_doctor(wheel: Path, tmp_p
     assert "pip install 'img2vid[server]'" in serve.stderr and "Traceback" not in serve.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("IMG2VID_WHEEL_EXTRAS"),
                     reason="the extras install takes minutes: make wheel-test runs it")
 def test_wheel_with_extras_runs_diffusion_doctor_and_serves(wheel: Path, tmp_path: Path):
