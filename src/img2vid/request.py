@@ -14,6 +14,7 @@ from img2vid.errors import InputError
 class Engine(str, Enum):
     CAMERA = "camera"
     DIFFUSION = "diffusion"
+    PARALLAX = "parallax"
 
 
 class Motion(str, Enum):
@@ -26,6 +27,16 @@ class Motion(str, Enum):
     PAN_DOWN = "pan-down"
     KEN_BURNS = "ken-burns"
     ROTATE = "rotate"
+    # parallax engine only: real camera moves through the photo's depth
+    DOLLY_IN = "dolly-in"
+    DOLLY_OUT = "dolly-out"
+    TRUCK_LEFT = "truck-left"
+    TRUCK_RIGHT = "truck-right"
+    PEDESTAL_UP = "pedestal-up"
+    PEDESTAL_DOWN = "pedestal-down"
+    ORBIT = "orbit"
+    CIRCLE = "circle"  # the seamless "wiggle" loop
+    VERTIGO = "vertigo"  # dolly-zoom: the subject stays, the background grows
 
 
 class Easing(str, Enum):
@@ -120,6 +131,12 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
 # (I2VGen-XL 9 and 8 fps, SVD 3 and 7 fps, Wan 2.1 5 and 16 fps...) unless the user sets them.
 for _values in PRESETS[Engine.DIFFUSION].values():
     _values.update({"crf": 18, "encode_speed": "medium"})
+PRESETS[Engine.PARALLAX] = PRESETS[Engine.CAMERA]  # same clips, moved through depth
+
+# Motions only the parallax engine can make (a flat photo has no depth to move through).
+PARALLAX_ONLY_MOTIONS = frozenset({
+    Motion.DOLLY_IN, Motion.DOLLY_OUT, Motion.TRUCK_LEFT, Motion.TRUCK_RIGHT,
+    Motion.PEDESTAL_UP, Motion.PEDESTAL_DOWN, Motion.ORBIT, Motion.CIRCLE, Motion.VERTIGO})
 
 PRESET_DESCRIPTIONS = {
     PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion 512p, 8 frames, 30 steps",
@@ -140,8 +157,9 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
-    engine: Engine | None = Field(None, description="camera (default) or diffusion "
-                                  "(chosen automatically when --model is given)")
+    engine: Engine | None = Field(None, description="camera (default), diffusion (chosen "
+                                  "automatically with --model) or parallax (with --depth, "
+                                  "--depth-model or a parallax motion)")
     model: str | None = Field(None, description="diffusion model name or local folder")
     preset: PresetName = Field(PresetName.STANDARD, description="preset filling unset values: "
                                "preview, standard, high, max")
@@ -160,12 +178,22 @@ class GenerationRequest(BaseModel):
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
-    motion: Motion = Field(Motion.KEN_BURNS, description="camera move")
+    motion: Motion = Field(Motion.KEN_BURNS, description="camera move (parallax engine: "
+                           "dolly-in/out, truck-left/right, pedestal-up/down, orbit, circle, "
+                           "vertigo; zoom and pan moves map to dolly and truck/pedestal)")
     zoom: float = Field(1.3, ge=1.0, le=4.0, description="zoom amount (1.0 = none)")
     focus: tuple[float, float] | Literal["auto"] = Field(
         "auto", description="point the move aims at, as x,y fractions (0.6,0.4), or auto "
         "(largest face, else the centre)")
     easing: Easing = Field(Easing.EASE_IN_OUT, description="speed curve of the move")
+    depth: str | None = Field(None, description="parallax: depth map image for the photo "
+                              "(brighter = nearer), instead of a depth model")
+    depth_invert: bool = Field(False, description="parallax: the depth map is darker = nearer")
+    depth_model: str | None = Field(None, max_length=500, description="parallax: depth model "
+                                    "name, hub id or local folder (default "
+                                    "depth-anything-v2-small)")
+    depth_of_field: float = Field(0.0, ge=0, le=1, description="parallax: blur away from the "
+                                  "focus depth, 0 (off) to 1 (strong)")
     fade_in: float = Field(0.0, ge=0, le=30, description="fade from black, seconds")
     fade_out: float = Field(0.0, ge=0, le=30, description="fade to black, seconds")
     transition: float = Field(1.0, ge=0, le=10, description="crossfade between images, seconds")
@@ -243,7 +271,7 @@ class GenerationRequest(BaseModel):
         data = {k: v for k, v in data.items() if v is not None}
         if isinstance(data.get("images"), (str, bytes)):
             data["images"] = (data["images"],)
-        engine = data.get("engine") or (Engine.DIFFUSION if data.get("model") else Engine.CAMERA)
+        engine = data.get("engine") or _default_engine(data)
         try:
             engine = Engine(engine)
             preset = PresetName(data.get("preset", PresetName.STANDARD))
@@ -283,6 +311,23 @@ class GenerationRequest(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_engine_options(self) -> GenerationRequest:
+        parallax = self.engine is Engine.PARALLAX
+        if not parallax and self.motion in PARALLAX_ONLY_MOTIONS:
+            raise ValueError(f"motion {self.motion.value} needs depth: use --engine parallax")
+        if parallax and self.motion is Motion.ROTATE:
+            raise ValueError("the parallax engine has no rotate move; try orbit or circle")
+        if not parallax and (self.depth or self.depth_model or self.depth_invert
+                             or self.depth_of_field):
+            raise ValueError("depth, depth_model, depth_invert and depth_of_field are parallax "
+                             f"options; the {self.engine.value if self.engine else 'camera'} "
+                             "engine does not use them")
+        if parallax and len(self.images) > 1 and self.depth:
+            raise ValueError("one depth map cannot serve several photos: leave depth unset to "
+                             "use the depth model, or make one video per photo")
+        return self
+
+    @model_validator(mode="after")
     def _check_interpolation(self) -> GenerationRequest:
         if self.interpolate is not None and self.target_fps is not None:
             raise ValueError("give interpolate or target_fps, not both")
@@ -294,6 +339,20 @@ class GenerationRequest(BaseModel):
     def summary(self) -> dict[str, Any]:
         """JSON-ready dict of every field (the sidecar's `request`)."""
         return self.model_dump(mode="json")
+
+
+def _default_engine(data: dict[str, Any]) -> Engine:
+    """diffusion with a model, parallax with depth options or a depth-only motion, else camera."""
+    if data.get("model"):
+        return Engine.DIFFUSION
+    motion = data.get("motion")
+    try:
+        depth_motion = motion is not None and Motion(motion) in PARALLAX_ONLY_MOTIONS
+    except ValueError:
+        depth_motion = False
+    if data.get("depth") or data.get("depth_model") or depth_motion:
+        return Engine.PARALLAX
+    return Engine.CAMERA
 
 
 def build_request(**fields: Any) -> GenerationRequest:
