@@ -25,8 +25,9 @@ FINE_STEP_PX = 1.0
 BISECTIONS = 6
 GRID = 4  # the whole-frame search runs on every 4th pixel; full pixels start from its answer
 SPREAD = 0.02  # neighbouring grid answers this far apart: an outline, searched at full size
-CLIFF = 0.03  # a hit this far from the depths on both sides of it is on an outline's side
-CLIFF_PX = 3.0  # how far along the ray (photo px) those two sides are read
+CLIFF_PX = 3.0  # a hit is on an outline's side if the depth this far before and after it
+CLIFF_JUMP = 0.06  # along the ray differs by this much (an outline: see clean.EDGE_STEP)
+CLIFF_MARGIN = 0.002  # and the hit is not on the near or far surface itself
 REMAP_WIDTH = 1024  # gathered points are remapped as rows of this width (remap's limits)
 
 
@@ -150,7 +151,8 @@ def _bisect(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
     before = sample(depth, px + qx * (w + delta), py + qy * (w + delta))
     after = sample(depth, px + qx * (w - delta), py + qy * (w - delta))
     low, high = np.minimum(before, after), np.maximum(before, after)
-    return Hits(w, (w - low > CLIFF) & (high - w > CLIFF))
+    side = (high - low > CLIFF_JUMP) & (w - low > CLIFF_MARGIN) & (high - w > CLIFF_MARGIN)
+    return Hits(w, side)
 
 
 def render(scene: Scene, view: View3D, out_w: int, out_h: int,
