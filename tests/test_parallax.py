@@ -244,12 +244,10 @@ def test_a_broken_depth_map_is_one_clear_line(engine: ParallaxEngine, scene: Sce
         engine.generate(request, [scene.photo], no_progress, CancelToken())
 
 
-def test_slideshow_crossfades_two_photos(engine: ParallaxEngine, scene: Scene) -> None:
-    request = build_request(images=(scene.photo.path, scene.photo.path), engine="parallax",
-                            motion="orbit", width=256, height=144, num_frames=20, fps=10,
-                            transition=0.5, depth_model="unused")
-    # two photos with one depth map is refused; the model path is covered in test_parallax_depth
-    assert request.transition == 0.5
+def test_one_depth_map_for_several_photos_is_refused(scene: Scene) -> None:
+    with pytest.raises(InputError, match="one depth map cannot serve several photos"):
+        build_request(images=(scene.photo.path, scene.photo.path), engine="parallax",
+                      depth=str(scene.depth_path))
 
 
 def test_frames_stream_with_flat_memory(engine: ParallaxEngine, scene: Scene) -> None:

@@ -20,7 +20,7 @@ def normalise(depth: np.ndarray) -> np.ndarray:
     """Float32 in [0, 1] with 1 = nearest, robust to a few outlier pixels."""
     depth = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = np.percentile(depth, (0.5, 99.5))
-    if hi - lo < 1e-6:
+    if not hi > lo:  # flat: no relative depth at all (a model's scale may be tiny)
         return np.zeros_like(depth)
     return np.clip((depth - lo) / (hi - lo), 0.0, 1.0)
 
