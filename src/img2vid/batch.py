@@ -126,6 +126,8 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
 
 def _item(name: str, images: Sequence[str], fields: dict[str, Any]) -> BatchItem:
     images = tuple(os.path.abspath(p) for p in images)
+    if isinstance(fields.get("depth"), str):
+        fields = {**fields, "depth": os.path.abspath(Path(fields["depth"]).expanduser())}
     try:
         return BatchItem(name, images, build_request(images=images, **fields))
     except InputError as exc:
@@ -179,6 +181,8 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
                                    "(or images) to a path"))
             continue
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
+        if isinstance(row.get("depth"), str):  # a depth map is a path like the images
+            row["depth"] = str(path.parent / Path(row["depth"]).expanduser())
         items.append(_item(name, resolved, merge_options(options, row)))
     return items
 

@@ -87,6 +87,8 @@ class PresetOut(BaseModel):
 def job_out(job: Job) -> JobOut:
     request = dict(job.request)
     request["images"] = list(job.input_names)  # the client's names, not server paths
+    if request.get("depth"):
+        request["depth"] = Path(request["depth"]).name
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -106,6 +108,12 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
         return None
     sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
     sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
+    if sidecar["request"].get("depth"):
+        sidecar["request"]["depth"] = Path(sidecar["request"]["depth"]).name
+    info = sidecar.get("engine_info")
+    if isinstance(info, dict) and isinstance(info.get("depth"), dict) and info["depth"].get("path"):
+        sidecar["engine_info"] = {**info, "depth": {**info["depth"],
+                                                    "path": Path(info["depth"]["path"]).name}}
     sidecar["inputs"] = [{**entry, "path": name}
                          for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
     if isinstance(sidecar.get("output"), dict):
@@ -131,6 +139,8 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
             {"type": "string", "description": "base64 image bytes, or a data: URL"})
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
+    props["depth"] = {**item, "description": "parallax engine: the photo's depth map "
+                      "(brighter = nearer) instead of the server's depth model"}
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema
@@ -184,13 +194,13 @@ async def create_job(request: Request) -> JobOut:
         await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            fields, uploads = await _read_multipart(request)
+            fields, uploads, depth = await _read_multipart(request)
         elif content_type == "application/json":
-            fields, uploads = await _read_json(request)
+            fields, uploads, depth = await _read_json(request)
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, depth)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -204,16 +214,23 @@ async def create_job(request: Request) -> JobOut:
     return job_out(job)
 
 
-async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    form = await request.form(max_files=intake.MAX_IMAGES, max_fields=100,
+Submission = tuple[dict[str, Any], list[intake.Upload], intake.Upload | None]
+
+
+async def _read_multipart(request: Request) -> Submission:
+    form = await request.form(max_files=intake.MAX_IMAGES + 1, max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
+    depth: intake.Upload | None = None
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
+            if key == "depth" and depth is None:  # the parallax engine's depth map
+                depth = intake.Upload(value.filename or "depth", value.file)
+                continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images'")
+                                         "'images' (and one depth map as 'depth')")
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -221,10 +238,10 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads
+    return intake.clean_fields(fields), uploads, depth
 
 
-async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+async def _read_json(request: Request) -> Submission:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -240,17 +257,20 @@ async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Uplo
     for index, item in enumerate(images):
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
-        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, index)))
-    return {k: v for k, v in body.items() if v is not None}, uploads
+        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
+    depth = None
+    if isinstance(body.get("depth"), str) and body["depth"]:
+        depth = intake.Upload("depth", _decode_base64(body.pop("depth"), "depth"))
+    return {k: v for k, v in body.items() if v is not None}, uploads, depth
 
 
-def _decode_base64(text: str, index: int) -> bytes:
+def _decode_base64(text: str, what: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(400, f"images[{index}] is not valid base64") from None
+        raise HTTPException(400, f"{what} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")

@@ -13,7 +13,7 @@ from img2vid.errors import InputError
 from img2vid.images import probe_image
 from img2vid.jobs import Job, JobQueue
 from img2vid.request import GenerationRequest, build_request
-from img2vid.server.catalog import check_model
+from img2vid.server.catalog import check_depth, check_model
 
 MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["images"].metadata
                        if getattr(m, "max_length", None))
@@ -39,8 +39,9 @@ class Upload:
     source: IO[bytes] | bytes | Path
 
 
-def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]) -> Job:
-    """Validate, store the images with the job, queue it.
+def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
+           depth: Upload | None = None) -> Job:
+    """Validate, store the images (and a parallax depth map) with the job, queue it.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
@@ -49,6 +50,12 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     if "images" in fields:
         raise InvalidImageError("images must be uploaded as files (multipart) or base64 "
                                 "strings (JSON), not given as paths")
+    if fields.get("depth") not in (None, ""):
+        raise InvalidImageError("depth must be uploaded as a file (multipart field 'depth') or "
+                                "a base64 string (JSON), not given as a path")
+    depth_model = check_depth(settings, fields, depth is not None)
+    if depth_model:  # the job runs the depth model that was checked, spelled as configured
+        fields = {**fields, "depth_model": depth_model}
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
@@ -69,8 +76,15 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
             total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
             paths.append(dest)
-        request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
-        for path, upload in zip(paths, uploads):
+        extra: dict[str, Any] = {}
+        checks = list(zip(paths, uploads))
+        if depth is not None:
+            dest = folder / f"depth{_safe_suffix(depth.name)}"
+            _store(depth.source, dest, limit - total, settings.server.max_upload_mb)
+            extra["depth"] = str(dest)
+            checks.append((dest, depth))
+        request = build_request(images=tuple(str(p) for p in paths), **dict(fields), **extra)
+        for path, upload in checks:
             try:
                 probe_image(path, settings.images)
             except InputError as exc:

@@ -72,7 +72,7 @@ class WebUI:
                                         placeholder="what should happen (diffusion engine)")
                     negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid")
                     with gr.Row():
-                        engine = gr.Radio(["camera", "diffusion"], value="camera",
+                        engine = gr.Radio(["camera", "parallax", "diffusion"], value="camera",
                                           label="Engine")
                         model = gr.Dropdown(ready, value=ready[0] if ready else None,
                                             label="Model", interactive=False,
@@ -114,6 +114,13 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
+                        with gr.Row():  # the parallax engine's depth
+                            depth_map = gr.File(label="Depth map (parallax; brighter = nearer; "
+                                                "empty: the depth model)", file_count="single",
+                                                file_types=["image"], type="filepath",
+                                                elem_id="depth")
+                            depth_of_field = gr.Slider(0.0, 1.0, value=0.0, step=0.05,
+                                                       label="Depth of field (parallax)")
                     with gr.Row():
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
@@ -132,9 +139,10 @@ class WebUI:
                                  interactive=False, elem_id="history")
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
-                    steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+                    steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate,
+                    depth_of_field]
             generate_btn.click(
-                self.generate, inputs=[images, *form],
+                self.generate, inputs=[images, *form, depth_map],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -160,7 +168,8 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, depth_of_field: float = 0.0,
+                 depth_map: str | None = None, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -177,10 +186,12 @@ class WebUI:
             "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+            "depth_of_field": depth_of_field or None,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        depth = intake.Upload(Path(depth_map).name, Path(depth_map)) if depth_map else None
         try:
-            job = intake.submit(self.queue, fields, uploads)
+            job = intake.submit(self.queue, fields, uploads, depth)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
@@ -278,7 +289,8 @@ class WebUI:
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
-                str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
+                str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION,
+                req.get("depth_of_field", 0.0))
         return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
                 str(output), _used(data), f"Loaded the settings of {output.name}.")
 
