@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from img2vid.engines.parallax.paths import View3D
+from img2vid.engines.parallax.render import sample
 from img2vid.images import LoadedImage
 
 FAR, NEAR = 0.25, 0.75  # disparities: the card is 3x nearer than the plane
@@ -86,7 +89,68 @@ def stretched_reveal(photo: np.ndarray, px: np.ndarray, qx: np.ndarray, py: np.n
         y = py[ys] + qy[ys] * w + 0.5
         on = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
         entry = np.where(on & (entry == NEAR), w, entry)
-    x = np.clip(px[xs] + qx[xs] * entry, x0 + 0.5, x1 - 1.5).astype(np.float32)
-    y = np.clip(py[ys] + qy[ys] * entry, y0 + 0.5, y1 - 1.5).astype(np.float32)
-    out[ys, xs] = cv2.remap(photo, x[None, :], y[None, :], cv2.INTER_LINEAR)[0]
+    x = np.clip(px[xs] + qx[xs] * entry, x0, x1 - 1).astype(np.float32)
+    y = np.clip(py[ys] + qy[ys] * entry, y0, y1 - 1).astype(np.float32)
+    out[ys, xs] = sample(photo, x, y)
     return out
+
+
+def revealed_region(view: View3D, rect: tuple[int, int, int, int], out_w: int, out_h: int,
+                    ) -> np.ndarray:
+    """Output pixels that show the far plane where the photo shows the card (uncovered)."""
+    px, qx, py, qy = view.rays(out_w, out_h)
+    x0, y0, x1, y1 = rect
+
+    def on_card(w: float) -> np.ndarray:
+        x, y = px[None, :] + qx[None, :] * w + 0.5, py[:, None] + qy[:, None] * w + 0.5
+        return (x > x0 + 1) & (x < x1 - 1) & (y > y0 + 1) & (y < y1 - 1)
+
+    covered = cv2.dilate(on_card(NEAR).astype(np.uint8), np.ones((5, 5), np.uint8))
+    return on_card(FAR) & ~covered.astype(bool)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-9)))
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """The end of a sideways truck past the card: how the uncovered plane is drawn."""
+
+    slide: Any
+    region: np.ndarray
+    frame: np.ndarray
+    disparity: np.ndarray
+    ours_db: float  # PSNR of the reveal against the true plane
+    stretched_db: float  # the same for the stretched-foreground baseline
+
+
+def reveal_quality(engine: Any, scene: Scene, out_w: int, out_h: int) -> Reveal:
+    from img2vid.engines.camera import Timeline
+    from img2vid.engines.parallax.engine import FramePlanner
+    from img2vid.engines.parallax.render import render
+    from img2vid.request import build_request
+
+    request = build_request(images=(scene.photo.path,), engine="parallax", motion="truck-right",
+                            depth=str(scene.depth_path), width=out_w, height=out_h,
+                            num_frames=10, fps=10)
+    slide = engine.prepare(request, scene.photo, out_w, out_h)
+    built = FramePlanner([slide], Timeline.plan(10, 1, 0), loop=False)._scene(0)
+    view = slide.move.at(1.0)
+    scale = slide.photo.shape[1] / scene.photo.pixels.shape[1]
+    rect = (round(scene.rect[0] * scale), round(scene.rect[1] * scale),
+            round(scene.rect[2] * scale), round(scene.rect[3] * scale))
+    region = revealed_region(view, rect, out_w, out_h)
+    px, qx, py, qy = view.rays(out_w, out_h)
+    # the plane's texture where each pixel's ray meets it (sized to the rendered photo)
+    plane = cv2.resize(scene.far_plane, (slide.photo.shape[1], slide.photo.shape[0]),
+                       interpolation=cv2.INTER_AREA)
+    truth = cv2.remap(plane, np.broadcast_to(px[None, :] + qx[None, :] * FAR,
+                                             region.shape).astype(np.float32),
+                      np.broadcast_to(py[:, None] + qy[:, None] * FAR,
+                                      region.shape).astype(np.float32), cv2.INTER_LINEAR)
+    frame, disparity = render(built, view, out_w, out_h)
+    baseline = stretched_reveal(slide.photo, px, qx, py, qy, rect, region)
+    return Reveal(slide, region, frame, disparity, psnr(frame[region], truth[region]),
+                  psnr(baseline[region], truth[region]))

@@ -15,14 +15,12 @@ from skimage.registration import phase_cross_correlation
 
 from img2vid.config import Settings
 from img2vid.engines import create_engine
-from img2vid.engines.camera import Timeline
-from img2vid.engines.parallax.engine import FramePlanner, ParallaxEngine
+from img2vid.engines.parallax.engine import ParallaxEngine
 from img2vid.engines.parallax.paths import View3D
-from img2vid.engines.parallax.render import render
 from img2vid.errors import InputError
 from img2vid.progress import CancelToken, no_progress
 from img2vid.request import build_request
-from tests.parallax_scene import FAR, NEAR, Scene, make_scene, stretched_reveal
+from tests.parallax_scene import FAR, NEAR, Scene, make_scene, reveal_quality
 
 OUT_W, OUT_H = 512, 288  # at zoom 1.3 the 640 x 360 photo is rendered at its own size
 
@@ -88,50 +86,18 @@ def test_truck_path_is_smooth(engine: ParallaxEngine, scene: Scene) -> None:
     assert jitter < 0.05  # the camera engine's bar for a sub-pixel exact path
 
 
-def revealed_region(view: View3D, rect: tuple[int, int, int, int]) -> np.ndarray:
-    """Output pixels that show the plane where the photo shows the card (uncovered)."""
-    px, qx, py, qy = view.rays(OUT_W, OUT_H)
-    x0, y0, x1, y1 = rect
-
-    def on_card(w: float) -> np.ndarray:
-        x, y = px[None, :] + qx[None, :] * w + 0.5, py[:, None] + qy[:, None] * w + 0.5
-        return (x > x0 + 1) & (x < x1 - 1) & (y > y0 + 1) & (y < y1 - 1)
-
-    return on_card(FAR) & ~cv2.dilate(on_card(NEAR).astype(np.uint8), np.ones((5, 5))).astype(bool)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-9)))
-
-
 def test_reveal_shows_the_background_not_a_stretched_card(engine: ParallaxEngine,
                                                           scene: Scene) -> None:
-    request = build_request(images=(scene.photo.path,), engine="parallax", motion="truck-right",
-                            depth=str(scene.depth_path), width=OUT_W, height=OUT_H,
-                            num_frames=10, fps=10)
-    slide = engine.prepare(request, scene.photo, OUT_W, OUT_H)
-    assert slide.photo.shape[:2] == scene.photo.pixels.shape[:2]  # rendered at its own size
-    planner = FramePlanner([slide], Timeline.plan(10, 1, 0), loop=False)
-    ours = planner._scene(0)
-    view = slide.move.at(1.0)
-    region = revealed_region(view, scene.rect)
-    assert region.sum() > 2000
-    px, qx, py, qy = view.rays(OUT_W, OUT_H)
-    truth = cv2.remap(scene.far_plane, np.broadcast_to(px[None, :] + qx[None, :] * FAR,
-                                                       region.shape).astype(np.float32),
-                      np.broadcast_to(py[:, None] + qy[:, None] * FAR,
-                                      region.shape).astype(np.float32), cv2.INTER_LINEAR)
-    frame, disparity = render(ours, view, OUT_W, OUT_H)
-    baseline = stretched_reveal(scene.photo.pixels, px, qx, py, qy, scene.rect, region)
-    ours_db, base_db = psnr(frame[region], truth[region]), psnr(baseline[region], truth[region])
-    assert ours_db > base_db + 3.0, (ours_db, base_db)
+    reveal = reveal_quality(engine, scene, OUT_W, OUT_H)
+    assert reveal.slide.photo.shape[:2] == scene.photo.pixels.shape[:2]  # at its own size
+    assert reveal.region.sum() > 2000
+    assert reveal.ours_db > reveal.stretched_db + 3.0, reveal
     # the revealed pixels are known to lie on the far plane
-    assert (np.abs(disparity[region] - FAR) < 0.02).mean() > 0.99
+    assert (np.abs(reveal.disparity[reveal.region] - FAR) < 0.02).mean() > 0.99
     # the card itself is drawn where its depth puts it, pixel exact
-    card = cv2.erode((~region & (np.abs(disparity - NEAR) < 0.02)).astype(np.uint8),
-                     np.ones((3, 3))).astype(bool)
-    assert card.sum() > 5000 and (frame[card][:, 0].astype(int) >= 150).mean() > 0.98
+    card = cv2.erode((~reveal.region & (np.abs(reveal.disparity - NEAR) < 0.02)
+                      ).astype(np.uint8), np.ones((3, 3))).astype(bool)
+    assert card.sum() > 5000 and (reveal.frame[card][:, 0].astype(int) >= 150).mean() > 0.98
 
 
 @pytest.mark.parametrize("motion", ["dolly-in", "dolly-out", "truck-left", "pedestal-up",

@@ -20,7 +20,7 @@ from img2vid.engines.parallax.paths import View3D
 
 # Coarse-to-fine search: a ray advances at most `radius` px per step against the depth map
 # dilated by that radius, so it cannot jump over a surface; then finer radii, then bisection.
-SEARCH_RADII = (64, 16, 4)
+SEARCH_RADII = (32, 8)
 FINE_STEP_PX = 1.0
 BISECTIONS = 6
 GRID = 4  # the whole-frame search runs on every 4th pixel; full pixels start from its answer
@@ -28,6 +28,7 @@ SPREAD = 0.02  # neighbouring grid answers this far apart: an outline, searched 
 CLIFF_PX = 3.0  # a hit is on an outline's side if the depth this far before and after it
 CLIFF_JUMP = 0.06  # along the ray differs by this much (an outline: see clean.EDGE_STEP)
 CLIFF_MARGIN = 0.002  # and the hit is not on the near or far surface itself
+MAX_PASSES = 8  # searches on for rays whose coarse hit was a near miss, this many times
 REMAP_WIDTH = 1024  # gathered points are remapped as rows of this width (remap's limits)
 
 
@@ -91,27 +92,48 @@ def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray,
 
 
 def search(layer: Layer, px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.ndarray,
-           w_hi: np.ndarray | float, w_lo: np.ndarray | float) -> Hits:
+           w_hi: np.ndarray | float, w_lo: np.ndarray | float, _passes: int = 0) -> Hits:
     """First surface along each ray u(w) = p + q w, for w from w_hi down to w_lo.
 
     Each coarse level advances every ray by equal steps in w, at most `radius` px in the
     photo, testing the depth dilated by that radius: a surface between two samples lifts the
     dilated depth at the second one, so the first such sample brackets the hit from above.
+    Finer levels walk only the last coarse step; a ray whose coarse hit was a near miss is
+    clear that far and searches on from there.
     """
-    qn = np.hypot(qx, qy)
+    qn = np.maximum(np.hypot(qx, qy), 1e-6)
     hi = np.broadcast_to(np.asarray(w_hi, np.float32), qn.shape).astype(np.float32)
     lo = np.broadcast_to(np.asarray(w_lo, np.float32), qn.shape).astype(np.float32)
     lo = np.minimum(lo, hi)
+    previous = None
     for radius, dilated in zip(SEARCH_RADII, layer.dilated):
-        hi = _advance(dilated, px, py, qx, qy, qn, hi, lo, radius)
-    hi = _advance(layer.depth, px, py, qx, qy, qn, hi, lo, FINE_STEP_PX, bracket=True)
-    return _bisect(layer.depth, px, py, qx, qy, hi, lo)
+        floor = lo if previous is None else np.maximum(lo, hi - _window(previous) / qn)
+        hi, _ = _advance(dilated, px, py, qx, qy, qn, hi, floor, radius)
+        previous = radius
+    floor = np.maximum(lo, hi - _window(previous) / qn)
+    clear = floor.copy()
+    hi, found = _advance(layer.depth, px, py, qx, qy, qn, hi, floor, FINE_STEP_PX,
+                         bracket=True)
+    hits = _bisect(layer.depth, px, py, qx, qy, hi, floor)
+    missed = ~found & (clear > lo)
+    if missed.any() and _passes < MAX_PASSES:
+        again = search(layer, px[missed], py[missed], qx[missed], qy[missed], clear[missed],
+                       lo[missed], _passes + 1)
+        hits.w[missed], hits.cliff[missed] = again.w, again.cliff
+    return hits
+
+
+def _window(radius: float) -> float:
+    """How far (px) past the last clear step a dilated hit's surface can be: one step of
+    `radius` plus the square kernel's half-diagonal."""
+    return radius + (radius + 1) * 1.5 + 1
 
 
 def _advance(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
              qy: np.ndarray, qn: np.ndarray, hi: np.ndarray, lo: np.ndarray, step_px: float,
-             bracket: bool = False) -> np.ndarray:
-    """Move each ray's upper bound `hi` down to the last step before `depth` meets the ray.
+             bracket: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Move each ray's upper bound `hi` down to the last step before `depth` meets the ray;
+    a ray that meets nothing down to `lo` is clear to there. Also which rays met it.
 
     With `bracket`, `lo` is also raised to the first step that meets it (in place).
     """
@@ -133,7 +155,9 @@ def _advance(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
                 break
     if bracket:  # rays that reach w_lo end there
         hi = np.where(found, hi, lo + dw)
-    return np.minimum(hi, start)
+    else:
+        hi = np.where(found, hi, lo)
+    return np.minimum(hi, start), found
 
 
 def _bisect(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
