@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.parallax_scene import make_scene, reveal_quality  # noqa: E402
 
-from img2vid import pipeline  # noqa: E402
-from img2vid.config import OutputSettings, Settings  # noqa: E402
+from img2vid.core.config import OutputSettings, Settings  # noqa: E402
+from img2vid.core.progress import CancelToken, no_progress  # noqa: E402
+from img2vid.core.request import build_request  # noqa: E402
 from img2vid.engines.parallax.engine import ParallaxEngine  # noqa: E402
-from img2vid.progress import CancelToken, no_progress  # noqa: E402
-from img2vid.request import build_request  # noqa: E402
+from img2vid.execution import pipeline  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 SOURCE = (2560, 1440)

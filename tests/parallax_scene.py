@@ -12,7 +12,7 @@ import numpy as np
 
 from img2vid.engines.parallax.paths import View3D
 from img2vid.engines.parallax.render import sample
-from img2vid.images import LoadedImage
+from img2vid.media.images import LoadedImage
 
 FAR, NEAR = 0.25, 0.75  # disparities: the card is 3x nearer than the plane
 
@@ -127,10 +127,10 @@ class Reveal:
 
 
 def reveal_quality(engine: Any, scene: Scene, out_w: int, out_h: int) -> Reveal:
+    from img2vid.core.request import build_request
     from img2vid.engines.camera import Timeline
     from img2vid.engines.parallax.engine import FramePlanner
     from img2vid.engines.parallax.render import render
-    from img2vid.request import build_request
 
     request = build_request(images=(scene.photo.path,), engine="parallax", motion="truck-right",
                             depth=str(scene.depth_path), width=out_w, height=out_h,

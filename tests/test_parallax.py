@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from skimage.registration import phase_cross_correlation
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError
+from img2vid.core.progress import CancelToken, no_progress
+from img2vid.core.request import build_request
 from img2vid.engines import create_engine
 from img2vid.engines.parallax.engine import ParallaxEngine
 from img2vid.engines.parallax.paths import View3D
-from img2vid.errors import InputError
-from img2vid.progress import CancelToken, no_progress
-from img2vid.request import build_request
 from tests.parallax_scene import FAR, NEAR, Scene, make_scene, reveal_quality
 
 OUT_W, OUT_H = 512, 288  # at zoom 1.3 the 640 x 360 photo is rendered at its own size

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from img2vid.config import ModelSettings, Settings
+from img2vid.core.config import ModelSettings, Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.progress import CancelToken, no_progress
+from img2vid.core.request import build_request
 from img2vid.engines.parallax import depth as depth_module
 from img2vid.engines.parallax.depth import DEFAULT_DEPTH_MODEL, DEPTH_MODELS, resolve_depth_model
 from img2vid.engines.parallax.engine import ParallaxEngine
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.images import load_image
-from img2vid.progress import CancelToken, no_progress
-from img2vid.request import build_request
+from img2vid.media.images import load_image
 from tests.parallax_scene import save_tiny_depth_model
 
 REVISION = "5426e4f0f36572d16453bbda7a8389317b1bef99"  # the hub repo's main (LAYOUTS.md)

@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from img2vid.config import Settings
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.images import LoadedImage, load_grey
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.media.images import LoadedImage, load_grey
 
 log = logging.getLogger(__name__)
 

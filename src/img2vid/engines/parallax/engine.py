@@ -12,26 +12,25 @@ from typing import Any
 import cv2
 import numpy as np
 
-from img2vid.config import Settings
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
+from img2vid.core.config import Settings
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback
+from img2vid.core.request import GenerationRequest, Motion, output_size
 from img2vid.engines.camera import (
-    TRANSITIONS,
     FaceFinder,
-    Framing,
     Timeline,
-    Transition,
     _lower_thread_priority,
     _usable_cores,
     choose_focus,
 )
+from img2vid.engines.geometry import Framing
 from img2vid.engines.parallax.clean import background_layer, clean_depth
 from img2vid.engines.parallax.depth import DepthSource
 from img2vid.engines.parallax.paths import Move, View3D
 from img2vid.engines.parallax.render import Layer, Scene, render
-from img2vid.images import LoadedImage
-from img2vid.models_cache import cache_dir
-from img2vid.progress import CancelToken, Progress, ProgressCallback
-from img2vid.request import GenerationRequest, Motion, output_size
+from img2vid.media.images import LoadedImage
+from img2vid.media.models_cache import cache_dir
+from img2vid.postprocess.blend import BLENDS, Blend
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class ParallaxEngine:
             info["slides"] = [s.info for s in slides]
         planner = FramePlanner(slides, timeline, request.motion is Motion.CIRCLE)
         frames = self._stream(planner, out_w, out_h, request.depth_of_field,
-                              TRANSITIONS[request.transition_style], progress, cancel)
+                              BLENDS[request.transition_style], progress, cancel)
         return Clip(frames, fps, out_w, out_h, num_frames, info)
 
     def prepare(self, request: GenerationRequest, image: LoadedImage, out_w: int,
@@ -123,7 +122,7 @@ class ParallaxEngine:
         return Slide(photo, depth, move, info)
 
     def _stream(self, planner: FramePlanner, out_w: int, out_h: int, dof: float,
-                transition: Transition, progress: ProgressCallback,
+                transition: Blend, progress: ProgressCallback,
                 cancel: CancelToken) -> Iterator[np.ndarray]:
         """Frames in order from a small pool, at most `2 x threads` ahead: memory stays flat."""
         total = planner.timeline.num_frames
@@ -180,7 +179,7 @@ class FramePlanner:
 
 
 def render_frame(job: FrameJob, out_w: int, out_h: int, dof: float,
-                 transition: Transition) -> np.ndarray:
+                 transition: Blend) -> np.ndarray:
     """One frame, on a pool thread."""
     frames = []
     for scene, view, focus in job.shots:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from img2vid.engines.camera import Framing, eased
-from img2vid.request import Easing, Motion
+from img2vid.core.request import Easing, Motion
+from img2vid.engines.geometry import Framing, eased
 
 MAX_DOLLY = 0.75  # the nearest surface at most 4x nearer at the end of a dolly
 MAX_VERTIGO = 3.0  # how far back a dolly-zoom may pull, in nearest-surface distances
