@@ -114,22 +114,26 @@ def test_every_move_fills_every_pixel(engine: ParallaxEngine, scene: Scene,
         assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2
 
 
+def move_of(engine: ParallaxEngine, scene: Scene, motion: str, zoom: float):  # noqa: ANN201
+    request = build_request(images=(scene.photo.path,), engine="parallax", motion=motion,
+                            depth=str(scene.depth_path), width=OUT_W, height=OUT_H,
+                            num_frames=10, fps=10, zoom=zoom, focus="0.5,0.5")
+    return engine.prepare(request, scene.photo, OUT_W, OUT_H).move
+
+
+def shown_width(view: View3D, w: float) -> float:
+    """Photo pixels shown across the output's middle row on a surface of disparity w."""
+    left = view.point(0, OUT_H / 2, w, OUT_W, OUT_H)[0]
+    return view.point(OUT_W, OUT_H / 2, w, OUT_W, OUT_H)[0] - left
+
+
 def test_dolly_in_grows_the_focus_by_zoom_and_the_near_card_more(engine: ParallaxEngine,
                                                                 scene: Scene) -> None:
-    request = build_request(images=(scene.photo.path,), engine="parallax", motion="dolly-in",
-                            depth=str(scene.depth_path), width=OUT_W, height=OUT_H,
-                            num_frames=10, fps=10, zoom=1.2, focus="0.5,0.5")
-    move = engine.prepare(request, scene.photo, OUT_W, OUT_H).move
+    move = move_of(engine, scene, "dolly-in", 1.2)
     assert move.focus_depth == pytest.approx(NEAR, abs=0.01)
     start, end = move.at(0.0), move.at(1.0)
-
-    def size(view: View3D, w: float) -> float:  # photo px shown across the output
-        left = view.point(0, OUT_H / 2, w, OUT_W, OUT_H)[0]
-        right = view.point(OUT_W, OUT_H / 2, w, OUT_W, OUT_H)[0]
-        return right - left
-
-    assert size(start, NEAR) / size(end, NEAR) == pytest.approx(1.2, rel=1e-5)
-    assert size(start, FAR) / size(end, FAR) < 1.1  # the far plane barely grows
+    assert shown_width(start, NEAR) / shown_width(end, NEAR) == pytest.approx(1.2, rel=1e-5)
+    assert shown_width(start, FAR) / shown_width(end, FAR) < 1.1  # the plane barely grows
     # the focus keeps its place on screen
     fx, fy = end.point(OUT_W / 2, OUT_H / 2, NEAR, OUT_W, OUT_H)
     assert start.point(OUT_W / 2, OUT_H / 2, NEAR, OUT_W, OUT_H) == pytest.approx((fx, fy))
@@ -137,17 +141,10 @@ def test_dolly_in_grows_the_focus_by_zoom_and_the_near_card_more(engine: Paralla
 
 def test_vertigo_keeps_the_subject_and_grows_the_background(engine: ParallaxEngine,
                                                             scene: Scene) -> None:
-    request = build_request(images=(scene.photo.path,), engine="parallax", motion="vertigo",
-                            depth=str(scene.depth_path), width=OUT_W, height=OUT_H,
-                            num_frames=10, fps=10, zoom=1.3, focus="0.5,0.5")
-    move = engine.prepare(request, scene.photo, OUT_W, OUT_H).move
-    a, b = move.at(0.0), move.at(1.0)
-    width = [v.point(OUT_W, 0, NEAR, OUT_W, OUT_H)[0] - v.point(0, 0, NEAR, OUT_W, OUT_H)[0]
-             for v in (a, b)]
-    far = [v.point(OUT_W, 0, FAR, OUT_W, OUT_H)[0] - v.point(0, 0, FAR, OUT_W, OUT_H)[0]
-           for v in (a, b)]
-    assert width[0] == pytest.approx(width[1], rel=1e-5)
-    assert far[0] / far[1] > 1.15  # less of the plane fills the frame: it looms
+    start, end = (move_of(engine, scene, "vertigo", 1.3).at(t) for t in (0.0, 1.0))
+    assert shown_width(start, NEAR) == pytest.approx(shown_width(end, NEAR), rel=1e-5)
+    # less of the plane fills the frame at the end: it looms
+    assert shown_width(start, FAR) / shown_width(end, FAR) > 1.15
 
 
 def test_circle_loop_last_frame_meets_the_first(engine: ParallaxEngine, scene: Scene) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -16,13 +15,7 @@ from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 from img2vid.core.request import GenerationRequest, Motion, output_size
-from img2vid.engines.camera import (
-    FaceFinder,
-    Timeline,
-    _lower_thread_priority,
-    _usable_cores,
-    choose_focus,
-)
+from img2vid.engines.camera import FaceFinder, Timeline, choose_focus, stream_frames, usable_cores
 from img2vid.engines.geometry import Framing
 from img2vid.engines.parallax.clean import background_layer, clean_depth
 from img2vid.engines.parallax.depth import DepthSource
@@ -65,7 +58,7 @@ class ParallaxEngine:
     def __init__(self, settings: Settings, device: str | None = None) -> None:
         # `device` is part of the Engine protocol; depth inference and rendering run on the CPU
         self.settings = settings
-        self.threads = min(MAX_RENDER_THREADS, _usable_cores())
+        self.threads = min(MAX_RENDER_THREADS, usable_cores())
         self.depth = DepthSource(settings, cache_dir(settings) / "depth")
         self._faces = FaceFinder()
 
@@ -124,27 +117,11 @@ class ParallaxEngine:
     def _stream(self, planner: FramePlanner, out_w: int, out_h: int, dof: float,
                 transition: Blend, progress: ProgressCallback,
                 cancel: CancelToken) -> Iterator[np.ndarray]:
-        """Frames in order from a small pool, at most `2 x threads` ahead: memory stays flat."""
-        total = planner.timeline.num_frames
-        pool = ThreadPoolExecutor(max_workers=self.threads,
-                                  thread_name_prefix="img2vid-parallax",
-                                  initializer=_lower_thread_priority)
-        pending: deque[Future[np.ndarray]] = deque()
-        submitted = 0
-        try:
-            for index in range(total):
-                cancel.raise_if_cancelled()
-                while submitted < total and len(pending) < 2 * self.threads:
-                    pending.append(pool.submit(render_frame, planner.job(submitted), out_w,
-                                               out_h, dof, transition))
-                    submitted += 1
-                frame = pending.popleft().result()
-                progress(Progress("render", index + 1, total))
-                yield frame
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+        def plan(index: int) -> Callable[[], np.ndarray]:
+            return partial(render_frame, planner.job(index), out_w, out_h, dof, transition)
+
+        return stream_frames(plan, planner.timeline.num_frames, self.threads,
+                             "img2vid-parallax", progress, cancel)
 
 
 class FramePlanner:
