@@ -157,7 +157,8 @@ def test_rest_api_with_an_uploaded_depth_map(tmp_path: Path,
             job = client.get(f"/api/v1/jobs/{job['id']}").json()
         assert job["status"] == "succeeded", job["error"]
         assert job["engine"] == "parallax" and job["request"]["depth"] == "depth.png"
-        assert job["sidecar"]["engine_info"]["depth"]["source"] == "map"
+        assert job["sidecar"]["engine_info"]["depth"] | {"source": "map", "map": "depth.png"} \
+            == job["sidecar"]["engine_info"]["depth"]  # no server path
         video = client.get(job["result_url"])
         assert video.status_code == 200
         out = tmp_path / "result.mp4"
@@ -167,3 +168,26 @@ def test_rest_api_with_an_uploaded_depth_map(tmp_path: Path,
         client.close()
         proc.terminate()
         proc.wait(30)
+
+
+def test_webui_makes_a_parallax_video_from_an_uploaded_depth_map(
+        tmp_path: Path, scene_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradio_client import Client, handle_file
+
+    from img2vid.engines.base import create_engine
+    from tests.live_server import live_server, make_settings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    photo, depth = scene_files
+    settings = make_settings(tmp_path)
+    with live_server(settings, create_engine, ui=True, cpu_workers=1) as server:
+        client = Client(server.base_url + "/", verbose=False)
+        status, video, saved, params, *_ = client.predict(
+            files=[handle_file(str(photo))], engine="parallax", motion="orbit",
+            resolution="256", num_frames="6", fps="6", depth_of_field=0.3,
+            depth_map=handle_file(str(depth)), api_name="/generate")
+        client.close()
+    assert status.startswith("Done in"), status
+    assert params["engine"] == "parallax" and params["request"]["depth_of_field"] == 0.3
+    assert params["engine_info"]["depth"]["source"] == "map"
+    assert len(frames_in(Path(video))) == 6

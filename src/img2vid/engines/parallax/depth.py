@@ -63,7 +63,8 @@ class ResolvedDepthModel:
         return f"{self.name}@{self.revision}" if self.revision else str(self.path.resolve())
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "source": self.source,
+        # "folder", not "path": Gradio serves any dict with a "path" as a file
+        return {"name": self.name, "folder": str(self.path), "source": self.source,
                 "revision": self.revision}
 
 
@@ -179,7 +180,7 @@ class DepthSource:
 
     def from_map(self, path: str, invert: bool) -> tuple[np.ndarray, dict[str, Any]]:
         depth = load_grey(path, self.settings.images)
-        return (1.0 - depth if invert else depth), {"source": "map", "path": path,
+        return (1.0 - depth if invert else depth), {"source": "map", "map": path,
                                                     "inverted": invert}
 
     def from_model(self, name: str | None, image: LoadedImage,

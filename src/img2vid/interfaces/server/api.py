@@ -112,9 +112,9 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
     if sidecar["request"].get("depth"):
         sidecar["request"]["depth"] = Path(sidecar["request"]["depth"]).name
     info = sidecar.get("engine_info")
-    if isinstance(info, dict) and isinstance(info.get("depth"), dict) and info["depth"].get("path"):
+    if isinstance(info, dict) and isinstance(info.get("depth"), dict) and info["depth"].get("map"):
         sidecar["engine_info"] = {**info, "depth": {**info["depth"],
-                                                    "path": Path(info["depth"]["path"]).name}}
+                                                    "map": Path(info["depth"]["map"]).name}}
     sidecar["inputs"] = [{**entry, "path": name}
                          for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
     if isinstance(sidecar.get("output"), dict):
