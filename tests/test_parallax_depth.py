@@ -141,3 +141,16 @@ def test_slideshow_gets_depth_for_each_photo(hub_cache: Path, tmp_path: Path, ph
     assert clip.info["transition_frames"] == pytest.approx(2.4)  # clamped to a fifth
     # the crossfade frames mix both photos: they differ from either neighbour's photo alone
     assert not np.array_equal(frames[5], frames[0]) and not np.array_equal(frames[5], frames[-1])
+
+
+def test_without_torch_the_depth_model_is_one_line_with_both_ways_out(
+        tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    engine = ParallaxEngine(settings_with(tmp_path))
+    with pytest.raises(ModelNotAvailableError, match=r"needs torch: pip install "
+                       r"'img2vid\[diffusion\]', or give the photo's depth map with --depth"):
+        engine.depth.from_model(None, load_image(photo))

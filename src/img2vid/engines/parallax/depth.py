@@ -10,6 +10,7 @@ kept in memory and on disk under its SHA-256 and the model's identity.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import re
 import threading
@@ -185,6 +186,12 @@ class DepthSource:
 
     def from_model(self, name: str | None, image: LoadedImage,
                    ) -> tuple[np.ndarray, dict[str, Any]]:
+        missing = [m for m in ("torch", "transformers", "huggingface_hub")
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ModelNotAvailableError(
+                f"no depth: a depth model needs {', '.join(missing)}: pip install "
+                "'img2vid[diffusion]', or give the photo's depth map with --depth depth.png")
         model = resolve_depth_model(name, self.settings)
         key = hashlib.sha256(f"{image.sha256}|{model.identity}".encode()).hexdigest()[:32]
         info: dict[str, Any] = {"source": "model", "model": model.describe()}
