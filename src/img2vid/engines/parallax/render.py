@@ -21,9 +21,9 @@ from img2vid.engines.parallax.paths import View3D
 # Coarse-to-fine search: a ray advances at most `radius` px per step against the depth map
 # dilated by that radius, so it cannot jump over a surface; then finer radii, then bisection.
 SEARCH_RADII = (32, 8)
-FINE_STEP_PX = 1.0
-BISECTIONS = 6
-GRID = 4  # the whole-frame search runs on every 4th pixel; full pixels start from its answer
+FINE_STEP_PX = 2.0  # depth maps are smooth: a 2 px step, then bisection to 1/64 px
+BISECTIONS = 7
+GRID = 8  # the whole-frame search runs at each 8 x 8 block centre; pixels start from its answer
 SPREAD = 0.02  # neighbouring grid answers this far apart: an outline, searched at full size
 CLIFF_PX = 3.0  # a hit is on an outline's side if the depth this far before and after it
 CLIFF_JUMP = 0.06  # along the ray differs by this much (an outline: see clean.EDGE_STEP)
@@ -195,41 +195,59 @@ def render(scene: Scene, view: View3D, out_w: int, out_h: int,
                     np.broadcast_to(gqy[:, None], shape), front.near, front.far)
 
     # 2. smooth blocks: one fixed-point step (w <- depth at u(w)) from the grid's answer,
-    #    exact for any plane; blocks at an outline search again within their neighbours' range
+    #    exact for any plane; blocks at an outline search again within their neighbours'
+    #    range; blocks inside an uncovered area (all neighbours met an outline's side) go
+    #    straight to the background layer
     kernel = np.ones((3, 3), np.uint8)
     w_grid = coarse.w.astype(np.float32)
     top, bottom = cv2.dilate(w_grid, kernel), cv2.erode(w_grid, kernel)
-    edge = (top - bottom > SPREAD) | (cv2.dilate(coarse.cliff.astype(np.uint8), kernel) > 0)
+    cliff_grid = coarse.cliff.astype(np.uint8)
+    hidden = cv2.erode(cliff_grid, kernel, borderType=cv2.BORDER_REPLICATE) > 0
+    edge = ((top - bottom > SPREAD) | (cv2.dilate(cliff_grid, kernel) > 0)) & ~hidden
     fx, fy, fqx, fqy = px[None, :], py[:, None], qx[None, :], qy[:, None]
     w = _upsample(w_grid, out_w, out_h)
     w = sample(front.depth, fx + fqx * w, fy + fqy * w)
-    by, bx = np.nonzero(edge)
-    cliff_at = None
-    if by.size:
-        offsets = np.arange(GRID)
-        ey = (by[:, None, None] * GRID + offsets[None, :, None]).repeat(GRID, axis=2).ravel()
-        ex = (bx[:, None, None] * GRID + offsets[None, None, :]).repeat(GRID, axis=1).ravel()
-        inside = (ey < out_h) & (ex < out_w)
-        ey, ex = ey[inside], ex[inside]
-        cell = np.repeat(np.arange(by.size), GRID * GRID)[inside]
+    behind_y, behind_x, behind_hi = [], [], []
+    ey, ex, cell, (by, bx) = _block_pixels(edge, out_w, out_h)
+    if ey.size:
         margin = 2 * SPREAD
         hits = search(front, px[ex], py[ey], qx[ex], qy[ey],
                       np.minimum(top[by, bx][cell] + margin, front.near),
                       np.maximum(bottom[by, bx][cell] - margin, front.far))
         w[ey, ex] = hits.w
-        cliff_at = (ey[hits.cliff], ex[hits.cliff])
+        behind_y.append(ey[hits.cliff])
+        behind_x.append(ex[hits.cliff])
+        behind_hi.append(hits.w[hits.cliff])
+    hy, hx, cell, (by, bx) = _block_pixels(hidden, out_w, out_h)
+    if hy.size:
+        behind_y.append(hy)
+        behind_x.append(hx)
+        behind_hi.append(top[by, bx][cell])
     frame = sample(front.colour, fx + fqx * w, fy + fqy * w)
 
     # 3. rays that met an outline's side continue behind it, into the background layer
-    if cliff_at is not None and cliff_at[0].size:
-        cy, cx = cliff_at
+    if behind_y and sum(a.size for a in behind_y):
+        cy, cx = np.concatenate(behind_y), np.concatenate(behind_x)
         back = scene.back
         hits = search(back, px[cx], py[cy], qx[cx], qy[cy],
-                      np.minimum(w[cy, cx], back.near), back.far)
+                      np.minimum(np.concatenate(behind_hi), back.near), back.far)
         frame[cy, cx] = sample(back.colour, px[cx] + qx[cx] * hits.w,
                                py[cy] + qy[cy] * hits.w)
         w[cy, cx] = hits.w
     return frame, w
+
+
+def _block_pixels(blocks: np.ndarray, out_w: int, out_h: int,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The output pixels (rows, cols) of the marked grid blocks, each pixel's block number,
+    and the blocks' grid coordinates."""
+    by, bx = np.nonzero(blocks)
+    offsets = np.arange(GRID)
+    ey = (by[:, None, None] * GRID + offsets[None, :, None]).repeat(GRID, axis=2).ravel()
+    ex = (bx[:, None, None] * GRID + offsets[None, None, :]).repeat(GRID, axis=1).ravel()
+    inside = (ey < out_h) & (ex < out_w)
+    cell = np.repeat(np.arange(by.size), GRID * GRID)[inside]
+    return ey[inside], ex[inside], cell, (by, bx)
 
 
 def _upsample(grid: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
