@@ -145,7 +145,7 @@ def test_rest_api_with_an_uploaded_depth_map(tmp_path: Path,
         with photo.open("rb") as f:
             path = client.post("/api/v1/jobs", files=[("images", (photo.name, f))],
                                data={**fields, "depth": str(depth)})
-        assert path.status_code == 400
+        assert path.status_code == 400 and "must be uploaded as a file" in path.text
         with photo.open("rb") as f, depth.open("rb") as d:
             job = client.post("/api/v1/jobs", files=[("images", (photo.name, f)),
                                                      ("depth", ("my-depth.png", d))],
@@ -156,8 +156,8 @@ def test_rest_api_with_an_uploaded_depth_map(tmp_path: Path,
             time.sleep(0.2)
             job = client.get(f"/api/v1/jobs/{job['id']}").json()
         assert job["status"] == "succeeded", job["error"]
-        assert job["engine"] == "parallax" and job["request"]["depth"] == "depth.png"
-        assert job["sidecar"]["engine_info"]["depth"] | {"source": "map", "map": "depth.png"} \
+        assert job["engine"] == "parallax" and job["request"]["depth"] == "my-depth.png"
+        assert job["sidecar"]["engine_info"]["depth"] | {"source": "map", "map": "my-depth.png"} \
             == job["sidecar"]["engine_info"]["depth"]  # no server path
         video = client.get(job["result_url"])
         assert video.status_code == 200

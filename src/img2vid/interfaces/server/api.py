@@ -86,10 +86,7 @@ class PresetOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    request = dict(job.request)
-    request["images"] = list(job.input_names)  # the client's names, not server paths
-    if request.get("depth"):
-        request["depth"] = Path(request["depth"]).name
+    request = _client_request(job)
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -108,12 +105,10 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
     if not job.sidecar:
         return None
     sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
-    if sidecar["request"].get("depth"):
-        sidecar["request"]["depth"] = Path(sidecar["request"]["depth"]).name
+    sidecar["request"] = _client_request(job, sidecar.get("request", {}))
     info = sidecar.get("engine_info")
     if isinstance(info, dict) and isinstance(info.get("depth"), dict) and info["depth"].get("map"):
-        sidecar["engine_info"] = {**info, "depth": {**info["depth"],
+        sidecar["engine_info"] = {**info, "depth": {**info["depth"],  # the parallax map's name
                                                     "map": Path(info["depth"]["map"]).name}}
     sidecar["inputs"] = [{**entry, "path": name}
                          for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
@@ -121,6 +116,16 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
         sidecar["output"] = {**sidecar["output"],
                              "path": Path(sidecar["output"].get("path", "")).name}
     return sidecar
+
+
+def _client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request with the client's file names in place of the server's upload paths."""
+    request = dict(job.request if request is None else request)
+    request["images"] = list(job.input_names)
+    for name in intake.FILE_FIELDS:
+        if request.get(name):
+            request[name] = Path(request[name]).name
+    return request
 
 
 def _iso(ts: float | None) -> str | None:
@@ -140,8 +145,10 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
             {"type": "string", "description": "base64 image bytes, or a data: URL"})
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
-    props["depth"] = {**item, "description": "parallax engine: the photo's depth map "
-                      "(brighter = nearer) instead of the server's depth model"}
+    for name, what in intake.FILE_FIELDS.items():
+        props[name] = ({"type": "string", "format": "binary", "description": what}
+                       if multipart else
+                       {"type": "string", "description": f"{what}: base64 bytes or a data: URL"})
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema
@@ -195,13 +202,15 @@ async def create_job(request: Request) -> JobOut:
         await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            fields, uploads, depth = await _read_multipart(request)
+            fields, uploads = await _read_multipart(request)
         elif content_type == "application/json":
-            fields, uploads, depth = await _read_json(request)
+            fields, uploads = await _read_json(request)
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads, depth)
+        files = {name: fields.pop(name) for name in list(fields)
+                 if isinstance(fields[name], intake.Upload)}
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, files)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -215,23 +224,22 @@ async def create_job(request: Request) -> JobOut:
     return job_out(job)
 
 
-Submission = tuple[dict[str, Any], list[intake.Upload], intake.Upload | None]
-
-
-async def _read_multipart(request: Request) -> Submission:
-    form = await request.form(max_files=intake.MAX_IMAGES + 1, max_fields=100,
+async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+    form = await request.form(max_files=intake.MAX_IMAGES + len(intake.FILE_FIELDS),
+                              max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
-    depth: intake.Upload | None = None
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
-            if key == "depth" and depth is None:  # the parallax engine's depth map
-                depth = intake.Upload(value.filename or "depth", value.file)
+            if key in intake.FILE_FIELDS and key not in fields:
+                if value.filename:  # an HTML form sends an unused file input as no name
+                    fields[key] = intake.Upload(value.filename, value.file)
                 continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images' (and one depth map as 'depth')")
+                                         "'images'" + "".join(f", {k} as '{k}'"
+                                                              for k in intake.FILE_FIELDS))
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -239,10 +247,11 @@ async def _read_multipart(request: Request) -> Submission:
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads, depth
+    uploaded = {k: v for k, v in fields.items() if isinstance(v, intake.Upload)}
+    return {**intake.clean_fields(fields), **uploaded}, uploads
 
 
-async def _read_json(request: Request) -> Submission:
+async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -259,10 +268,11 @@ async def _read_json(request: Request) -> Submission:
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
         uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
-    depth = None
-    if isinstance(body.get("depth"), str) and body["depth"]:
-        depth = intake.Upload("depth", _decode_base64(body.pop("depth"), "depth"))
-    return {k: v for k, v in body.items() if v is not None}, uploads, depth
+    fields: dict[str, Any] = {k: v for k, v in body.items() if v is not None}
+    for name in intake.FILE_FIELDS:
+        if isinstance(fields.get(name), str):
+            fields[name] = intake.Upload(name, _decode_base64(fields[name], name))
+    return fields, uploads
 
 
 def _decode_base64(text: str, what: str) -> bytes:

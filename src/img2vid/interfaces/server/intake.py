@@ -20,7 +20,14 @@ MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["ima
                        if getattr(m, "max_length", None))
 # Fields a client may not set: `images` arrive as uploads, and these name server paths.
 SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RIFE weights "
-                                      "in the server's config instead"}
+                                      "in the server's config instead",
+                      "upscale_model": "it names a file or model on the server; set "
+                                       "models.upscale_model in the server's config instead",
+                      "style_weights": "it names a folder on the server; set "
+                                       "models.style_weights in the server's config instead"}
+# Request fields that name a file: a client uploads the file itself, one of each at most.
+FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
+               "depth": "the parallax depth map (brighter = nearer)"}
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -41,8 +48,8 @@ class Upload:
 
 
 def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
-           depth: Upload | None = None) -> Job:
-    """Validate, store the images (and a parallax depth map) with the job, queue it.
+           files: Mapping[str, Upload] | None = None) -> Job:
+    """Validate, store the images (and `files`: audio, style) with the job, queue it.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
@@ -51,15 +58,17 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     if "images" in fields:
         raise InvalidImageError("images must be uploaded as files (multipart) or base64 "
                                 "strings (JSON), not given as paths")
-    if fields.get("depth") not in (None, ""):
-        raise InvalidImageError("depth must be uploaded as a file (multipart field 'depth') or "
-                                "a base64 string (JSON), not given as a path")
-    depth_model = check_depth(settings, fields, depth is not None)
-    if depth_model:  # the job runs the depth model that was checked, spelled as configured
-        fields = {**fields, "depth_model": depth_model}
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
+    files = dict(files or {})
+    for name, what in FILE_FIELDS.items():
+        if fields.get(name) not in (None, ""):
+            raise InvalidImageError(f"{name} ({what}) must be uploaded as a file, not given as "
+                                    "a path")
+    unknown = set(files) - set(FILE_FIELDS)
+    if unknown:
+        raise InvalidImageError(f"unexpected file field {sorted(unknown)[0]!r}")
     if not uploads:
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
@@ -67,6 +76,9 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     model = check_model(settings, fields.get("engine"), fields.get("model"))
     if fields.get("model"):  # the job runs the model that was checked, spelled as configured
         fields = {**fields, "model": model}
+    depth_model = check_depth(settings, fields, "depth" in files)
+    if depth_model:  # likewise the depth model
+        fields = {**fields, "depth_model": depth_model}
 
     limit = int(settings.server.max_upload_mb * 1024 * 1024)
     job_id = queue.new_job_id()
@@ -77,19 +89,25 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
             total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
             paths.append(dest)
-        extra: dict[str, Any] = {}
-        checks = list(zip(paths, uploads))
-        if depth is not None:
-            dest = folder / f"depth{_safe_suffix(depth.name)}"
-            _store(depth.source, dest, limit - total, settings.server.max_upload_mb)
-            extra["depth"] = str(dest)
-            checks.append((dest, depth))
-        request = build_request(images=tuple(str(p) for p in paths), **dict(fields), **extra)
-        for path, upload in checks:
+        stored: dict[str, Path] = {}
+        for name, upload in files.items():
+            # kept under the client's own (cleaned) name: the sidecar shows that name
+            dest = folder / name / _safe_name(upload.name, name)
+            dest.parent.mkdir(exist_ok=True)
+            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
+            stored[name] = dest
+        request = build_request(images=tuple(str(p) for p in paths),
+                                **{**dict(fields), **{k: str(v) for k, v in stored.items()}})
+        for path, upload in zip(paths, uploads):
             try:
                 probe_image(path, settings.images)
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        _probe_files(stored, settings)
+        if request.audio:  # the server's default format may be one without sound
+            from img2vid.postprocess.audio import refuse_for_format
+
+            refuse_for_format(request.format or settings.output.format)
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)
@@ -120,6 +138,31 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
                 raise too_large
             out.write(chunk)
     return written
+
+
+def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
+    """A bad soundtrack, style image or depth map is refused now (400), not when the job
+    runs."""
+    if "audio" in stored:
+        from img2vid.postprocess.audio import probe_audio
+
+        try:
+            probe_audio(stored["audio"])
+        except InputError as exc:
+            raise InvalidImageError(str(exc)) from None
+    for name in ("style", "depth"):
+        if name in stored:
+            try:
+                probe_image(stored[name], settings.images)
+            except InputError as exc:
+                raise InvalidImageError(str(exc).replace(str(stored[name]),
+                                                         stored[name].name)) from None
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    """A client's file name made safe to store: no folders, plain characters only."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.replace("\\", "/")).name)[-100:]
+    return cleaned.lstrip(".") or fallback
 
 
 def _safe_suffix(name: str) -> str:

@@ -22,11 +22,14 @@ from img2vid.core.request import (
     Easing,
     Motion,
     PresetName,
+    Upscaler,
+    VideoCodec,
 )
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.thumbnails import first_frame
 from img2vid.media.outputs import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 FROM_PRESET = "preset"
 NO_INTERPOLATION = "off"
+NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -115,13 +119,37 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
-                        with gr.Row():  # the parallax engine's depth
-                            depth_map = gr.File(label="Depth map (parallax; brighter = nearer; "
-                                                "empty: the depth model)", file_count="single",
-                                                file_types=["image"], type="filepath",
-                                                elem_id="depth")
-                            depth_of_field = gr.Slider(0.0, 1.0, value=0.0, step=0.05,
-                                                       label="Depth of field (parallax)")
+                    with gr.Accordion("Parallax: depth", open=False, elem_id="parallax"):
+                        depth_map = gr.File(label="Depth map (brighter = nearer; empty: the "
+                                            "server's depth model)", file_types=["image"],
+                                            type="filepath", elem_id="depth")
+                        depth_of_field = gr.Slider(0.0, 1.0, value=0.0, step=0.05,
+                                                   label="Depth of field",
+                                                   elem_id="depth-of-field")
+                    with gr.Accordion("Finishing: sound, upscale, style, codec", open=False,
+                                      elem_id="finishing"):
+                        audio = gr.File(label="Soundtrack (mp4, webm, mkv outputs)",
+                                        file_types=["audio"], type="filepath",
+                                        elem_id="audio")
+                        with gr.Row():
+                            audio_offset = gr.Textbox(label="Start in the track (s)",
+                                                      placeholder="0", elem_id="audio-offset")
+                            fit_to_audio = gr.Checkbox(False, label="Last as long as the track",
+                                                       elem_id="fit-to-audio")
+                        with gr.Row():
+                            upscale = gr.Dropdown([NO_UPSCALE, "2", "4"], value=NO_UPSCALE,
+                                                  label="Upscale", elem_id="upscale")
+                            upscaler = gr.Dropdown([u.value for u in Upscaler],
+                                                   value=Upscaler.MODEL.value, label="Upscaler "
+                                                   "(model: the server's)", elem_id="upscaler")
+                        style = gr.File(label="Style painting (optional)",
+                                        file_types=["image"], type="filepath", elem_id="style")
+                        style_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05,
+                                                   label="Style strength",
+                                                   elem_id="style-strength")
+                        codec = gr.Dropdown([c.value for c in VideoCodec],
+                                            value=VideoCodec.H264.value,
+                                            label="Video codec (mp4)", elem_id="codec")
                     with gr.Row():
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
@@ -140,10 +168,11 @@ class WebUI:
                                  interactive=False, elem_id="history")
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
-                    steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate,
-                    depth_of_field]
+                    steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+            finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                         style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form, depth_map],
+                self.generate, inputs=[images, *form, *finishing, depth_map, depth_of_field],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -169,8 +198,12 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, depth_of_field: float = 0.0,
-                 depth_map: str | None = None, request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, audio: str | None = None,
+                 audio_offset: str | None = None, fit_to_audio: bool = False,
+                 upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
+                 style: str | None = None, style_strength: float = 1.0,
+                 codec: str = VideoCodec.H264.value, depth_map: str | None = None,
+                 depth_of_field: float = 0.0, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -187,12 +220,20 @@ class WebUI:
             "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+            "audio_offset": _text(audio_offset) if audio else None,
+            "fit_to_audio": True if audio and fit_to_audio else None,
+            "upscale": None if upscale == NO_UPSCALE else upscale,
+            "upscaler": upscaler if upscale != NO_UPSCALE else None,
+            "style_strength": style_strength if style else None,
+            "codec": None if codec == VideoCodec.H264.value else codec,
             "depth_of_field": depth_of_field or None,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
-        depth = intake.Upload(Path(depth_map).name, Path(depth_map)) if depth_map else None
+        extra = {name: intake.Upload(Path(path).name, Path(path))
+                 for name, path in (("audio", audio), ("style", style), ("depth", depth_map))
+                 if path}
         try:
-            job = intake.submit(self.queue, fields, uploads, depth)
+            job = intake.submit(self.queue, fields, uploads, extra)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
@@ -290,8 +331,7 @@ class WebUI:
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
-                str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION,
-                req.get("depth_of_field", 0.0))
+                str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
         return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
                 str(output), _used(data), f"Loaded the settings of {output.name}.")
 
@@ -300,7 +340,7 @@ class WebUI:
         if key not in self._thumbs:
             if len(self._thumbs) > 4 * HISTORY_SIZE:
                 self._thumbs.clear()
-            self._thumbs[key] = _first_frame(output)
+            self._thumbs[key] = first_frame(output)
         return self._thumbs[key]
 
 
@@ -309,23 +349,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # removed since the listing; it is skipped when read
         return 0.0
-
-
-def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
-    import cv2
-
-    if output.is_dir():  # a PNG frame folder
-        first = min(output.glob("*.png"))
-        frame = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB)
-    else:
-        import av
-
-        with av.open(str(output)) as container:
-            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    height, width = frame.shape[:2]
-    scale = short_side / min(height, width)
-    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
 
 
 def _describe(job: Job) -> str:
@@ -356,7 +379,8 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
     # Gradio takes any dict with a "path" for a file to serve; this one is only information.
     output["file"] = output.pop("path", None)
     return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-            "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
+            "request": {k: Path(v).name if k in intake.FILE_FIELDS and v else v
+                        for k, v in sidecar.get("request", {}).items() if k != "images"},
             "engine_info": sidecar.get("engine_info"), "output": output,
             "timings": sidecar.get("timings")}
 
