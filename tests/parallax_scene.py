@@ -65,7 +65,9 @@ def save_tiny_depth_model(folder: Path) -> Path:
                                  head_hidden_size=8, reassemble_hidden_size=32,
                                  neck_hidden_sizes=[8, 16, 32, 32], patch_size=14)
     DepthAnythingForDepthEstimation(config).save_pretrained(folder)
-    # the hub repo's preprocessor_config.json values (DPTImageProcessor, 518, multiple of 14)
+    # the hub repo's preprocessor_config.json, verbatim values (DPTImageProcessor, 518x518,
+    # keep_aspect_ratio, ensure_multiple_of 14, bicubic, ImageNet mean/std, no padding):
+    # huggingface.co/depth-anything/Depth-Anything-V2-Small-hf/blob/32d0394/preprocessor_config.json
     DPTImageProcessorPil(do_resize=True, size={"height": 518, "width": 518},
                          keep_aspect_ratio=True, ensure_multiple_of=14, resample=3,
                          do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
