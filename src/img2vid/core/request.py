@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from img2vid.core.choices import (
     Easing,
     EncoderKind,
-    Engine,
-    Interpolator,
+    EngineKind,
+    InterpolatorKind,
     LoopMode,
     MemoryLevel,
     Motion,
@@ -24,7 +24,7 @@ from img2vid.core.choices import (
     VideoCodec,
 )
 from img2vid.core.errors import InputError
-from img2vid.core.messages import describe_validation_error
+from img2vid.core.validation import one_line
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
 RESOLUTIONS = (256, 360, 480, 512, 540, 576, 720, 768, 1024, 1080, 1440, 2160)
@@ -38,8 +38,8 @@ PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights
                "depth_model")
 
 # Values a preset fills in when the request leaves them unset, per engine.
-PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
-    Engine.CAMERA: {
+PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
+    EngineKind.CAMERA: {
         PresetName.PREVIEW: {"resolution": 720, "fps": 24, "duration": 4.0, "crf": 23,
                              "encode_speed": "veryfast"},
         PresetName.STANDARD: {"resolution": 1080, "fps": 30, "duration": 5.0, "crf": 18,
@@ -49,7 +49,7 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
         PresetName.MAX: {"resolution": 2160, "fps": 30, "duration": 8.0, "crf": 16,
                          "encode_speed": "slow"},
     },
-    Engine.DIFFUSION: {
+    EngineKind.DIFFUSION: {
         PresetName.PREVIEW: {"resolution": 512, "num_frames": 8, "num_inference_steps": 30},
         PresetName.STANDARD: {"resolution": 512, "num_frames": 16, "num_inference_steps": 50},
         PresetName.HIGH: {"resolution": 768, "num_frames": 24, "num_inference_steps": 80},
@@ -58,9 +58,9 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
 }
 # Shared by every diffusion preset. Guidance and fps are left to each model's own defaults
 # (I2VGen-XL 9 and 8 fps, SVD 3 and 7 fps, Wan 2.1 5 and 16 fps...) unless the user sets them.
-for _values in PRESETS[Engine.DIFFUSION].values():
+for _values in PRESETS[EngineKind.DIFFUSION].values():
     _values.update({"crf": 18, "encode_speed": "medium"})
-PRESETS[Engine.PARALLAX] = PRESETS[Engine.CAMERA]  # same clips, moved through depth
+PRESETS[EngineKind.PARALLAX] = PRESETS[EngineKind.CAMERA]  # same clips, moved through depth
 
 # Motions only the parallax engine can make (a flat photo has no depth to move through).
 PARALLAX_ONLY_MOTIONS = frozenset({
@@ -86,7 +86,7 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
-    engine: Engine | None = Field(None, description="camera (default), diffusion (chosen "
+    engine: EngineKind | None = Field(None, description="camera (default), diffusion (chosen "
                                   "automatically with --model) or parallax (with --depth, "
                                   "--depth-model or a parallax motion)")
     model: str | None = Field(None, description="diffusion model name or local folder")
@@ -132,7 +132,7 @@ class GenerationRequest(BaseModel):
                                     "2, 3 or 4 with frame interpolation")
     target_fps: int | None = Field(None, ge=1, le=240, description="interpolate up to this "
                                    "frame rate")
-    interpolator: Interpolator = Field(Interpolator.FLOW, description="flow (weightless) or "
+    interpolator: InterpolatorKind = Field(InterpolatorKind.FLOW, description="flow (weightless) or "
                                        "rife (learned weights)")
     rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
                                      "(default: the downloaded one)")
@@ -232,7 +232,7 @@ class GenerationRequest(BaseModel):
             data["images"] = (data["images"],)
         engine = data.get("engine") or default_engine(data)
         try:
-            engine = Engine(engine)
+            engine = EngineKind(engine)
             preset = PresetName(data.get("preset", PresetName.STANDARD))
         except ValueError:
             return data  # the field validators report the bad value
@@ -271,7 +271,7 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_engine_options(self) -> GenerationRequest:
-        parallax = self.engine is Engine.PARALLAX
+        parallax = self.engine is EngineKind.PARALLAX
         if not parallax and self.motion in PARALLAX_ONLY_MOTIONS:
             raise ValueError(f"motion {self.motion.value} needs depth: use --engine parallax")
         if parallax and self.motion is Motion.ROTATE:
@@ -305,7 +305,7 @@ class GenerationRequest(BaseModel):
         if self.fit_to_audio and self.loop is LoopMode.PINGPONG:
             raise ValueError("fit_to_audio cannot be used with loop pingpong (it doubles the "
                              "length); use loop none or seamless")
-        if self.fit_to_audio and self.engine is Engine.DIFFUSION:
+        if self.fit_to_audio and self.engine is EngineKind.DIFFUSION:
             raise ValueError("fit_to_audio works with the camera engine: a diffusion model "
                              "makes a fixed number of frames")
         if self.codec not in (None, VideoCodec.H264) and self.format not in (None,
@@ -319,18 +319,18 @@ class GenerationRequest(BaseModel):
         return self.model_dump(mode="json")
 
 
-def default_engine(data: dict[str, Any]) -> Engine:
+def default_engine(data: dict[str, Any]) -> EngineKind:
     """diffusion with a model, parallax with depth options or a depth-only motion, else camera."""
     if data.get("model"):
-        return Engine.DIFFUSION
+        return EngineKind.DIFFUSION
     motion = data.get("motion")
     try:
         depth_motion = motion is not None and Motion(motion) in PARALLAX_ONLY_MOTIONS
     except ValueError:
         depth_motion = False
     if data.get("depth") or data.get("depth_model") or depth_motion:
-        return Engine.PARALLAX
-    return Engine.CAMERA
+        return EngineKind.PARALLAX
+    return EngineKind.CAMERA
 
 
 def build_request(**fields: Any) -> GenerationRequest:
@@ -341,8 +341,7 @@ def build_request(**fields: Any) -> GenerationRequest:
     try:
         return GenerationRequest(**fields)
     except ValidationError as exc:
-        raise InputError(describe_validation_error(exc, GenerationRequest.model_fields)
-                         ) from None
+        raise InputError(one_line(exc, GenerationRequest, subject="invalid request")) from None
 
 
 def output_size(request: GenerationRequest, source_width: int, source_height: int,

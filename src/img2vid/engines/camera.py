@@ -151,7 +151,7 @@ def choose_focus(request: GenerationRequest, pixels: np.ndarray,
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class FrameJob:
+class FrameTask:
     """Everything a worker needs for one frame: one view, or two and their mix weight."""
 
     views: tuple[View, ...]
@@ -206,7 +206,7 @@ class CameraEngine:
     def _stream(self, planner: FramePlanner, transition: Blend, progress: ProgressCallback,
                 cancel: CancelToken) -> Iterator[np.ndarray]:
         def plan(index: int) -> Callable[[], np.ndarray]:
-            return partial(render_frame, planner.job(index), planner.out_w, planner.out_h,
+            return partial(render_frame, planner.task(index), planner.out_w, planner.out_h,
                            transition)
 
         return stream_frames(plan, planner.timeline.num_frames, self.threads, "img2vid-camera",
@@ -269,10 +269,10 @@ def _focus_fractions(framing: Framing) -> list[float]:
 
 
 class FramePlanner:
-    """Turns frame indices into FrameJobs: cameras, pyramid levels and exact warps.
+    """Turns frame indices into FrameTasks: cameras, pyramid levels and exact warps.
 
     Runs on the generator's thread only. Each photo's pyramid is built when its segment
-    starts and dropped when it is over (queued jobs keep what they need), so a long slideshow
+    starts and dropped when it is over (queued tasks keep what they need), so a long slideshow
     holds at most two.
     """
 
@@ -286,13 +286,13 @@ class FramePlanner:
     def camera(self, image: int, t: float) -> Camera:
         return camera_at(self.motion, self.framings[image], self.zoom, eased(self.easing, t))
 
-    def job(self, frame: int) -> FrameJob:
+    def task(self, frame: int) -> FrameTask:
         shots = self.timeline.shots(frame)
         for done in [i for i in self._slides if i < shots[0].image]:
             del self._slides[done]
         views = tuple(plan_view(self._slide(s.image), self.camera(s.image, s.t),
                                 self.out_w, self.out_h) for s in shots)
-        return FrameJob(views, shots[-1].weight)
+        return FrameTask(views, shots[-1].weight)
 
     def _slide(self, image: int) -> Slide:
         if image not in self._slides:
@@ -300,9 +300,9 @@ class FramePlanner:
         return self._slides[image]
 
 
-def render_frame(job: FrameJob, out_w: int, out_h: int, transition: Blend) -> np.ndarray:
+def render_frame(task: FrameTask, out_w: int, out_h: int, transition: Blend) -> np.ndarray:
     """Render one frame on a pool thread."""
-    frames = [warp(view, out_w, out_h) for view in job.views]
+    frames = [warp(view, out_w, out_h) for view in task.views]
     if len(frames) == 1:
         return frames[0]
-    return transition(frames[0], frames[1], job.weight)
+    return transition(frames[0], frames[1], task.weight)

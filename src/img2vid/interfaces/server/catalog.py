@@ -88,17 +88,17 @@ def check_depth(settings: Settings, fields: Mapping[str, Any], has_map: bool) ->
 
     Over the network a depth model is a name from GET /api/v1/models, never a server folder.
     """
-    from img2vid.core.request import Engine, default_engine
+    from img2vid.core.request import EngineKind, default_engine
     from img2vid.engines.parallax.depth import DEFAULT_DEPTH_MODEL
 
     if has_map and fields.get("engine") not in (None, "", "parallax"):
         raise InputError(f"a depth map is for the parallax engine, not {fields['engine']}")
     name = str(fields.get("depth_model") or "").strip()
     try:
-        engine = Engine(fields.get("engine") or default_engine({**fields, "depth": has_map}))
+        engine = EngineKind(fields.get("engine") or default_engine({**fields, "depth": has_map}))
     except ValueError:
         return None  # the request's own validation names the bad engine
-    if engine is not Engine.PARALLAX or (has_map and not name):
+    if engine is not EngineKind.PARALLAX or (has_map and not name):
         return None
     known = {m.name.lower(): m for m in list_models(settings) if m.engine == "parallax"}
     info = known.get((name or DEFAULT_DEPTH_MODEL).lower())
