@@ -58,6 +58,12 @@ def test_doctor_reports_encoders_and_config(tmp_path):
     assert "encoder libx264" in proc.stdout and "config in effect" in proc.stdout
 
 
+def test_doctor_never_prints_the_token(tmp_path):
+    proc = run_cli("doctor", cwd=tmp_path, env={"IMG2VID_SERVER__TOKEN": "s3cret-value"})
+    assert "s3cret-value" not in proc.stdout + proc.stderr
+    assert "token: <set>" in proc.stdout
+
+
 def test_help_does_not_import_heavy_libraries(tmp_path):
     code = ("import sys; from img2vid.interfaces.cli.app import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch','diffusers','av','cv2','gradio') if m in sys.modules))")

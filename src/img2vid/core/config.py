@@ -162,5 +162,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def dump_settings(settings: Settings) -> str:
-    """The settings in effect, as YAML (for `img2vid doctor` and the docs)."""
-    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+    """The settings in effect, as YAML (for `img2vid doctor` and the docs); a token is shown
+    as set or not, never its value (doctor's output gets pasted into bug reports)."""
+    values = settings.model_dump(mode="json")
+    if values.get("server", {}).get("token"):
+        values["server"]["token"] = "<set>"
+    return yaml.safe_dump(values, sort_keys=False)
