@@ -53,7 +53,7 @@ def test_cli_mp4_to_mp4_triples_the_rate(tmp_path):
     assert done.stdout.strip() == "out.mp4"
     frames, rate = decode(tmp_path / "out.mp4")
     assert len(frames) == 24 and rate == 30 and frames[0].shape == (240, 320, 3)
-    sidecar = json.loads((tmp_path / "out.json").read_text())
+    sidecar = json.loads((tmp_path / "out.mp4.json").read_text())
     assert sidecar["interpolation"]["factor"] == 3
     assert sidecar["interpolation"]["scene_cuts"] == 0
     assert sidecar["input"]["frames"] == 8 and sidecar["output"]["frames"] == 24
@@ -133,7 +133,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         (["notes.txt", "-o", "o.mp4", "--interpolate", "2"], "cannot read"),
         (["missing.mp4", "-o", "o.mp4", "--interpolate", "2"], "not found"),
         (["in.mp4", "-o", "o.mp4", "--target-fps", "24"], "below the input"),
-        (["in.mp4", "-o", "o.avi", "--interpolate", "2"], "output format"),
+        (["in.mp4", "-o", "o.avi", "--interpolate", "2"], "not an output format"),
         (["in.mp4", "-o", "in.mp4", "--interpolate", "2"], "is the input"),
         (["in.mp4", "-o", "o.mp4", "--interpolate", "2", "--interpolator", "rife"],
          "img2vid models download rife"),

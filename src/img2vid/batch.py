@@ -25,7 +25,7 @@ from img2vid.config import Settings
 from img2vid.engines.base import Engine, EngineFactory, create_engine
 from img2vid.engines.memory import worker_devices
 from img2vid.errors import CancelledError, Img2VidError, InputError
-from img2vid.images import file_sha256
+from img2vid.images import file_sha256, readable_formats, readable_suffixes
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import GenerationRequest, OutputFormat, build_request
 
@@ -35,10 +35,6 @@ REPORT_STEM = "batch_report"
 REPORT_COLUMNS = ("item", "input", "status", "output", "seconds", "error")
 DONE, SKIPPED, FAILED, PENDING = "done", "skipped", "failed", "pending"
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
-# Photo formats a folder batch picks up; other files (notes, sidecars, videos) are ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff",
-                            ".bmp", ".gif", ".avif", ".heic", ".heif", ".qoi", ".tga", ".ppm",
-                            ".pgm", ".pnm"})
 # Temporary outputs older than this are left over from a crash, not being written.
 STALE_PARTIAL_S = 3600.0
 REPORT_INTERVAL_S = 1.0  # rewrite the report at most this often (and at the end)
@@ -103,7 +99,7 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
     if path.is_dir():
         files = [str(p) for p in path.iterdir() if not p.name.startswith(".")]
         where = f"in {source}"
-    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+    elif path.is_file() and path.suffix.lower() in readable_suffixes():
         files, where = [str(path)], ""
     elif path.is_file():
         raise InputError(f"{source} is not a folder, an image or a manifest; a manifest must "
@@ -116,11 +112,13 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
                          "'photos/*.jpg', or a .csv/.jsonl manifest")
     # Sorted, so items (and the names their outputs get) come in the same order every run.
     files = sorted(f for f in files if os.path.isfile(f))
-    images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    ignored = [f for f in files if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
+    # Only formats this installation decodes (HEIC needs pillow-heif): other files are
+    # ignored, not failed one by one.
+    readable = readable_suffixes()
+    images = [f for f in files if Path(f).suffix.lower() in readable]
+    ignored = [f for f in files if Path(f).suffix.lower() not in readable]
     if not images:
-        raise InputError(f"no photos {where} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(f"no photos {where} (formats read: {readable_formats()})")
     return [_item(f, (f,), options) for f in images], ignored
 
 
@@ -328,8 +326,9 @@ def run_item(item: BatchItem, settings: Settings, engine: Engine,
     t0 = time.perf_counter()
     try:
         _clear_replaced_folder(item.output)
+        # a batch's own names: a video made for a different request is made again
         result = generate(item.request, settings, output=item.output, cancel=cancel,
-                          engine=engine)
+                          engine=engine, overwrite=True)
     except CancelledError:
         return ItemResult(PENDING, seconds=_since(t0), error="interrupted")
     except Img2VidError as exc:
@@ -519,11 +518,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
         log.info("ignoring %s (not a photo format)", name)
     directory = Path(os.path.abspath(output_dir or settings.output.directory))
     items = assign_outputs(items, directory, settings.output.format)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {directory}: {exc.strerror or exc}"
-                         ) from None
+    outputs.ensure_writable(directory)
     remove_stale_partials(directory)
 
     report = Report(directory, source, "local" if ray_address is None else "ray", items)

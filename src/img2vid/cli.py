@@ -83,8 +83,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="make a video from one or more photos",
                        description="Make a video from one or more photos. Presets: " + presets)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input photo(s)")
-    p.add_argument("-o", "--output", type=Path, help="output path (default: a timestamped "
-                   "name in output.directory)")
+    p.add_argument("-o", "--output", metavar="PATH", help="output file: its extension picks "
+                   "the format (.mp4, .webm, .mkv, .gif; no extension: a folder of PNG frames); "
+                   "a folder ending in / (or an existing folder) gets a timestamped name. "
+                   "Default: a timestamped name in output.directory. The sidecar is PATH.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o output "
+                   "(otherwise that is an error)")
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -98,7 +102,10 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     request = request_from_args(args, args.images)
     log.info("request: %s", request.summary())
     with ProgressBars(enabled=not args.quiet) as bars:
-        result = generate(request, settings, output=args.output, progress=bars)
+        result = generate(request, settings, output=args.output, progress=bars,
+                          overwrite=args.overwrite)
+    for note in result.metadata.get("notes", []):
+        print(f"img2vid: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.metadata, indent=2))
     else:

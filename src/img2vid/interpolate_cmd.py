@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from img2vid import __version__
+from img2vid import __version__, outputs
 from img2vid.config import Settings
 from img2vid.errors import InputError
 from img2vid.progress import CancelToken, ProgressCallback
 from img2vid.request import ENCODE_SPEEDS, Interpolator, OutputFormat
 
+if TYPE_CHECKING:
+    from img2vid.remux import SourceAudio
+
 log = logging.getLogger(__name__)
 
-_SUFFIX_FORMATS = {".mp4": OutputFormat.MP4, ".webm": OutputFormat.WEBM,
-                   ".mkv": OutputFormat.MKV, ".gif": OutputFormat.GIF}
 MAX_TARGET_FPS = 240.0
 
 
@@ -28,11 +30,14 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "interpolate", help="raise the frame rate of an existing video or frame folder",
         description="Interpolate new frames into any video PyAV decodes, or a folder of "
-        "numbered frames, keeping its size and duration. Output format follows -o: "
-        ".mp4, .webm, .mkv (lossless FFV1), .gif, or a name without extension for a "
-        "folder of PNG frames (lossless).")
+        "numbered frames, keeping its size, duration and audio (stream copy; a GIF or PNG "
+        "frames cannot hold audio, WebM only Opus/Vorbis: a note says so). Output format "
+        "follows -o: .mp4, .webm, .mkv (lossless FFV1), .gif, a name without extension for "
+        "a folder of PNG frames (lossless), or a folder ending in / for a timestamped name.")
     p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    p.add_argument("-o", "--output", required=True, help="output path; its extension picks "
+                   "the format")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
                       help="multiply the frame rate by 2, 3 or 4")
@@ -47,7 +52,7 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
                    "input (default 24); for a video, overrides the rate it declares")
     p.add_argument("--format", choices=[f.value for f in OutputFormat],
                    help="output format (default: from the -o extension)")
-    p.add_argument("--crf", type=int, default=18, help="encoder quality, 0-51, lower is "
+    p.add_argument("--crf", type=int, default=18, help="encoder quality, 0 to 51, lower is "
                    "better (default 18)")
     p.add_argument("--encode-speed", choices=ENCODE_SPEEDS, default="medium",
                    help="encoder speed preset (default medium)")
@@ -55,20 +60,6 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_interpolate)
-
-
-def output_format(output: Path, explicit: str | None) -> OutputFormat:
-    """The format asked for, else the one -o's extension names (none: PNG frames)."""
-    if explicit:
-        return OutputFormat(explicit)
-    suffix = output.suffix.lower()
-    if not suffix:
-        return OutputFormat.PNG
-    if suffix not in _SUFFIX_FORMATS:
-        raise InputError(f"cannot tell the output format from {output.name!r}: use "
-                         f"{', '.join(_SUFFIX_FORMATS)}, no extension for PNG frames, "
-                         "or --format")
-    return _SUFFIX_FORMATS[suffix]
 
 
 def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,26 +71,32 @@ def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
             args.input, args.output, settings, factor=args.interpolate,
             target_fps=args.target_fps, interpolator=Interpolator(args.interpolator),
             rife_weights=args.rife_weights, fps=args.fps, fmt=args.format, crf=args.crf,
-            speed=args.encode_speed, progress=bars)
+            speed=args.encode_speed, progress=bars, overwrite=args.overwrite)
+    if metadata["audio"].get("note"):
+        print(f"img2vid: note: {metadata['audio']['note']}", file=sys.stderr)
     print(json.dumps(metadata, indent=2) if args.json else metadata["output"]["path"])
     return 0
 
 
-def interpolate_file(source: Path, output: Path, settings: Settings, *,
+def interpolate_file(source: Path, output: Path | str, settings: Settings, *,
                      factor: int | None = None, target_fps: float | None = None,
                      interpolator: Interpolator = Interpolator.FLOW,
                      rife_weights: str | None = None, fps: float | None = None,
                      fmt: str | None = None, crf: int = 18, speed: str = "medium",
                      progress: ProgressCallback | None = None,
-                     cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Interpolate `source` into `output` (written atomically, with a JSON sidecar).
+                     cancel: CancelToken | None = None,
+                     overwrite: bool = False) -> dict[str, Any]:
+    """Interpolate `source` into `output` (written atomically, with a JSON sidecar), with
+    the source's audio copied in when the output's container can hold it.
 
-    Returns the sidecar's content. Bad input raises InputError before anything is written.
+    `output` follows -o's rules (outputs.resolve_output). Returns the sidecar's content.
+    Bad input raises InputError before anything is written.
     """
     from img2vid.encode import EncodeOptions
     from img2vid.pipeline import library_versions, save_clip, write_sidecar
     from img2vid.postprocess import make_interpolator
     from img2vid.postprocess.interpolate import interpolate_clip, output_timing
+    from img2vid.remux import source_audio, why_not_kept
     from img2vid.video_input import open_clip
 
     progress = progress or (lambda _: None)
@@ -115,11 +112,13 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
         raise InputError(f"--fps {fps:g}: allowed range is 1 to {MAX_TARGET_FPS:g}")
     if not 0 <= crf <= 51:
         raise InputError(f"--crf {crf}: allowed range is 0 to 51")
-    fmt_ = output_format(output, fmt)
-    if output.exists() and output.resolve() == source.resolve():
+    source = Path(source)
+    if Path(output).exists() and Path(output).resolve() == source.resolve():
         raise InputError(f"-o {output} is the input; choose another output path")
-    if fmt_ is OutputFormat.PNG and output.exists():
-        raise InputError(f"{output} already exists; choose another -o path for a frame folder")
+    target = outputs.resolve_output(output, fmt, settings.output.format,
+                                    settings.output.directory, overwrite=overwrite)
+    fmt_ = target.format
+    outputs.ensure_writable(target.directory)
 
     clip = open_clip(source, fps, settings.images)
     if fmt_ in (OutputFormat.MP4, OutputFormat.WEBM) and (clip.width % 2 or clip.height % 2):
@@ -131,11 +130,16 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
     result = interpolate_clip(clip, engine, factor=factor, target_fps=target_fps,
                               progress=progress, cancel=cancel)
 
+    audio = source_audio(source)
+    dropped = why_not_kept(audio, fmt_) if audio else None
+    if dropped:
+        log.warning("audio of %s not kept: %s", source, dropped)
     options = EncodeOptions(format=fmt_, crf=crf, speed=speed,
                             comment=json.dumps({"img2vid": __version__,
                                                 "interpolated_from": source.name}))
-    final, encoded = save_clip(result, options, output=output, directory=output.parent,
-                               prefix="", started=started, progress=progress, cancel=cancel)
+    final, encoded = save_clip(result, options, target, prefix=settings.output.prefix,
+                               started=started, progress=progress, cancel=cancel,
+                               audio=None if dropped else audio)
     metadata = {
         "img2vid": __version__,
         "created": started.isoformat(timespec="seconds"),
@@ -144,6 +148,7 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
         "input": {"path": str(source), "width": clip.width, "height": clip.height,
                   "fps": clip.fps, "frames": clip.num_frames},
         "interpolation": result.info["interpolation"],
+        "audio": _audio_record(audio, dropped),
         "source_info": {k: v for k, v in result.info.items() if k != "interpolation"},
         "versions": library_versions(),
         "timings": {"total_s": round(time.perf_counter() - t0, 3)},
@@ -152,3 +157,14 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
     log.info("interpolated %s -> %s (%d frames at %g fps)", source, final, encoded.frames,
              encoded.fps)
     return metadata
+
+
+def _audio_record(audio: SourceAudio | None, dropped: str | None) -> dict[str, Any]:
+    if audio is None:
+        return {"kept": False, "source": None}
+    record: dict[str, Any] = {"kept": dropped is None, "source": audio.codec,
+                              "duration": audio.duration}
+    if dropped:
+        record["note"] = (f"the input's {audio.codec} audio is not kept: {dropped}; write "
+                          ".mkv (or .mp4) to keep it")
+    return record

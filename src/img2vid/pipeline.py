@@ -18,8 +18,10 @@ from img2vid.config import Settings
 from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.engines.base import Clip, Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
+from img2vid.errors import InputError
 from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
+from img2vid.remux import SourceAudio, add_audio
 from img2vid.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -34,18 +36,23 @@ class GenerationResult:
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             engine: Engine | None = None) -> GenerationResult:
+             engine: Engine | None = None, overwrite: bool = False) -> GenerationResult:
     """Make the video `request` describes and save it with its sidecar.
 
-    `output` is an explicit path (-o); otherwise a timestamped name in the output folder.
-    Nothing is left behind on failure or cancellation: frames go to a hidden temporary
-    file that is renamed into place only when the encoder has finished.
+    `output` is what -o says (see outputs.resolve_output): a file whose extension picks the
+    container, a PNG frame folder, or a folder for a timestamped name; an existing output is
+    replaced only with `overwrite`. Nothing is left behind on failure or cancellation:
+    frames go to a hidden temporary file that is renamed into place only when the encoder
+    has finished.
     """
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     started = datetime.now()
     t0 = time.perf_counter()
 
+    target = outputs.resolve_output(output, request.format, settings.output.format,
+                                    settings.output.directory, overwrite=overwrite)
+    outputs.ensure_writable(target.directory)
     postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
     images = [load_image(path, settings.images) for path in request.images]
     cancel.raise_if_cancelled()
@@ -55,14 +62,11 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     clip = engine.generate(request, images, progress, cancel)
     clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
 
-    fmt = request.format or settings.output.format
-    directory = output.parent if output else settings.output.directory
-    options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
+    options = EncodeOptions(format=target.format, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
                             comment=json.dumps(_comment(request, images, clip), separators=(",", ":")))
-    final, encoded = save_clip(clip, options, output=output, directory=directory,
-                               prefix=settings.output.prefix, started=started,
-                               progress=progress, cancel=cancel)
+    final, encoded = save_clip(clip, options, target, prefix=settings.output.prefix,
+                               started=started, progress=progress, cancel=cancel)
     t_encoded = time.perf_counter()
 
     sidecar_data = {
@@ -88,17 +92,27 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     return GenerationResult(final, sidecar, sidecar_data)
 
 
-def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, directory: Path,
+def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, *,
               prefix: str, started: datetime, progress: ProgressCallback,
-              cancel: CancelToken) -> tuple[Path, EncodedInfo]:
-    """Encode `clip` to a hidden temporary file, then move it to `output` or a new name.
+              cancel: CancelToken, audio: SourceAudio | None = None,
+              ) -> tuple[Path, EncodedInfo]:
+    """Encode `clip` to a hidden temporary file, then move it to the target's path or a new
+    timestamped name in its folder.
 
+    `audio` is stream-copied in beside the video before the file is moved into place.
     Nothing is left behind on failure, cancellation or a full disk.
     """
-    staged = outputs.staging_path(directory, options.format.extension)
+    directory = target.directory
+    try:
+        staged = outputs.staging_path(directory, options.format.extension)
+    except OSError as exc:
+        raise InputError(outputs.not_writable(directory, exc)) from None
     try:
         encoded = _encode(clip, staged, options, progress, cancel)
-        final = (outputs.commit_to(staged, output) if output else
+        if audio is not None:
+            staged = add_audio(staged, audio, options.format)
+        final = (outputs.commit_to(staged, target.path, overwrite=target.overwrite)
+                 if target.path else
                  outputs.commit_named(staged, directory, prefix, options.format.extension,
                                       started))
     except OSError as exc:
