@@ -25,6 +25,7 @@ from img2vid.batch import (
 )
 from img2vid.config import ModelSettings, Settings
 from img2vid.errors import ModelNotAvailableError, OutOfMemoryError
+from img2vid.extras import install_command
 from img2vid.outputs import STAGING_PREFIX
 from img2vid.progress import CancelToken, Progress
 from img2vid.request import OutputFormat, build_request, output_size
@@ -277,7 +278,8 @@ def test_ray_without_ray_installed_says_how_to_install(workdir, capsys,
     for argv in (["in", "--ray"], ["--ray", "in"], ["in", "--ray", "10.0.0.1:6379"]):
         code, _, stderr = batch_main(capsys, *argv, "-o", "out")
         assert code == 2
-        assert stderr == "img2vid: error: --ray needs Ray: pip install 'img2vid[ray]'\n"
+        assert stderr == ("img2vid: error: batch --ray needs the ray extra (ray is not "
+                          f"installed); install it with: {install_command('ray')}\n")
     assert not (workdir / "out").exists()
 
 

@@ -296,11 +296,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         reason = err["msg"].removeprefix("Value error, ")
         raise InputError(f"--{err['loc'][0]}: {reason[:1].lower()}{reason[1:]}") from None
     settings = settings.model_copy(update={"server": server, "models": models})
-    try:
-        from img2vid.server.run import is_loopback, prepare
-    except ImportError as exc:
-        raise InputError(f"img2vid serve needs the server extra ({exc.name} is not installed): "
-                         "pip install 'img2vid[server]'") from None
+    from img2vid.extras import require
+
+    require("server", "img2vid serve")
+    from img2vid.server.run import is_loopback, prepare
+
     service = prepare(settings)
     log_file = next((h.baseFilename for h in logging.getLogger().handlers
                      if isinstance(h, logging.FileHandler)), None)

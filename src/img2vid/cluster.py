@@ -17,7 +17,6 @@ from img2vid.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "--ray needs Ray: pip install 'img2vid[ray]'"
 _RESULT_COLUMNS = ("index", "status", "output", "seconds", "error")
 ITEM_RETRIES = 1  # an item whose worker process dies is tried once more on a new process
 
@@ -54,11 +53,12 @@ class ItemWorker:
 
 
 def import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise InputError(INSTALL_HINT) from None
+    from img2vid.extras import require
+
+    require("ray", "batch --ray")
+    import ray
+    import ray.data
+
     return ray
 
 

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from img2vid import __version__, outputs, postprocess
+from img2vid import __version__, extras, outputs, postprocess
 from img2vid.config import Settings
 from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.engines.base import Clip, Engine, create_engine
@@ -22,7 +22,8 @@ from img2vid.errors import InputError
 from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.remux import SourceAudio, add_audio
-from img2vid.request import GenerationRequest
+from img2vid.request import Engine as EngineName
+from img2vid.request import GenerationRequest, Quantize
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,12 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     target = outputs.resolve_output(output, request.format, settings.output.format,
                                     settings.output.directory, overwrite=overwrite)
-    outputs.ensure_writable(target.directory)
+    if request.engine is EngineName.DIFFUSION:
+        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
+        if request.quantize is Quantize.INT8:
+            extras.require("quantize", "--quantize int8")
     postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
+    outputs.ensure_writable(target.directory)
     images = [load_image(path, settings.images) for path in request.images]
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()

@@ -50,18 +50,14 @@ def preflight(request: GenerationRequest, settings: Settings | None = None) -> N
     if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
         from img2vid.models_cache import cache_dir, find_rife_weights
 
-        find_rife_weights(request.rife_weights, cache_dir(settings))
         _require_torch()
+        find_rife_weights(request.rife_weights, cache_dir(settings))
 
 
 def _require_torch() -> None:
-    from img2vid.errors import ModelNotAvailableError
+    from img2vid.extras import require
 
-    try:
-        import torch  # noqa: F401  (only to report a missing install clearly)
-    except ImportError:
-        raise ModelNotAvailableError("--interpolator rife needs PyTorch: install "
-                                     "img2vid[diffusion] or use --interpolator flow") from None
+    require("diffusion", "--interpolator rife")
 
 
 def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
@@ -76,8 +72,8 @@ def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
         return FlowInterpolator()
     from img2vid.models_cache import cache_dir, find_rife_weights
 
-    weights = find_rife_weights(rife_weights, cache_dir(settings))
     _require_torch()
+    weights = find_rife_weights(rife_weights, cache_dir(settings))
     from img2vid.postprocess.rife import RifeInterpolator
 
     return RifeInterpolator(weights, device=device)

@@ -3,13 +3,13 @@ missing ones (from the diffusion registry and the Hugging Face cache, as `img2vi
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from img2vid.config import Settings
 from img2vid.errors import InputError
+from img2vid.extras import missing_module
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,10 @@ class ModelInfo:
 
 CAMERA = ModelInfo("camera", "camera", True, "weightless camera moves on the CPU: zoom, pan, "
                    "Ken Burns, rotate (no model download)")
-INSTALL_HINT = "install the diffusion extra on the server: pip install 'img2vid[diffusion]'"
+def _install_hint() -> str:
+    from img2vid.extras import install_command
+
+    return f"install the diffusion extra on the server: {install_command('diffusion')}"
 
 
 def list_models(settings: Settings) -> list[ModelInfo]:
@@ -36,8 +39,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     local folder), then any other names configured in models.local_dirs."""
     from img2vid.engines.diffusion.registry import MODELS
 
-    installed = all(importlib.util.find_spec(m) for m in ("torch", "diffusers",
-                                                         "huggingface_hub"))
+    installed = missing_module("diffusion") is None
     rows: dict[str, dict[str, Any]] = {}
     if installed:
         from img2vid.models_cmd import model_rows
@@ -47,7 +49,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     models = [CAMERA]
     for spec in MODELS.values():
         cached = bool(rows.get(spec.name, {}).get("cached"))
-        hint = (INSTALL_HINT if not installed else
+        hint = (_install_hint() if not installed else
                 f"run `img2vid models download {spec.name}` on the server "
                 f"(about {spec.download_gb:g} GB)")
         models.append(ModelInfo(spec.name, "diffusion", installed and cached, spec.description,
@@ -56,7 +58,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
         if name in MODELS:
             continue
         present = folder.expanduser().is_dir()
-        hint = (INSTALL_HINT if not installed else
+        hint = (_install_hint() if not installed else
                 None if present else f"the folder {folder} does not exist; fix "
                 "models.local_dirs in the server's config")
         models.append(ModelInfo(name, "diffusion", installed and present,
