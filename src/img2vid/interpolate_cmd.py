@@ -133,7 +133,7 @@ def interpolate_file(source: Path, output: Path | str, settings: Settings, *,
     audio = source_audio(source)
     dropped = why_not_kept(audio, fmt_) if audio else None
     if dropped:
-        log.warning("audio of %s not kept: %s", source, dropped)
+        log.info("audio of %s not kept: %s", source, dropped)
     options = EncodeOptions(format=fmt_, crf=crf, speed=speed,
                             comment=json.dumps({"img2vid": __version__,
                                                 "interpolated_from": source.name}))
