@@ -71,3 +71,24 @@ def test_doctor_shows_which_extras_are_installed(tmp_path):
         assert lines[f"extra {extra}"].startswith("[ ok ]") and "installed (" in lines[
             f"extra {extra}"]
     assert "HEIC/HEIF" in lines["photo formats"]
+
+
+def test_an_unreachable_ray_head_fails_in_one_line_naming_it(tmp_path):
+    import socket
+    import time
+
+    pytest.importorskip("ray")  # without it: the missing-extra line above
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    make_photo(tmp_path / "in" / "a.png", 0)
+    t0 = time.monotonic()
+    proc = run_cli("batch", "in", "-o", "out", "--ray", f"127.0.0.1:{port}", "--ray-timeout",
+                   "2", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"img2vid: error: cannot reach the Ray cluster at 127.0.0.1:{port} "
+                           "within 2 s (Connection refused); check the address and that "
+                           "`ray start --head` runs there (--ray-timeout sets the wait)\n")
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "out").exists()
+    help_text = run_cli("batch", "--help", cwd=tmp_path).stdout
+    assert "--ray-timeout SECONDS" in help_text and "default 30" in help_text

@@ -503,7 +503,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
               output_dir: Path | None = None, workers: int | None = None,
               ray_address: str | None = None, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None, factory: EngineFactory = create_engine,
-              ) -> BatchResult:
+              ray_timeout: float = 30.0) -> BatchResult:
     """Make every item's video in `output_dir`, skipping ones already done; write the report.
 
     `ray_address` None runs locally; "" or an address runs on Ray (see img2vid.cluster).
@@ -550,7 +550,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
         from img2vid.cluster import run_on_ray
 
         results = run_on_ray(pending, settings, address=ray_address, workers=workers,
-                             cancel=cancel, factory=factory)
+                             cancel=cancel, factory=factory, connect_timeout=ray_timeout)
     try:
         with closing(results):
             for index, result in results:

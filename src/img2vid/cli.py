@@ -165,6 +165,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    "cluster: ADDRESS of `ray start --head` (host:6379), ray://host:10001, or "
                    "nothing for $RAY_ADDRESS / the cluster on this machine. The output folder "
                    "must be on storage every node shares")
+    p.add_argument("--ray-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the Ray head at ADDRESS to answer before "
+                   "failing (more than 0; default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_request_arguments(p)
     p.set_defaults(handler=_batch)
@@ -180,6 +183,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _batch(args: argparse.Namespace, settings: Settings) -> int:
     from img2vid.batch import FAILED, PENDING, REPORT_STEM, run_batch
 
@@ -189,13 +202,15 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
     if source is None:
         raise InputError("batch needs INPUT: a folder of photos, a glob or a manifest")
     if ray_address is not None:
-        from img2vid.cluster import import_ray
+        from img2vid.cluster import check_reachable, import_ray
 
         import_ray()  # the install hint before any work
+        check_reachable(ray_address, args.ray_timeout)
     bar = BatchBar(enabled=not args.quiet)
     try:
         result = run_batch(source, request_fields(args), settings, output_dir=args.output_dir,
-                           workers=args.workers, ray_address=ray_address, progress=bar)
+                           workers=args.workers, ray_address=ray_address, progress=bar,
+                           ray_timeout=args.ray_timeout)
     except KeyboardInterrupt:
         bar.close()
         report = (args.output_dir or settings.output.directory) / f"{REPORT_STEM}.csv"
