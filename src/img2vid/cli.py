@@ -18,7 +18,7 @@ from img2vid.config import Settings, load_settings
 from img2vid.errors import CancelledError, Img2VidError, InputError
 from img2vid.interpolate_cmd import add_interpolate_parser
 from img2vid.models_cmd import add_models_command
-from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+from img2vid.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request, field_range
 
 log = logging.getLogger("img2vid")
 
@@ -48,6 +48,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] =
         flag = "--" + name.replace("_", "-")
         choices = _enum_choices(field.annotation)
         help_text = field.description or ""
+        allowed = field_range(name)
+        if allowed:
+            help_text += f" (range: {allowed})"
         if _is_bool(field.annotation):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
@@ -159,7 +162,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", type=Path, help="folder for the videos and the "
                    "report (default: output.directory from the config)")
     p.add_argument("--workers", type=_positive_int, metavar="N", help="camera-engine videos "
-                   "made at once (default: the number of CPUs, of the cluster with --ray); "
+                   "made at once, at least 1 (default: the number of CPUs, of the cluster with --ray); "
                    "diffusion videos run one at a time per GPU")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run on a Ray "
                    "cluster: ADDRESS of `ray start --head` (host:6379), ray://host:10001, or "
@@ -282,11 +285,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        "survive restarts. Options override the config's server section.")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
                    "only; 0.0.0.0 for the network, with --token)")
-    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--port", type=int, help="port, 1 to 65535 (default 7860)")
     p.add_argument("--token", help="bearer token every API call and the UI login must give "
                    "(or set server.token / IMG2VID_SERVER__TOKEN)")
-    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
-                   "(diffusion jobs always run one at a time per GPU)")
+    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU, "
+                   "1 to 64 (diffusion jobs always run one at a time per GPU)")
     p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
                    help="devices for diffusion jobs, one job at a time each, e.g. "
                    "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")

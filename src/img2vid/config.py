@@ -31,6 +31,8 @@ class OutputSettings(_Section):
     directory: Path = Field(Path("outputs"), description="where videos and sidecars go")
     format: OutputFormat = Field(OutputFormat.MP4, description="default output format")
     prefix: str = Field("video_", description="file name prefix before the timestamp")
+    gif_max_side: int = Field(480, ge=0, le=4096, description="GIFs are scaled down to this "
+                              "long side (they grow huge fast); 0 keeps the video's size")
 
     @field_validator("prefix")
     @classmethod
@@ -151,15 +153,33 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:
-    parts = []
+    """One line; a value that came from an IMG2VID_* variable is reported by its name."""
+    from_env, from_file = [], []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        variable = _env_variable(loc)
+        reason = err["msg"].removeprefix("Value error, ")
+        if variable is not None:
+            from_env.append(f"{variable}={os.environ[variable]}: {reason}")
+        elif err["type"] == "extra_forbidden":
+            from_file.append(f"unknown key '{key}'")
         else:
-            parts.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+            from_file.append(f"{key}: {reason}")
     where = f"config file {path}" if path else "configuration"
-    return f"invalid {where}: " + "; ".join(parts)
+    parts = ([f"invalid {where}: " + "; ".join(from_file)] if from_file else []) + (
+        ["invalid environment variable " + "; ".join(from_env)] if from_env else [])
+    return "; ".join(parts)
+
+
+def _env_variable(loc: list[str]) -> str | None:
+    """The IMG2VID_SECTION__KEY variable that set the value at `loc`, if one did."""
+    names = {name.upper(): name for name in os.environ if name.upper().startswith("IMG2VID_")}
+    for depth in range(len(loc), 0, -1):
+        wanted = "IMG2VID_" + "__".join(loc[:depth]).upper()
+        if wanted in names:
+            return names[wanted]
+    return None
 
 
 def dump_settings(settings: Settings) -> str:

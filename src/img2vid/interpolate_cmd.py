@@ -42,14 +42,14 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
                       help="multiply the frame rate by 2, 3 or 4")
     rate.add_argument("--target-fps", type=float, metavar="FPS",
-                      help="interpolate up to this frame rate (any value up to 240)")
+                      help="interpolate up to this frame rate (more than 0 and at most 240)")
     p.add_argument("--interpolator", choices=[i.value for i in Interpolator],
                    default=Interpolator.FLOW.value, help="flow (weightless, default) or rife "
                    "(learned; `img2vid models download rife` first)")
     p.add_argument("--rife-weights", metavar="PATH", help="a RIFE 4.25/4.26 flownet.pkl "
                    "(default: the downloaded one)")
     p.add_argument("--fps", type=float, metavar="FPS", help="frame rate of a frame-folder "
-                   "input (default 24); for a video, overrides the rate it declares")
+                   "input, more than 0 and at most 240 (default 24); for a video, overrides the rate it declares")
     p.add_argument("--format", choices=[f.value for f in OutputFormat],
                    help="output format (default: from the -o extension)")
     p.add_argument("--crf", type=int, default=18, help="encoder quality, 0 to 51, lower is "

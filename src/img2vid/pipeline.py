@@ -23,7 +23,7 @@ from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.remux import SourceAudio, add_audio
 from img2vid.request import Engine as EngineName
-from img2vid.request import GenerationRequest, Quantize
+from img2vid.request import RESOLUTIONS, GenerationRequest, Quantize
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,19 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     t_loaded = time.perf_counter()
 
     engine = engine or create_engine(request.engine.value, settings)
-    clip = engine.generate(request, images, progress, cancel)
+    clip = engine.generate(postprocess.render_request(request), images, progress, cancel)
     clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
 
     options = EncodeOptions(format=target.format, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
-                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")))
+                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")),
+                            gif_max_side=settings.output.gif_max_side)
     final, encoded = save_clip(clip, options, target, prefix=settings.output.prefix,
                                started=started, progress=progress, cancel=cancel)
     t_encoded = time.perf_counter()
 
+    notes = [*_upscale_notes(request, images, clip),
+             *_gif_notes(encoded, clip, settings.output.gif_max_side)]
     sidecar_data = {
         "img2vid": __version__,
         "created": started.isoformat(timespec="seconds"),
@@ -90,6 +93,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                     "generate_and_encode_s": round(t_encoded - t_loaded, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
         "peak_rss_mb": round(peak_rss_bytes() / 1024**2, 1),
+        "notes": notes,
     }
     sidecar = write_sidecar(final, sidecar_data)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
@@ -153,6 +157,37 @@ def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCa
             if close is not None:
                 close()  # stops an engine's render workers if we leave early
         return writer.close()
+
+
+UPSCALE_NOTE_ABOVE = 2.0  # photos enlarged more than this look soft: say so once
+
+
+def _upscale_notes(request: GenerationRequest, images: list[LoadedImage],
+                   clip: Clip) -> list[str]:
+    """One note when the camera engine enlarges a photo more than 2x, with a resolution
+    that keeps it at most 2x."""
+    if request.engine is not EngineName.CAMERA or not images:
+        return []
+    # the crop fills the frame: the photo is scaled to cover it
+    scales = [max(clip.width / image.width, clip.height / image.height) for image in images]
+    worst = max(range(len(images)), key=scales.__getitem__)
+    scale = scales[worst]
+    if scale <= UPSCALE_NOTE_ABOVE:
+        return []
+    image = images[worst]
+    short = min(clip.width, clip.height)
+    fitting = [r for r in RESOLUTIONS if r * scale / short <= UPSCALE_NOTE_ABOVE]
+    suggestion = (f"--resolution {max(fitting)} keeps it sharper" if fitting else
+                  "a larger photo keeps it sharper")
+    return [f"{Path(image.path).name} ({image.width}x{image.height}) is enlarged {scale:.1f}x "
+            f"to {clip.width}x{clip.height} and will look soft; {suggestion}"]
+
+
+def _gif_notes(encoded: EncodedInfo, clip: Clip, cap: int) -> list[str]:
+    if encoded.format != "gif" or (encoded.width, encoded.height) == (clip.width, clip.height):
+        return []
+    return [f"the GIF is scaled to {encoded.width}x{encoded.height} (output.gif_max_side is "
+            f"{cap}; set it to 0 to keep {clip.width}x{clip.height})"]
 
 
 def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip) -> dict[str, Any]:

@@ -154,8 +154,8 @@ class GenerationRequest(BaseModel):
     num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
     fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
                             "default the model's own)")
-    duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
-                                   "(frames = duration x fps)")
+    duration: float | None = Field(None, gt=0, le=120, description="length of the final "
+                                   "clip in seconds, whatever --loop (frames = duration x fps)")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
@@ -179,7 +179,9 @@ class GenerationRequest(BaseModel):
                                        "rife (learned weights)")
     rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
                                      "(default: the downloaded one)")
-    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong or seamless")
+    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong (renders half the "
+                           "duration, then plays it back) or seamless (renders --transition "
+                           "more, blended into the start); the clip lasts --duration either way")
     reverse: bool = Field(False, description="play the clip backwards")
     format: OutputFormat | None = Field(None, description="mp4, webm, gif, png (frame folder), "
                                         "mkv (lossless FFV1); default from config")
@@ -322,17 +324,28 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def field_range(field: str) -> str | None:
+    """A numeric field's allowed range as the messages and --help say it, e.g. '1 to 120'
+    or 'more than 0 and at most 120'; None for fields without both bounds."""
+    info = GenerationRequest.model_fields.get(field)
+    if info is None:
+        return None
+    bounds = {name: getattr(meta, name) for meta in info.metadata
+              for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
+    high = bounds.get("le")
+    if "ge" in bounds and high is not None:
+        return f"{_number(bounds['ge'])} to {_number(high)}"
+    if "gt" in bounds and high is not None:
+        return f"more than {_number(bounds['gt'])} and at most {_number(high)}"
+    return None
+
+
 def _reason(field: str, err: dict[str, Any]) -> str:
     kind = err["type"]
-    info = GenerationRequest.model_fields.get(field)
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
-        bounds = {name: getattr(meta, name) for meta in info.metadata
-                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
-        high = bounds.get("le")
-        if "ge" in bounds and high is not None:
-            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
-        if "gt" in bounds and high is not None:
-            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
+    allowed = field_range(field)
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and allowed:
+        return (f"allowed range is {allowed}" if not allowed.startswith("more")
+                else f"must be {allowed}")
     if kind == "enum":
         return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
     if kind == "extra_forbidden":

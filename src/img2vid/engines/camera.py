@@ -29,6 +29,7 @@ ROTATE_DEGREES = 3.0  # how far the rotate motion turns over the whole move
 LEVELS_PER_OCTAVE = 4  # pyramid step 2^(-1/4): the warp's residual downscale stays below 1.19
 MIN_LEVEL_SIDE = 16
 FACE_DETECT_SIDE = 640  # long side of the grey copy the face detector sees
+FACE_MARGIN = 1.3  # the detector's box runs brow to mouth: keep forehead and chin too
 MAX_RENDER_THREADS = 4
 # Render threads run below normal priority: when the encoder is the bottleneck (it is, for
 # H.264 on a small machine) rendering only fills its idle time instead of slowing it down.
@@ -67,17 +68,35 @@ class Framing:
     base_h: float
     focus_x: float  # photo pixels
     focus_y: float
+    focus_half_w: float = 0.0  # the focus region (a face) around the point: kept in view
+    focus_half_h: float = 0.0
 
     @classmethod
     def fit(cls, width: int, height: int, out_w: int, out_h: int,
-            focus: tuple[float, float]) -> Framing:
-        """Cover-fit: the base window fills the output with no bars, cropping the longer side."""
+            focus: tuple[float, float], region: tuple[float, float] = (0.0, 0.0)) -> Framing:
+        """Cover-fit: the base window fills the output with no bars, cropping the longer side.
+
+        `region` is the focus region's width and height as fractions of the photo.
+        """
         aspect = out_w / out_h
         if width / height > aspect:
             base_w, base_h = height * aspect, float(height)
         else:
             base_w, base_h = float(width), width / aspect
-        return cls(width, height, base_w, base_h, focus[0] * width, focus[1] * height)
+        return cls(width, height, base_w, base_h, focus[0] * width, focus[1] * height,
+                   region[0] * width / 2, region[1] * height / 2)
+
+    def keep_focus(self, cx: float, cy: float, half_w: float, half_h: float,
+                   ) -> tuple[float, float]:
+        """The nearest centre whose window holds the focus region (or, for a region larger
+        than the window, is centred on it): a crop to another aspect never cuts the face."""
+        def axis(c: float, f: float, region: float, half: float) -> float:
+            if region >= half:
+                return f
+            return min(max(c, f + region - half), f - region + half)
+
+        return (axis(cx, self.focus_x, self.focus_half_w, half_w),
+                axis(cy, self.focus_y, self.focus_half_h, half_h))
 
     def clamp_centre(self, cx: float, cy: float, half_w: float, half_h: float,
                      ) -> tuple[float, float]:
@@ -134,8 +153,10 @@ def camera_at(motion: Motion, framing: Framing, zoom: float, p: float) -> Camera
         sx, sy = framing.width / 2, framing.height / 2
         camera = Camera(sx + p * (ex - sx), sy + p * (ey - sy), scale)
     else:
-        camera = _pan(motion, framing, zoom, p)
-    return _keep_inside(camera, framing)
+        return _keep_inside(_pan(motion, framing, zoom, p), framing)  # sweeps past the focus
+    half_w, half_h = window_extent(camera, framing)
+    cx, cy = framing.keep_focus(camera.cx, camera.cy, half_w, half_h)
+    return _keep_inside(Camera(cx, cy, camera.scale, camera.angle), framing)
 
 
 def _pan(motion: Motion, framing: Framing, zoom: float, p: float) -> Camera:
@@ -425,17 +446,19 @@ class FaceFinder:
         return x / shrink, y / shrink, w / shrink, h / shrink
 
 
-def choose_focus(request: GenerationRequest, pixels: np.ndarray,
-                 faces: FaceFinder) -> tuple[tuple[float, float], str]:
-    """Focus as (x, y) fractions of the photo, and where it came from."""
+def choose_focus(request: GenerationRequest, pixels: np.ndarray, faces: FaceFinder,
+                 ) -> tuple[tuple[float, float], str, tuple[float, float]]:
+    """Focus as (x, y) fractions of the photo, where it came from, and the size of the
+    region to keep in view (a face with some forehead and chin; nothing for a point)."""
     if request.focus != "auto":
-        return (float(request.focus[0]), float(request.focus[1])), "request"
+        return (float(request.focus[0]), float(request.focus[1])), "request", (0.0, 0.0)
     face = faces.find(pixels)
     if face is None:
-        return (0.5, 0.5), "centre"
+        return (0.5, 0.5), "centre", (0.0, 0.0)
     height, width = pixels.shape[:2]
     x, y, w, h = face
-    return (float((x + w / 2) / width), float((y + h / 2) / height)), "face"
+    region = (min(1.0, w * FACE_MARGIN / width), min(1.0, h * FACE_MARGIN / height))
+    return (float((x + w / 2) / width), float((y + h / 2) / height)), "face", region
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,8 +496,9 @@ class CameraEngine:
         framings, sources = [], []
         for index, image in enumerate(images, start=1):
             cancel.raise_if_cancelled()
-            focus, source = choose_focus(request, image.pixels, self._faces)
-            framings.append(Framing.fit(image.width, image.height, out_w, out_h, focus))
+            focus, source, region = choose_focus(request, image.pixels, self._faces)
+            framings.append(Framing.fit(image.width, image.height, out_w, out_h, focus,
+                                        region))
             sources.append(source)
             if request.focus == "auto":  # face detection takes a moment per photo
                 progress(Progress("focus", index, len(images)))

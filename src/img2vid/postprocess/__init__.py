@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from img2vid.engines.base import Clip
 from img2vid.postprocess.effects import fade
-from img2vid.postprocess.loops import pingpong, reverse, seamless
+from img2vid.postprocess.loops import pingpong, render_count, reverse, seamless, take
 from img2vid.progress import CancelToken, ProgressCallback
 from img2vid.request import GenerationRequest, Interpolator, LoopMode
 
@@ -39,9 +39,23 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
         clip = pingpong(clip)
     elif request.loop is LoopMode.SEAMLESS:
         clip = seamless(clip, request.transition, request.transition_style)
+    if request.loop is not LoopMode.NONE and request.duration:
+        clip = take(clip, max(1, round(request.duration * clip.fps)))  # the asked length
     if request.fade_in or request.fade_out:
         clip = fade(clip, request.fade_in, request.fade_out)
     return clip
+
+
+def render_request(request: GenerationRequest) -> GenerationRequest:
+    """The request the engine renders: `duration` is the final clip's length, so a
+    boomerang renders about half of it and a seamless loop its seam more (apply() then
+    loops and fits it to the asked length)."""
+    if request.loop is LoopMode.NONE or not request.num_frames or not request.fps:
+        return request
+    factor = request.interpolate or (request.target_fps / request.fps if request.target_fps
+                                     else 1.0)
+    n = render_count(request.num_frames, request.loop, request.fps, request.transition, factor)
+    return request.model_copy(update={"num_frames": n, "duration": n / request.fps})
 
 
 def preflight(request: GenerationRequest, settings: Settings | None = None) -> None:
