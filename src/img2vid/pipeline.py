@@ -22,8 +22,8 @@ from img2vid.errors import InputError
 from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.remux import SourceAudio, add_audio
-from img2vid.request import Engine as EngineName
 from img2vid.request import RESOLUTIONS, GenerationRequest, Quantize
+from img2vid.request import Engine as EngineName
 
 log = logging.getLogger(__name__)
 
