@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from img2vid.request import GenerationRequest, field_range
+from img2vid.core.request import GenerationRequest, field_range
 from tests.batchkit import make_photo
 from tests.conftest import EXAMPLES, run_cli
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from img2vid.extras import install_command
+from img2vid.core.extras import install_command
 from tests.batchkit import make_photo
 from tests.conftest import ROOT, run_cli
 

@@ -93,13 +93,13 @@ def test_serve_without_the_server_extra_says_how_to_get_it(workdir: Path,
                                                          ) -> None:
     import sys
 
-    from img2vid import cli
+    from img2vid.interfaces.cli import app as cli
 
-    monkeypatch.delitem(sys.modules, "img2vid.server.run", raising=False)
+    monkeypatch.delitem(sys.modules, "img2vid.interfaces.server.run", raising=False)
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an install without it gives
     assert cli.main(["serve", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    from img2vid.extras import install_command
+    from img2vid.core.extras import install_command
 
     assert err == ("img2vid: error: img2vid serve needs the server extra (uvicorn is not "
                    f"installed); install it with: {install_command('server')}\n")

@@ -12,10 +12,10 @@ from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import Any
 
+from img2vid.core.errors import InputError
+from img2vid.core.request import GenerationRequest, Quantize, StepCache
 from img2vid.engines.diffusion.registry import ModelSpec
 from img2vid.engines.memory import MemoryPlan, peak_rss_bytes
-from img2vid.errors import InputError
-from img2vid.request import GenerationRequest, Quantize, StepCache
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def check_options(spec: ModelSpec, family: ModuleType, request: GenerationReques
         raise InputError(f"--step-cache {request.step_cache.value} works on transformer "
                          f"models (wan, ltx-video, cogvideox), not {spec.name}'s UNet")
     if request.quantize is Quantize.INT8:
-        from img2vid.extras import require
+        from img2vid.core.extras import require
 
         require("quantize", "--quantize int8")
 
