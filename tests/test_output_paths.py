@@ -60,7 +60,7 @@ def test_outputs_of_different_formats_each_keep_their_own_sidecar(tmp_path, smal
 @pytest.mark.parametrize("args, words", [
     (["-o", "clip.avi"], "-o clip.avi: .avi is not an output format img2vid writes; allowed: "
      ".mp4, .webm, .mkv, .gif, no extension"),
-    (["-o", "clip.mp4", "--format", "webm"], "-o clip.mp4 names a mp4 file but --format is "
+    (["-o", "clip.mp4", "--format", "webm"], "-o clip.mp4 names a .mp4 file but --format is "
      "webm; drop --format or use clip.webm"),
     (["-o", "frames", "--format", "gif"], "names a folder of PNG frames but --format is gif"),
 ])
@@ -109,7 +109,7 @@ def test_interpolate_follows_the_same_rules(tmp_path, small):
     assert made[0].endswith(".mp4") and made[1] == made[0] + ".json"
     line = _one_error_line(run_cli("interpolate", "in.mp4", "-o", "in.webm", "--format", "mkv",
                                    "--interpolate", "2", cwd=tmp_path))
-    assert "names a webm file but --format is mkv" in line
+    assert "names a .webm file but --format is mkv" in line
     (tmp_path / "x.mkv").write_bytes(b"keep")
     line = _one_error_line(run_cli("interpolate", "in.mp4", "-o", "x.mkv", "--interpolate", "2",
                                    cwd=tmp_path))

@@ -72,7 +72,7 @@ def resolve_output(output: Path | str | None, explicit: OutputFormat | str | Non
                          f"allowed: {ALLOWED_OUTPUTS}")
     named = SUFFIX_FORMATS.get(suffix, OutputFormat.PNG)
     if explicit is not None and explicit is not named:
-        what = f"a {named.value} file" if suffix else "a folder of PNG frames"
+        what = f"a {suffix} file" if suffix else "a folder of PNG frames"
         raise InputError(f"-o {text} names {what} but --format is {explicit.value}; drop "
                          f"--format or use {path.stem}{explicit.extension or ' (no extension)'}")
     if path.exists() and not overwrite:
