@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -173,10 +174,30 @@ def run(command: Command, root: Path, server: Server | None) -> subprocess.Compl
     if words[0] == "curl":
         assert server is not None, "a curl line needs the `img2vid serve` line above it"
         words = [w.replace(":7860", f":{server.port}") for w in words]
+        if shutil.which("curl") is None:
+            return _curl_with_httpx(words, root)
         return subprocess.run([*words, "-sS", "-w", "\n%{http_code}"], cwd=root,
                               capture_output=True, text=True, timeout=60)
     return subprocess.run(small(words), cwd=root, env=_env(root), capture_output=True,
                           text=True, timeout=300)
+
+
+def _curl_with_httpx(words: list[str], root: Path) -> subprocess.CompletedProcess:
+    """The README's `curl -H ... -F name=value -F file=@path URL`, where curl is missing."""
+    import httpx
+
+    headers, data, files = {}, {}, []
+    pairs = iter(words[1:-1])
+    for flag, value in zip(pairs, pairs):
+        name, _, rest = value.partition(":" if flag == "-H" else "=")
+        if flag == "-H":
+            headers[name] = rest.strip()
+        elif rest.startswith("@"):
+            files.append((name, (rest[1:], (root / rest[1:]).read_bytes())))
+        else:
+            data[name] = rest
+    r = httpx.post(words[-1], headers=headers, data=data, files=files, timeout=60)
+    return subprocess.CompletedProcess(words, 0, f"{r.text}\n{r.status_code}", "")
 
 
 def check(command: Command, proc: subprocess.CompletedProcess, root: Path) -> None:
