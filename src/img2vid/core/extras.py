@@ -1,4 +1,4 @@
-"""The optional extras (diffusion, server, ray, quantize): which are installed, and the one
+"""The optional extras (diffusion, server, ray, quantize, upscale): which are installed, and the one
 line that names a missing one with the command that installs it in this installation."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "gradio", "multipart"),
     "ray": ("ray",),
     "quantize": ("torchao",),
+    "upscale": ("spandrel",),
 }
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import heapq
 import io
 import logging
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -56,15 +56,20 @@ def why_not_kept(audio: SourceAudio, fmt: OutputFormat) -> str | None:
     return None
 
 
-def add_audio(video: Path, audio: SourceAudio, fmt: OutputFormat) -> Path:
-    """A new file beside `video` with its video stream and `audio`'s stream, both copied.
+@dataclass(frozen=True)
+class StreamCopy:
+    """A source's audio laid under a new video unchanged: the soundtrack `save_clip` muxes
+    for `img2vid interpolate` (packets copied, so sound and length are the source's)."""
 
-    Packets are interleaved by time. `video` is removed once the new file is complete.
-    """
-    out = video.with_name(f"{video.stem}-{uuid.uuid4().hex[:8]}{video.suffix}")
-    options = {"movflags": "+faststart"} if fmt is OutputFormat.MP4 else {}
-    try:
-        with av.open(str(video)) as vin, av.open(str(audio.path)) as ain, \
+    audio: SourceAudio
+
+    def mux(self, video: Path, out: Path, fmt: OutputFormat, duration: float,
+            ) -> dict[str, Any]:
+        """Write `out`: `video`'s packets and the audio's, both copied, interleaved by time.
+
+        Returns the sidecar's `audio` entry."""
+        options = {"movflags": "+faststart"} if fmt is OutputFormat.MP4 else {}
+        with av.open(str(video)) as vin, av.open(str(self.audio.path)) as ain, \
                 av.open(str(out), "w", format=_CONTAINERS[fmt], options=options) as dst:
             dst.metadata.update(vin.metadata)
             v_src, a_src = vin.streams.video[0], ain.streams.audio[0]
@@ -74,11 +79,8 @@ def add_audio(video: Path, audio: SourceAudio, fmt: OutputFormat) -> Path:
                                       key=lambda p: float(p.dts * p.time_base)):
                 packet.stream = v_dst if packet.stream is v_src else a_dst
                 dst.mux(packet)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
-    video.unlink()
-    return out
+        return {"source": self.audio.path.name, "codec": self.audio.codec,
+                "copied": True, "duration": self.audio.duration}
 
 
 def _packets(container: av.container.InputContainer, stream: av.stream.Stream,

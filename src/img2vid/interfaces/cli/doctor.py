@@ -5,18 +5,21 @@ from __future__ import annotations
 import importlib
 import platform
 import shutil
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 from img2vid.core import extras
 from img2vid.core.config import Settings, dump_settings, find_config
+from img2vid.core.errors import InputError
 from img2vid.engines.memory import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
-OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
+OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png", "aac",
+                     "libopus", "flac")
 # the packages whose versions doctor shows for each installed extra
 EXTRA_PACKAGES = {"diffusion": ("diffusers", "transformers"), "server": ("fastapi", "gradio"),
-                  "ray": ("ray",), "quantize": ("torchao",)}
+                  "ray": ("ray",), "quantize": ("torchao",), "upscale": ("spandrel",)}
 
 
 def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
@@ -46,6 +49,13 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
             ok &= present or not required
             line("ok" if present else ("FAIL" if required else "warn"), f"encoder {codec}",
                  "available" if present else "missing from this PyAV build")
+        from img2vid.media.encoders import GPU_ENCODERS, nvenc_works
+
+        for codec in GPU_ENCODERS.values():
+            works = nvenc_works(codec)
+            line("ok" if works else "info", f"encoder {codec}",
+                 "available (--encoder gpu)" if works else "not usable here (needs an NVIDIA "
+                 "GPU and driver); --encoder gpu falls back to the CPU")
     except ImportError:
         pass
 
@@ -87,6 +97,8 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
             line("info", f"extra {extra}", f"not installed ({missing} missing): "
                  f"{extras.install_command(extra)}")
 
+    _finishing_models(settings, line)
+
     out = settings.output.directory
     probe = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
     if probe is None:
@@ -109,3 +121,16 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "?"
+
+
+def _finishing_models(settings: Settings, line: Callable[[str, str, str], None]) -> None:
+    """Whether --upscale (model) and --style have their weights here."""
+    from img2vid.postprocess.style import find_weights
+
+    model = settings.models.upscale_model
+    line("ok" if model else "info", "upscale model",
+         model or "models.upscale_model not set: give --upscale-model, or --upscaler lanczos")
+    try:
+        line("ok", "style weights (AdaIN)", str(find_weights(None, settings)))
+    except InputError as exc:
+        line("info", "style weights (AdaIN)", str(exc).split(": ", 1)[-1])

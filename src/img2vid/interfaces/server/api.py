@@ -86,8 +86,7 @@ class PresetOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    request = dict(job.request)
-    request["images"] = list(job.input_names)  # the client's names, not server paths
+    request = _client_request(job)
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -106,13 +105,23 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
     if not job.sidecar:
         return None
     sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
+    sidecar["request"] = _client_request(job, sidecar.get("request", {}))
     sidecar["inputs"] = [{**entry, "path": name}
                          for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
     if isinstance(sidecar.get("output"), dict):
         sidecar["output"] = {**sidecar["output"],
                              "path": Path(sidecar["output"].get("path", "")).name}
     return sidecar
+
+
+def _client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request with the client's file names in place of the server's upload paths."""
+    request = dict(job.request if request is None else request)
+    request["images"] = list(job.input_names)
+    for name in intake.FILE_FIELDS:
+        if request.get(name):
+            request[name] = Path(request[name]).name
+    return request
 
 
 def _iso(ts: float | None) -> str | None:
@@ -132,6 +141,10 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
             {"type": "string", "description": "base64 image bytes, or a data: URL"})
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
+    for name, what in intake.FILE_FIELDS.items():
+        props[name] = ({"type": "string", "format": "binary", "description": what}
+                       if multipart else
+                       {"type": "string", "description": f"{what}: base64 bytes or a data: URL"})
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema
@@ -191,7 +204,9 @@ async def create_job(request: Request) -> JobOut:
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+        files = {name: fields.pop(name) for name in list(fields)
+                 if isinstance(fields[name], intake.Upload)}
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, files)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -206,15 +221,21 @@ async def create_job(request: Request) -> JobOut:
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    form = await request.form(max_files=intake.MAX_IMAGES, max_fields=100,
+    form = await request.form(max_files=intake.MAX_IMAGES + len(intake.FILE_FIELDS),
+                              max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
+            if key in intake.FILE_FIELDS and key not in fields:
+                if value.filename:  # an HTML form sends an unused file input as no name
+                    fields[key] = intake.Upload(value.filename, value.file)
+                continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images'")
+                                         "'images'" + "".join(f", {k} as '{k}'"
+                                                              for k in intake.FILE_FIELDS))
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -222,7 +243,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads
+    uploaded = {k: v for k, v in fields.items() if isinstance(v, intake.Upload)}
+    return {**intake.clean_fields(fields), **uploaded}, uploads
 
 
 async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
@@ -241,17 +263,21 @@ async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Uplo
     for index, item in enumerate(images):
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
-        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, index)))
-    return {k: v for k, v in body.items() if v is not None}, uploads
+        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
+    fields: dict[str, Any] = {k: v for k, v in body.items() if v is not None}
+    for name in intake.FILE_FIELDS:
+        if isinstance(fields.get(name), str):
+            fields[name] = intake.Upload(name, _decode_base64(fields[name], name))
+    return fields, uploads
 
 
-def _decode_base64(text: str, index: int) -> bytes:
+def _decode_base64(text: str, what: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(400, f"images[{index}] is not valid base64") from None
+        raise HTTPException(400, f"{what} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")

@@ -22,6 +22,8 @@ from img2vid.core.request import (
     Easing,
     Motion,
     PresetName,
+    Upscaler,
+    VideoCodec,
 )
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
@@ -36,6 +38,7 @@ PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 FROM_PRESET = "preset"
 NO_INTERPOLATION = "off"
+NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -115,6 +118,30 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
+                    with gr.Accordion("Finishing: sound, upscale, style, codec", open=False,
+                                      elem_id="finishing"):
+                        audio = gr.File(label="Soundtrack (mp4, webm, mkv outputs)",
+                                        file_types=["audio"], type="filepath",
+                                        elem_id="audio")
+                        with gr.Row():
+                            audio_offset = gr.Textbox(label="Start in the track (s)",
+                                                      placeholder="0", elem_id="audio-offset")
+                            fit_to_audio = gr.Checkbox(False, label="Last as long as the track",
+                                                       elem_id="fit-to-audio")
+                        with gr.Row():
+                            upscale = gr.Dropdown([NO_UPSCALE, "2", "4"], value=NO_UPSCALE,
+                                                  label="Upscale", elem_id="upscale")
+                            upscaler = gr.Dropdown([u.value for u in Upscaler],
+                                                   value=Upscaler.MODEL.value, label="Upscaler "
+                                                   "(model: the server's)", elem_id="upscaler")
+                        style = gr.File(label="Style painting (optional)",
+                                        file_types=["image"], type="filepath", elem_id="style")
+                        style_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05,
+                                                   label="Style strength",
+                                                   elem_id="style-strength")
+                        codec = gr.Dropdown([c.value for c in VideoCodec],
+                                            value=VideoCodec.H264.value,
+                                            label="Video codec (mp4)", elem_id="codec")
                     with gr.Row():
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
@@ -134,8 +161,10 @@ class WebUI:
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+            finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                         style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form],
+                self.generate, inputs=[images, *form, *finishing],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -161,7 +190,11 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, audio: str | None = None,
+                 audio_offset: str | None = None, fit_to_audio: bool = False,
+                 upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
+                 style: str | None = None, style_strength: float = 1.0,
+                 codec: str = VideoCodec.H264.value, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -178,10 +211,18 @@ class WebUI:
             "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+            "audio_offset": _text(audio_offset) if audio else None,
+            "fit_to_audio": True if audio and fit_to_audio else None,
+            "upscale": None if upscale == NO_UPSCALE else upscale,
+            "upscaler": upscaler if upscale != NO_UPSCALE else None,
+            "style_strength": style_strength if style else None,
+            "codec": None if codec == VideoCodec.H264.value else codec,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        extra = {name: intake.Upload(Path(path).name, Path(path))
+                 for name, path in (("audio", audio), ("style", style)) if path}
         try:
-            job = intake.submit(self.queue, fields, uploads)
+            job = intake.submit(self.queue, fields, uploads, extra)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
@@ -344,7 +385,8 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
     # Gradio takes any dict with a "path" for a file to serve; this one is only information.
     output["file"] = output.pop("path", None)
     return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-            "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
+            "request": {k: Path(v).name if k in intake.FILE_FIELDS and v else v
+                        for k, v in sidecar.get("request", {}).items() if k != "images"},
             "engine_info": sidecar.get("engine_info"), "output": output,
             "timings": sidecar.get("timings")}
 
