@@ -1,6 +1,6 @@
 """Every command in the README's ```sh blocks is executed, as a user would type it, on small
 inputs (a small photo and clip named as the README names them, and `--resolution 256 --fps 8
---duration 1` appended to generate/batch where the command sets none of those).
+--duration 2` appended to generate/batch where the command sets none of those).
 
 Commands that need a GPU, a model download or a cluster run in an offline form (Hugging Face
 offline with an empty cache, a 1 s Ray timeout) and must fail cleanly: exit 2 and one line on
@@ -127,8 +127,8 @@ def small(words: list[str]) -> list[str]:
         extra += ["--resolution", "256"]
     if "--fps" not in words:
         extra += ["--fps", "8"]
-    if not {"--duration", "--num-frames"} & set(words):
-        extra += ["--duration", "1"]
+    if not {"--duration", "--num-frames", "--fit-to-audio"} & set(words):
+        extra += ["--duration", "2"]
     if "--ray" in words:
         extra += ["--ray-timeout", "1"]
     return words + extra
