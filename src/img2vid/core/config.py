@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from img2vid.core.errors import InputError
 from img2vid.core.request import EncoderKind, OutputFormat
+from img2vid.core.validation import one_line
 
 CONFIG_ENV = "IMG2VID_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -152,7 +153,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise InputError(_describe(exc, config_path)) from None
+        where = f"config file {config_path}" if config_path else "configuration"
+        raise InputError(_from_environment(exc) or one_line(
+            exc, Settings, subject=f"invalid {where}", values=False)) from None
     except SettingsError as exc:  # an IMG2VID_* variable that is not the JSON its field needs
         names = sorted(name for name in os.environ if name.startswith("IMG2VID_"))
         raise InputError(f"{exc} ({', '.join(names)}): lists and mappings in IMG2VID_* "
@@ -160,24 +163,16 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
                          ) from None
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    """One line; a value that came from an IMG2VID_* variable is reported by its name."""
-    from_env, from_file = [], []
+def _from_environment(exc: ValidationError) -> str | None:
+    """One line naming the IMG2VID_* variables that gave bad values, if any did (so a bad
+    variable is not reported as a bad config file)."""
+    parts = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        key = ".".join(loc)
-        variable = _env_variable(loc)
-        reason = err["msg"].removeprefix("Value error, ")
+        variable = _env_variable([str(p) for p in err["loc"]])
         if variable is not None:
-            from_env.append(f"{variable}={os.environ[variable]}: {reason}")
-        elif err["type"] == "extra_forbidden":
-            from_file.append(f"unknown key '{key}'")
-        else:
-            from_file.append(f"{key}: {reason}")
-    where = f"config file {path}" if path else "configuration"
-    parts = ([f"invalid {where}: " + "; ".join(from_file)] if from_file else []) + (
-        ["invalid environment variable " + "; ".join(from_env)] if from_env else [])
-    return "; ".join(parts)
+            reason = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{variable}={os.environ[variable]}: {reason}")
+    return "invalid environment variable " + "; ".join(parts) if parts else None
 
 
 def _env_variable(loc: list[str]) -> str | None:

@@ -7,13 +7,13 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from img2vid import __version__, postprocess
+from img2vid import postprocess
 from img2vid.core import extras
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
@@ -29,6 +29,8 @@ from img2vid.core.request import (
     VideoCodec,
 )
 from img2vid.core.request import Engine as EngineName
+from img2vid.core.sidecar import InputImage, OutputInfo, Sidecar
+from img2vid.core.version import __version__
 from img2vid.engines.base import Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
 from img2vid.media import outputs
@@ -46,8 +48,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GenerationResult:
     output: Path
-    sidecar: Path
-    metadata: dict[str, Any]
+    sidecar: Path  # the sidecar's path
+    info: Sidecar  # and its content
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The sidecar as written (JSON-ready)."""
+        return self.info.as_json()
 
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
@@ -69,10 +76,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     target = outputs.resolve_output(output, request.format, settings.output.format,
                                     settings.output.directory, overwrite=overwrite)
     fmt = target.format
-    if request.engine is EngineName.DIFFUSION:
-        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
-        if request.quantize is Quantize.INT8:
-            extras.require("quantize", "--quantize int8")
+    require_extras(request)
     upscaler = postprocess.preflight(request, settings)  # missing weights fail before any work
     # The sidecar keeps the request as asked (a batch re-run compares it); fit_to_audio's
     # timing shows in the output's frames and duration.
@@ -102,34 +106,31 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                                soundtrack=soundtrack)
     t_encoded = time.perf_counter()
 
-    notes = [*_upscale_notes(request, images, clip),
-             *_gif_notes(encoded, clip, settings.output.gif_max_side)]
-    sidecar_data = {
-        "img2vid": __version__,
-        "created": started.isoformat(timespec="seconds"),
-        "output": {"path": str(final), **encoded.as_dict()},
-        "engine": request.engine.value,
-        "seed": clip.info.get("seed", request.seed),
-        "request": asked.summary(),
-        "engine_info": clip.info,
-        "inputs": [image.describe() for image in images],
-        "settings": {"output": settings.output.model_dump(mode="json"),
-                     "images": settings.images.model_dump(mode="json")},
-        "versions": library_versions(),
-        "timings": {"load_s": round(t_loaded - t0, 3),
-                    "generate_and_encode_s": round(t_encoded - t_loaded, 3),
-                    "total_s": round(time.perf_counter() - t0, 3)},
-        "peak_rss_mb": round(peak_rss_bytes() / 1024**2, 1),
-        "notes": notes,
-    }
-    if encoded.audio:
-        sidecar_data["audio"] = encoded.audio
-    if styliser is not None:
-        sidecar_data["style"] = styliser.describe()
-    sidecar = write_sidecar(final, sidecar_data)
+    info = Sidecar(
+        img2vid=__version__,
+        created=started.isoformat(timespec="seconds"),
+        output=OutputInfo(path=str(final), **encoded.as_dict()),
+        engine=request.engine.value,
+        seed=clip.info.get("seed", request.seed),
+        request=asked,
+        engine_info=clip.info,
+        inputs=[InputImage(**image.describe()) for image in images],
+        settings={"output": settings.output.model_dump(mode="json"),
+                  "images": settings.images.model_dump(mode="json")},
+        versions=library_versions(),
+        timings={"load_s": round(t_loaded - t0, 3),
+                 "generate_and_encode_s": round(t_encoded - t_loaded, 3),
+                 "total_s": round(time.perf_counter() - t0, 3)},
+        peak_rss_mb=round(peak_rss_bytes() / 1024**2, 1),
+        audio=encoded.audio or None,
+        style=styliser.describe() if styliser is not None else None,
+        notes=[*_upscale_notes(request, images, clip),
+               *_gif_notes(encoded, clip, settings.output.gif_max_side)] or None,
+    )
+    sidecar = write_sidecar(final, info)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
-             sidecar_data["timings"]["total_s"])
-    return GenerationResult(final, sidecar, sidecar_data)
+             info.timings["total_s"])
+    return GenerationResult(final, sidecar, info)
 
 
 def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
@@ -148,6 +149,14 @@ def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
                                                max_seconds=MAX_DURATION, max_frames=MAX_FRAMES)
         request = request.model_copy(update={"duration": duration, "num_frames": frames})
     return request, audio.Soundtrack(track, request.audio_offset, request.fade_out)
+
+
+def require_extras(request: GenerationRequest) -> None:
+    """The optional extras `request` needs, named with their install command if missing."""
+    if request.engine is EngineName.DIFFUSION:
+        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
+        if request.quantize is Quantize.INT8:
+            extras.require("quantize", "--quantize int8")
 
 
 def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, *,
@@ -174,7 +183,7 @@ def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, 
             cancel.raise_if_cancelled()
             info = soundtrack.mux(silent, staged, options.format, encoded.duration)
             outputs.discard(silent)
-            encoded = replace(encoded, audio=info, bytes=staged.stat().st_size)
+            encoded = encoded.model_copy(update={"audio": info, "bytes": staged.stat().st_size})
         final = (outputs.commit_to(staged, target.path, overwrite=target.overwrite)
                  if target.path else
                  outputs.commit_named(staged, directory, prefix, options.format.extension,
@@ -193,10 +202,10 @@ def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, 
     return final, encoded
 
 
-def write_sidecar(output: Path, data: dict[str, Any]) -> Path:
+def write_sidecar(output: Path, info: Sidecar) -> Path:
     """The JSON sidecar beside `output`, written atomically."""
     try:
-        return outputs.write_json_atomic(outputs.sidecar_path(output), data)
+        return outputs.write_json_atomic(outputs.sidecar_path(output), info.as_json())
     except OSError as exc:
         outputs.raise_if_disk_full(exc, output.parent)
         raise
