@@ -28,7 +28,7 @@ from img2vid.core.request import (
     Quantize,
     VideoCodec,
 )
-from img2vid.core.request import Engine as EngineName
+from img2vid.core.request import EngineKind as EngineName
 from img2vid.core.sidecar import InputImage, OutputInfo, Sidecar
 from img2vid.core.version import __version__
 from img2vid.engines.base import Engine, create_engine
