@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ class InterpolationRequest(BaseModel):
     format: OutputFormat | None = Field(None, description="default: from the output's suffix")
     crf: int = Field(18, ge=0, le=51, description="encoder quality, lower is better")
     encode_speed: str = "medium"
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        # kept as text: a trailing / ("put it in this folder") is part of what -o means
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @field_validator("encode_speed")
     @classmethod
