@@ -349,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="img2vid-bench-") as tmp:
         tmp_path = Path(tmp)
-        dtype = runtime.pick_dtype(args.device, _spec_for(args.model))
+        dtypes = _spec_for(args.model).family.dtypes(args.device,
+                                                     runtime.bf16_supported(args.device))
+        dtype = getattr(torch, dtypes["default"])
         print(f"building {args.model} ({'reduced' if args.reduced else 'real size'}) "
-              f"in {runtime.dtype_name(dtype)}...", flush=True)
+              f"in {dtypes}...", flush=True)
         started = time.perf_counter()
         folder = build_model(args.model, args.configs, args.reduced, dtype, args.device,
                              tmp_path)

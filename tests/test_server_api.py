@@ -159,7 +159,7 @@ def test_health_models_presets_and_openapi(client: httpx.Client) -> None:
                          "description": models[0]["description"], "how_to_get": None}
     presets = {p["name"]: p for p in client.get("/api/v1/presets").json()}
     assert presets["preview"]["camera"]["resolution"] == 720
-    assert presets["max"]["diffusion"]["num_inference_steps"] == 100
+    assert presets["max"]["diffusion"]["models"]["i2vgen-xl"]["num_inference_steps"] == 100
     spec = client.get("/openapi.json").json()
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/video",
             "/api/v1/models", "/api/v1/presets", "/healthz"} <= set(spec["paths"])

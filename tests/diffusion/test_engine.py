@@ -172,8 +172,8 @@ def test_ltx_and_cogvideox_map_onto_their_pipelines(request, engine, model, size
 def test_resolution_keeps_aspect_and_snaps_to_model_multiple(engine, wan_dir, tmp_path):
     from PIL import Image
 
-    from img2vid.engines.diffusion.job import choose_shape
     from img2vid.engines.diffusion.loading import resolve_folder
+    from img2vid.engines.diffusion.sizing import choose_shape
 
     spec = resolve_folder(wan_dir).spec
     photo = tmp_path / "wide.png"
@@ -186,18 +186,18 @@ def test_resolution_keeps_aspect_and_snaps_to_model_multiple(engine, wan_dir, tm
 
 def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_photo,
                                                    loaded_photo, monkeypatch):
-    from img2vid.engines.diffusion import i2vgen
+    from img2vid.engines.diffusion.i2vgen import I2VGenXL
 
     calls: list[int] = []
-    original = i2vgen.run
+    original = I2VGenXL.run
 
-    def flaky(pipe, job, generator, steps):
+    def flaky(self, pipe, job, generator, steps):
         calls.append(job.decode_chunk)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(pipe, job, generator, steps)
+        return original(self, pipe, job, generator, steps)
 
-    monkeypatch.setattr(i2vgen, "run", flaky)
+    monkeypatch.setattr(I2VGenXL, "run", flaky)
     req = make_request(i2vgen_dir, small_photo, seed=9, memory="high", num_frames=6)
     clip, _ = run(engine, req, loaded_photo)
     assert clip.num_frames == 6
@@ -207,7 +207,7 @@ def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_pho
     assert clip.info["memory_plan"]["level"] == "balanced"
     assert "stepped down from high" in clip.info["memory_plan"]["reason"]
     assert calls[1] < calls[0]  # the lighter level decodes fewer frames at once
-    monkeypatch.setattr(i2vgen, "run", original)
+    monkeypatch.setattr(I2VGenXL, "run", original)
     # the retried video is the same one a direct run at the lower level gives
     direct = run(engine, make_request(i2vgen_dir, small_photo, seed=9, memory="balanced",
                                  num_frames=6), loaded_photo)[0]
@@ -216,21 +216,19 @@ def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_pho
 
 def test_out_of_memory_twice_fails_with_advice_and_engine_survives(
         engine, i2vgen_dir, small_photo, loaded_photo, monkeypatch):
-    from img2vid.engines.diffusion import i2vgen
+    from img2vid.engines.diffusion.i2vgen import I2VGenXL
 
-    original = i2vgen.run
-
-    def always_oom(pipe, job, generator, steps):
+    def always_oom(self, pipe, job, generator, steps):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(i2vgen, "run", always_oom)
+    monkeypatch.setattr(I2VGenXL, "run", always_oom)
     with pytest.raises(OutOfMemoryError) as err:
         run(engine, make_request(i2vgen_dir, small_photo, seed=1, memory="high"), loaded_photo)
     message = str(err.value)
     assert "\n" not in message
     assert "lower --resolution" in message and "fewer --num-frames" in message
     assert "--memory low" in message
-    monkeypatch.setattr(i2vgen, "run", original)
+    monkeypatch.undo()
     clip, _ = run(engine, make_request(i2vgen_dir, small_photo, seed=1), loaded_photo)
     assert clip.num_frames == 4
 
@@ -352,7 +350,7 @@ def test_i2vgen_prompt_embeddings_match_the_pipeline_clip_skip_path(i2vgen_dir):
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
 
     runtime.import_libraries()
-    pipe = load_pipeline(resolve_folder(i2vgen_dir), torch.float32)
+    pipe = load_pipeline(resolve_folder(i2vgen_dir), {"default": torch.float32})
     encoder = pipe.text_encoder
     assert not hasattr(encoder, "text_model")  # the trap this code works around
 
@@ -385,31 +383,25 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
     component accepts them and the video is the one a plain run makes. (On CUDA the same calls
     move blocks between the devices; that is only exercised on a GPU.)"""
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.job import (
-        SVD_MOTION_BUCKET_ID,
-        SVD_NOISE_AUG_STRENGTH,
-        DiffusionJob,
-        fit_image,
-    )
+    from img2vid.engines.diffusion.job import DiffusionJob, fit_image
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
     from img2vid.engines.diffusion.steps import StepReporter
     from img2vid.engines.memory import MemoryPlan
 
     runtime.import_libraries()
     resolved = resolve_folder(request.getfixturevalue(model))
-    family = runtime.family_module(resolved.spec.family)
+    family = resolved.spec.family
     pixels = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
     job = DiffusionJob(image=fit_image(pixels, 96, 64), prompt="a cat", negative_prompt="",
                        width=96, height=64, num_frames=5, num_inference_steps=2,
                        guidance_scale=5.0, fps=8, decode_chunk=1,
-                       motion_bucket_id=SVD_MOTION_BUCKET_ID,
-                       noise_aug_strength=SVD_NOISE_AUG_STRENGTH)
+                       options=family.job_options(build_request(images=("x.png",))))
     videos = []
     for offload in ("none", "group", "leaf"):
-        pipe = load_pipeline(resolved, torch.float32)
+        pipe = load_pipeline(resolved, {"default": torch.float32})
         plan = MemoryPlan(level="low", offload=offload, decode_chunk=1, vae_tiling=False,
                           estimated_peak=0, budget=0, forced=True, fits=True, reason="")
-        runtime.apply_offload(pipe, plan, "cpu")
+        runtime.apply_offload(pipe, family, plan, "cpu")
         with runtime.seeded(11, "cpu") as generator, torch.inference_mode():
             videos.append(np.asarray(family.run(pipe, job, generator,
                                                 StepReporter(2, lambda e: None, CancelToken()))))
@@ -456,15 +448,11 @@ def test_peak_memory_is_read_on_the_jobs_own_gpu(monkeypatch):
 
 def test_bf16_falls_back_to_fp16_on_the_jobs_gpu_if_it_is_pre_ampere(monkeypatch):
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.registry import MODELS
 
     capability = {torch.device("cuda:0"): (9, 0), torch.device("cuda:1"): (7, 0)}  # H100, V100
     monkeypatch.setattr(torch.cuda, "get_device_capability", capability.__getitem__)
-    wan, svd = MODELS["wan2.2-ti2v-5b"], MODELS["svd-xt"]
-    assert runtime.pick_dtype("cuda:0", wan) is torch.bfloat16
-    assert runtime.pick_dtype("cuda:1", wan) is torch.float16
-    assert runtime.pick_dtype("cuda:0", svd) is torch.float16  # released in fp16
-    assert runtime.pick_dtype("cpu", wan) is torch.float32
+    assert runtime.bf16_supported("cuda:0") and not runtime.bf16_supported("cuda:1")
+    assert runtime.bf16_supported("cpu")
 
 
 def test_a_pinned_engine_makes_its_gpu_current_for_the_job(wan_dir, small_photo, loaded_photo,
@@ -504,17 +492,18 @@ def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, sm
 
 def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
     from img2vid.core.request import Quantize
-    from img2vid.engines.diffusion import _workload, runtime
     from img2vid.engines.diffusion.job import Shape
-    from img2vid.engines.diffusion.loading import resolve_folder, weight_elements
+    from img2vid.engines.diffusion.loading import resolve_folder, weight_census
+    from img2vid.engines.diffusion.planning import workload
+    from img2vid.engines.diffusion.sizing import Choices
 
     resolved = resolve_folder(wan_dir)
-    family = runtime.family_module(resolved.spec.family)
-    shape = Shape(96, 64, 5, 96, 64, 5)
-    elements = weight_elements(resolved.path, resolved.variant)
-    plain = _workload(resolved, family, shape, 5.0, torch.float32, Quantize.NONE)
+    choices = Choices(Shape(96, 64, 5, 96, 64, 5), 16, 2, 5.0)
+    elements = {k: c.elements for k, c in weight_census(resolved.path, None).items()}
+    dtypes = {"default": "float32"}
+    plain = workload(resolved.spec, resolved, choices, dtypes, Quantize.NONE)
     for mode in (Quantize.FP8, Quantize.INT8):
-        quantized = _workload(resolved, family, shape, 5.0, torch.float32, mode)
+        quantized = workload(resolved.spec, resolved, choices, dtypes, mode)
         assert quantized.weights["transformer"] == elements["transformer"]  # 1 byte each
         assert plain.weights["transformer"] == 4 * elements["transformer"]
         assert quantized.weights["vae"] == plain.weights["vae"]  # only the denoiser shrinks

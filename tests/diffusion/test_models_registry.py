@@ -10,14 +10,16 @@ import pytest
 from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.core.request import build_request
-from img2vid.engines.diffusion.job import choose_guidance, choose_shape, fit_image
+from img2vid.engines.diffusion.family import FrameRule
+from img2vid.engines.diffusion.job import fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
     resolve_folder,
     resolve_model,
-    weight_elements,
+    weight_census,
 )
-from img2vid.engines.diffusion.registry import MODELS, FrameRule
+from img2vid.engines.diffusion.registry import MODELS
+from img2vid.engines.diffusion.sizing import choose, choose_shape, shape_notes
 
 
 @pytest.mark.parametrize(("name", "asked", "used"), [
@@ -27,7 +29,7 @@ from img2vid.engines.diffusion.registry import MODELS, FrameRule
     ("svd-xt", 25, 25),
 ])
 def test_frames_snap_to_what_each_model_accepts(name, asked, used):
-    assert MODELS[name].frames.snap(asked) == used
+    assert MODELS[name].shape_rules.frames.snap(asked) == used
 
 
 def test_frame_rule_descriptions():
@@ -51,24 +53,23 @@ def test_cogvideox_runs_only_at_720x480_and_the_change_is_noted():
     spec = MODELS["cogvideox-5b-i2v"]
     shape = choose_shape(spec, req, 1000, 1000, 8)
     assert (shape.width, shape.height, shape.num_frames) == (720, 480, 49)
-    notes = shape.notes(spec)
+    notes = shape_notes(shape, spec)
     assert any("512x512 -> 720x480" in n for n in notes)
-    assert any("16 -> 49" in n for n in notes)
+    fewer = build_request(images=("a.png",), model="cogvideox-5b-i2v", num_frames=16)
+    assert any("16 -> 49" in n for n in shape_notes(choose_shape(spec, fewer, 1000, 1000, 8), spec))
 
 
 def test_guidance_and_fps_are_the_models_own_unless_given():
-    from img2vid.engines.diffusion.job import choose_fps
-
     preset = build_request(images=("a.png",), model="svd-xt")
     assert (preset.guidance_scale, preset.fps) == (None, None)  # presets leave them to the model
-    assert choose_guidance(MODELS["svd-xt"], preset) == 3.0
-    assert choose_guidance(MODELS["i2vgen-xl"], preset) == 9.0
-    assert choose_fps(MODELS["wan2.1-i2v-14b-480p"], preset) == 16
-    assert choose_fps(MODELS["i2vgen-xl"], preset) == 8
+    assert choose(MODELS["svd-xt"], preset, 1024, 576).guidance_scale == 3.0
+    assert choose(MODELS["i2vgen-xl"], preset, 1024, 576).guidance_scale == 9.0
+    assert choose(MODELS["wan2.1-i2v-14b-480p"], preset, 1024, 576).fps == 16
+    assert choose(MODELS["i2vgen-xl"], preset, 1024, 576).fps == 8
     # an explicit value wins, also one equal to another model's default
     explicit = build_request(images=("a.png",), model="svd-xt", guidance_scale=9, fps=8)
-    assert choose_guidance(MODELS["svd-xt"], explicit) == 9.0
-    assert choose_fps(MODELS["svd-xt"], explicit) == 8
+    assert choose(MODELS["svd-xt"], explicit, 1024, 576).guidance_scale == 9.0
+    assert choose(MODELS["svd-xt"], explicit, 1024, 576).fps == 8
 
 
 def test_a_duration_is_turned_into_frames_at_the_models_rate():
@@ -151,11 +152,12 @@ def test_offline_missing_model_names_both_ways_out(tmp_path: Path, monkeypatch):
 def test_configured_local_dir_and_weight_counts(wan_dir: Path):
     settings = Settings(models=ModelSettings(local_dirs={"my-wan": wan_dir}))
     resolved = resolve_model("my-wan", settings)
-    assert resolved.spec.family == "wan" and resolved.source == "folder"
-    assert resolved.spec.side_multiple == 16  # 8x VAE x 2x2 patches, read from the configs
-    counts = weight_elements(wan_dir, None)
+    assert resolved.spec.family.name == "wan" and resolved.source == "folder"
+    # 8x VAE x 2x2 patches, read from the configs
+    assert resolved.spec.shape_rules.side_multiple == 16
+    counts = weight_census(wan_dir, None)
     assert set(counts) >= {"transformer", "vae", "text_encoder", "image_encoder"}
-    assert all(n > 0 for n in counts.values())
+    assert all(c.elements >= c.largest > 0 for c in counts.values())
 
 
 def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch, i2vgen_dir):
@@ -178,3 +180,51 @@ def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch
     resolved = resolve_model("i2vgen-xl", settings)
     assert resolved.revision == commit
     assert asked == [True]  # the cache answered; nothing went to the network
+
+
+@pytest.mark.parametrize(("preset", "size", "frames", "steps"), [
+    ("preview", (912, 512), 8, 30), ("standard", (912, 512), 16, 50),
+    ("high", (1368, 768), 24, 80), ("max", (1824, 1024), 32, 100),
+])
+def test_i2vgen_xl_keeps_the_seed_preset_table(preset, size, frames, steps):
+    req = build_request(images=("a.png",), model="i2vgen-xl", preset=preset)
+    chosen = choose(MODELS["i2vgen-xl"], req, 1600, 900)
+    shape = chosen.shape
+    assert ((shape.width, shape.height), shape.num_frames) == (size, frames)
+    assert (chosen.num_inference_steps, chosen.guidance_scale, chosen.fps) == (steps, 9.0, 8)
+
+
+@pytest.mark.parametrize(("name", "size", "frames", "fps", "steps", "guidance"), [
+    ("svd-xt", (1024, 576), 25, 7, 25, 3.0),
+    ("wan2.2-ti2v-5b", (1280, 704), 121, 24, 50, 5.0),
+    ("wan2.1-i2v-14b-480p", (832, 480), 81, 16, 50, 5.0),
+    ("ltx-video", (704, 480), 161, 24, 50, 3.0),
+    ("cogvideox-5b-i2v", (720, 480), 49, 8, 50, 6.0),
+])
+def test_every_model_runs_at_its_native_values_by_default(name, size, frames, fps, steps,
+                                                          guidance):
+    spec = MODELS[name]
+    req = build_request(images=("a.png",), model=name)
+    chosen = choose(spec, req, *size)  # a photo of the native aspect gives the native size
+    shape = chosen.shape
+    assert (shape.width, shape.height, shape.num_frames) == (*size, frames)
+    assert (chosen.fps, chosen.num_inference_steps, chosen.guidance_scale) == (fps, steps,
+                                                                               guidance)
+    # another aspect keeps the area close to the native one, in the model's multiples
+    portrait = choose(spec, req, 600, 1000).shape
+    multiple = spec.shape_rules.side_multiple
+    if spec.shape_rules.fixed_size is None:
+        assert portrait.height > portrait.width
+        assert portrait.width % multiple == 0 and portrait.height % multiple == 0
+        assert abs(portrait.width * portrait.height / (size[0] * size[1]) - 1) < 0.1
+
+
+def test_presets_are_tiers_relative_to_the_model():
+    spec = MODELS["wan2.1-i2v-14b-480p"]
+    tiers = {p: choose(spec, build_request(images=("a.png",), model=spec.name, preset=p),
+                       832, 480) for p in ("preview", "standard", "high", "max")}
+    assert tiers["preview"].shape.num_frames == 41 and tiers["preview"].num_inference_steps == 25
+    assert tiers["standard"].shape.num_frames == 81
+    assert [tiers[p].num_inference_steps for p in ("standard", "high", "max")] == [50, 75, 100]
+    # this 480p model is never asked for a larger size than it was trained at
+    assert {(t.shape.width, t.shape.height) for t in tiers.values()} == {(832, 480)}

@@ -48,23 +48,21 @@ PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
         PresetName.MAX: {"resolution": 2160, "fps": 30, "duration": 8.0, "crf": 16,
                          "encode_speed": "slow"},
     },
-    EngineKind.DIFFUSION: {
-        PresetName.PREVIEW: {"resolution": 512, "num_frames": 8, "num_inference_steps": 30},
-        PresetName.STANDARD: {"resolution": 512, "num_frames": 16, "num_inference_steps": 50},
-        PresetName.HIGH: {"resolution": 768, "num_frames": 24, "num_inference_steps": 80},
-        PresetName.MAX: {"resolution": 1024, "num_frames": 32, "num_inference_steps": 100},
-    },
+    # A diffusion preset is a quality tier relative to the model: size, frames, steps,
+    # guidance and fps come from the model's registry entry (engines/diffusion/registry.py)
+    # when the request leaves them unset; only the encoding is set here.
+    EngineKind.DIFFUSION: {name: {"crf": 18, "encode_speed": "medium"} for name in PresetName},
 }
-# Shared by every diffusion preset. Guidance and fps are left to each model's own defaults
-# (I2VGen-XL 9 and 8 fps, SVD 3 and 7 fps, Wan 2.1 5 and 16 fps...) unless the user sets them.
-for _values in PRESETS[EngineKind.DIFFUSION].values():
-    _values.update({"crf": 18, "encode_speed": "medium"})
 
 PRESET_DESCRIPTIONS = {
-    PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion 512p, 8 frames, 30 steps",
-    PresetName.STANDARD: "default: camera 1080p 30 fps 5 s; diffusion 512p, 16 frames, 50 steps",
-    PresetName.HIGH: "camera 1440p 30 fps 6 s; diffusion 768p, 24 frames, 80 steps",
-    PresetName.MAX: "camera 2160p 30 fps 8 s; diffusion 1024p, 32 frames, 100 steps",
+    PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion: the model's size, about "
+                        "half its frames and steps (I2VGen-XL 512p, 8 frames, 30 steps)",
+    PresetName.STANDARD: "default: camera 1080p 30 fps 5 s; diffusion: the model's native size, "
+                         "frames and steps (I2VGen-XL 512p, 16 frames, 50 steps)",
+    PresetName.HIGH: "camera 1440p 30 fps 6 s; diffusion: native, 1.5x the steps "
+                     "(I2VGen-XL 768p, 24 frames, 80 steps)",
+    PresetName.MAX: "camera 2160p 30 fps 8 s; diffusion: native, 2x the steps "
+                    "(I2VGen-XL 1024p, 32 frames, 100 steps)",
 }
 
 
@@ -82,6 +80,9 @@ class GenerationRequest(BaseModel):
     engine: EngineKind | None = Field(None, description="camera (default) or diffusion "
                                   "(chosen automatically when --model is given)")
     model: str | None = Field(None, description="diffusion model name or local folder")
+    revision: str | None = Field(None, min_length=1, max_length=100,
+                                 description="hub commit, branch or tag of a named model "
+                                 "(default: the commit first downloaded, kept in a lock file)")
     preset: PresetName = Field(PresetName.STANDARD, description="preset filling unset values: "
                                "preview, standard, high, max")
     prompt: str = Field("", max_length=2000, description="what should happen in the video")

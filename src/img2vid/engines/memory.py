@@ -39,6 +39,9 @@ class MemoryFigures:
     device_free: int | None
     device_total: int | None
     ram_free: int
+    # this process's own resident memory now (the runtime and its libraries): part of the
+    # peak a job reaches in RAM, and given back to the budget since it is already ours
+    baseline: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class Workload:
     decode_tiled: int  # VAE decoder working memory for one frame with tiling
     tiling: bool  # the VAE supports tiled decoding
     chunked_decode: bool = True  # the pipeline decodes a few frames at a time when asked
+    # per component, bytes on the GPU at once under block-level group offload, and its
+    # largest tensor (leaf level); None: a share of the largest component
+    pieces: dict[str, int] | None = None
+    leaves: dict[str, int] | None = None
+    # RAM that loading needs on top of the weights: the largest component's file as stored
+    transient: int = 0
 
     @property
     def total_weights(self) -> int:
@@ -84,8 +93,11 @@ class MemoryPlan:
 
 
 def budget(figures: MemoryFigures) -> int:
-    free = figures.device_free if figures.device == "cuda" else figures.ram_free
-    return max(0, int((free or 0) * SAFETY) - RESERVE)
+    if figures.device == "cuda":
+        free = figures.device_free or 0
+    else:
+        free = figures.ram_free + figures.baseline
+    return max(0, int(free * SAFETY) - RESERVE)
 
 
 def resident_weights(work: Workload, level: str, figures: MemoryFigures) -> int:
@@ -98,8 +110,11 @@ def resident_weights(work: Workload, level: str, figures: MemoryFigures) -> int:
     if offload == "model":
         return work.largest
     if offload == "group":
-        return int(work.largest * GROUP_RESIDENT)
-    return int(work.largest * LEAF_RESIDENT)
+        return max(work.pieces.values(), default=0) if work.pieces else int(
+            work.largest * GROUP_RESIDENT)
+    # the current leaf and the one prefetched
+    return 2 * max(work.leaves.values(), default=0) if work.leaves else int(
+        work.largest * LEAF_RESIDENT)
 
 
 def decode_options(work: Workload, level: str) -> tuple[int, bool]:
@@ -121,7 +136,11 @@ def peak(work: Workload, level: str, figures: MemoryFigures, chunk: int, tiling:
         decode_weights = vae if OFFLOAD[level] == "model" else int(vae * GROUP_RESIDENT)
     else:
         decode_weights = weights
-    return max(denoise, decode_weights + chunk * per_frame)
+    running = max(denoise, decode_weights + chunk * per_frame)
+    if figures.device == "cuda":
+        return running
+    # in RAM: the runtime's own memory, and loading's peak (every weight plus one file)
+    return figures.baseline + max(running, work.total_weights + work.transient)
 
 
 def plan_memory(work: Workload, figures: MemoryFigures, requested: str = "auto") -> MemoryPlan:
@@ -206,7 +225,10 @@ def probe_memory(device: str, held: int = 0) -> MemoryFigures:
 
     ram_free = int(psutil.virtual_memory().available)
     kind = device.split(":")[0]
+    baseline = 0
     if kind != "cuda":
+        # what releasing the cached model gives back is not part of the next job's baseline
+        baseline = max(0, int(psutil.Process().memory_info().rss) - held)
         ram_free += held
     if kind == "cuda":
         import torch
@@ -221,5 +243,5 @@ def probe_memory(device: str, held: int = 0) -> MemoryFigures:
 
         total = int(torch.mps.recommended_max_memory())
         free = total - int(torch.mps.driver_allocated_memory()) + held
-        return MemoryFigures("mps", max(0, free), total, min(ram_free, max(0, free)))
-    return MemoryFigures("cpu", None, None, ram_free)
+        return MemoryFigures("mps", max(0, free), total, min(ram_free, max(0, free)), baseline)
+    return MemoryFigures("cpu", None, None, ram_free, baseline)

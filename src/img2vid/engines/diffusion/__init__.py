@@ -8,41 +8,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError, OutOfMemoryError
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
-from img2vid.core.request import GenerationRequest, Quantize
+from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
-from img2vid.engines.diffusion.job import (
-    SVD_MOTION_BUCKET_ID,
-    SVD_NOISE_AUG_STRENGTH,
-    DiffusionJob,
-    Shape,
-    choose_fps,
-    choose_guidance,
-    choose_shape,
-    fit_image,
-    to_uint8_frames,
-)
-from img2vid.engines.diffusion.loading import (
-    ResolvedModel,
-    load_pipeline,
-    read_config,
-    resolve_model,
-    weight_elements,
-)
+from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
+from img2vid.engines.diffusion.loading import load_pipeline
+from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
 from img2vid.engines.memory import (
-    MemoryFigures,
     MemoryPlan,
-    Workload,
     oom_advice,
-    plan_memory,
     probe_memory,
     step_down,
 )
@@ -98,58 +79,54 @@ class DiffusionEngine:
         del loaded
         runtime.free_memory(device)
 
+    def plan(self, request: GenerationRequest, source_size: tuple[int, int],
+             dry_run: bool = False) -> JobPlan:
+        """Resolve the model and every value of a job without loading weights."""
+        from img2vid.engines.diffusion import runtime
+
+        device = self._device or runtime.pick_device()
+        held = self._loaded.weight_bytes if self._loaded else 0
+        return plan_job(request, self.settings, source_size, device,
+                        probe_memory(device, held=held), runtime.bf16_supported(device),
+                        dry_run=dry_run)
+
     # -- one job ---------------------------------------------------------------------------
 
     def _generate(self, request: GenerationRequest, image: LoadedImage,
                   progress: ProgressCallback, cancel: CancelToken) -> Clip:
         from img2vid.engines.diffusion import runtime
 
-        resolved = resolve_model(request.model, self.settings)
-        spec = resolved.spec
-        family = runtime.family_module(spec.family)
         runtime.import_libraries()
-        runtime.check_options(spec, family, request)
+        plan = self.plan(request, (image.width, image.height))
+        resolved, spec, choices = plan.resolved, plan.spec, plan.choices
+        assert resolved is not None  # only a dry run plans without files
+        runtime.check_options(spec, request)
+        check_request(spec, request, choices)
+        runtime.check_plan(request, plan.memory, plan.device)
+        for note in plan.notes:
+            log.warning(note)
+        shape = choices.shape
+        log.info("memory plan for %s %dx%d x%d frames (%s on %s): %s", spec.name, shape.width,
+                 shape.height, shape.num_frames, plan.dtypes, plan.device, plan.memory.reason)
 
         seed = resolve_seed(request.seed)
-        fps = choose_fps(spec, request)
-        guidance = choose_guidance(spec, request)
-        shape = choose_shape(spec, request, image.width, image.height, fps)
-        _check_timing(spec, request, shape, fps)
-        notes = shape.notes(spec) + _ignored_options(spec, request)
-        for note in notes:
-            log.warning(note)
-
-        device = self._device or runtime.pick_device()
-        dtype = runtime.pick_dtype(device, spec)
-        work = _workload(resolved, family, shape, guidance, dtype, request.quantize)
-        figures = probe_memory(device, held=self._loaded.weight_bytes if self._loaded else 0)
-        plan = plan_memory(work, figures, request.memory.value)
-        runtime.check_plan(request, plan, device)
-        log.info("memory plan for %s %dx%d x%d frames (%s on %s): %s", spec.name, shape.width,
-                 shape.height, shape.num_frames, runtime.dtype_name(dtype), device, plan.reason)
-
         job = DiffusionJob(
             image=fit_image(image.pixels, shape.width, shape.height),
             prompt=request.prompt if spec.uses_prompt else "",
             negative_prompt=request.negative_prompt if spec.uses_prompt else "",
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
-            num_inference_steps=request.num_inference_steps or 50,
-            guidance_scale=guidance, fps=fps, decode_chunk=plan.decode_chunk,
-            motion_bucket_id=(request.motion_bucket_id if request.motion_bucket_id is not None
-                              else SVD_MOTION_BUCKET_ID),
-            noise_aug_strength=(request.noise_aug_strength
-                                if request.noise_aug_strength is not None
-                                else SVD_NOISE_AUG_STRENGTH))
+            num_inference_steps=choices.num_inference_steps,
+            guidance_scale=choices.guidance_scale, fps=choices.fps,
+            decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request))
 
         attempts: list[dict[str, Any]] = []
         try:
             frames, timings, extras = self._run_with_fallback(
-                resolved, family, request, job, work, figures, plan, device, dtype, seed,
-                progress, cancel, attempts)
+                plan, request, job, seed, progress, cancel, attempts)
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
-            runtime.free_memory(device)
-        plan = attempts[-1]["plan"]
+            runtime.free_memory(plan.device)
+        memory = attempts[-1]["plan"]
         info = {
             "engine": self.name,
             "model": resolved.describe(),
@@ -158,41 +135,39 @@ class DiffusionEngine:
             "num_inference_steps": job.num_inference_steps,
             "guidance_scale": job.guidance_scale,
             "fps": job.fps,
-            "device": device,
-            "dtype": runtime.dtype_name(dtype),
-            "memory_plan": plan.as_dict(),
+            "preset": request.preset.value,
+            "device": plan.device,
+            "dtype": plan.dtypes["default"],
+            "dtypes": plan.dtypes,
+            "memory_plan": memory.as_dict(),
             "memory_attempts": [{"level": a["plan"].level, "result": a["result"]}
                                 for a in attempts],
             "speed": {"compile": request.compile, "attention": request.attention,
                       "step_cache": extras.pop("step_cache"),
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
+            **job.options,
             **extras,
-            "warnings": list(notes),
+            "warnings": list(plan.notes),
         }
-        if spec.family == "svd":
-            info["motion_bucket_id"] = job.motion_bucket_id
-            info["noise_aug_strength"] = job.noise_aug_strength
         if not spec.uses_prompt and (request.prompt or request.negative_prompt):
             info["ignored_prompt"] = {"prompt": request.prompt,
                                       "negative_prompt": request.negative_prompt}
         return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info)
 
-    def _run_with_fallback(self, resolved: ResolvedModel, family: ModuleType,
-                           request: GenerationRequest, job: DiffusionJob, work: Workload,
-                           figures: MemoryFigures, plan: MemoryPlan, device: str, dtype: Any,
+    def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, job: DiffusionJob,
                            seed: int, progress: ProgressCallback, cancel: CancelToken,
                            attempts: list[dict[str, Any]],
                            ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         """Run once; after an out-of-memory error step down one level and retry once."""
         from img2vid.engines.diffusion import runtime
 
+        memory = plan.memory
         while True:
-            attempt = {"plan": plan, "result": "running"}
+            attempt = {"plan": memory, "result": "running"}
             attempts.append(attempt)
             try:
-                result = self._run(resolved, family, request, job, plan, device, dtype, seed,
-                                   progress, cancel)
+                result = self._run(plan, memory, request, job, seed, progress, cancel)
                 attempt["result"] = "ok"
                 return result
             except Exception as exc:
@@ -203,30 +178,31 @@ class DiffusionEngine:
             # Outside the except block the traceback, and the tensors its frames hold, are
             # gone: drop the pipeline too (the lighter level offloads differently) and retry.
             self.release()
-            lower = step_down(plan, work, figures) if len(attempts) == 1 else None
+            lower = step_down(memory, plan.work, plan.figures) if len(attempts) == 1 else None
             if lower is None:
                 raise OutOfMemoryError(
-                    f"{resolved.spec.name} ran out of memory on {device} at memory level "
-                    f"{plan.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
-                    f"{oom_advice(plan)}")
-            runtime.check_plan(request, lower, device)
-            log.warning("out of memory at memory level %s; retrying at %s", plan.level,
+                    f"{plan.spec.name} ran out of memory on {plan.device} at memory level "
+                    f"{memory.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{oom_advice(memory)}")
+            runtime.check_plan(request, lower, plan.device)
+            log.warning("out of memory at memory level %s; retrying at %s", memory.level,
                         lower.level)
-            plan = lower
-            job = replace(job, decode_chunk=plan.decode_chunk)
+            memory = lower
+            job = replace(job, decode_chunk=memory.decode_chunk)
 
-    def _run(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
-             job: DiffusionJob, plan: MemoryPlan, device: str, dtype: Any, seed: int,
-             progress: ProgressCallback, cancel: CancelToken,
+    def _run(self, plan: JobPlan, memory: MemoryPlan, request: GenerationRequest,
+             job: DiffusionJob, seed: int, progress: ProgressCallback, cancel: CancelToken,
              ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         import torch
 
         from img2vid.engines.diffusion import runtime
 
+        resolved, family, device = plan.resolved, plan.family, plan.device
+        assert resolved is not None
         started = time.perf_counter()
-        pipe = self._pipeline(resolved, family, request, plan, device, dtype, progress)
+        pipe = self._pipeline(plan, memory, request, progress)
         loaded = time.perf_counter()
-        runtime.apply_decode(pipe, plan)
+        runtime.apply_decode(pipe, memory)
         cancel.raise_if_cancelled()
         steps = StepReporter(job.num_inference_steps, progress, cancel)
         runtime.reset_peak(device)
@@ -234,7 +210,7 @@ class DiffusionEngine:
         try:
             with (runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
-                  step_cache(pipe, family.DENOISER, request.step_cache, job.num_inference_steps,
+                  step_cache(pipe, family.denoiser, request.step_cache, job.num_inference_steps,
                              ratios_file) as cache_report):
                 progress(Progress("denoise", 0, job.num_inference_steps))
                 video = family.run(pipe, job, generator, steps)
@@ -257,69 +233,28 @@ class DiffusionEngine:
 
         return cache_dir(self.settings)
 
-    def _pipeline(self, resolved: ResolvedModel, family: ModuleType, request: GenerationRequest,
-                  plan: MemoryPlan, device: str, dtype: Any, progress: ProgressCallback) -> Any:
+    def _pipeline(self, plan: JobPlan, memory: MemoryPlan, request: GenerationRequest,
+                  progress: ProgressCallback) -> Any:
         from img2vid.engines.diffusion import runtime
 
-        key = (str(resolved.path), device, str(dtype), resolved.variant, plan.offload,
-               request.compile, request.quantize.value)
+        resolved, family, device = plan.resolved, plan.family, plan.device
+        assert resolved is not None
+        key = (str(resolved.path), device, tuple(sorted(plan.dtypes.items())), resolved.variant,
+               memory.offload, request.compile, request.quantize.value)
         if self._loaded is not None and self._loaded.key == key:
             return self._loaded.pipe
         self.release()
         progress(Progress("load", 0, None, f"loading {resolved.spec.name}"))
-        pipe = load_pipeline(resolved, dtype)
+        dtypes = runtime.torch_dtypes(plan.dtypes)
+        pipe = load_pipeline(resolved, dtypes)
         info: dict[str, Any] = {}
-        quant = runtime.quantize(pipe, family, request.quantize, dtype)
+        quant = runtime.quantize(pipe, family, request.quantize,
+                                 dtypes.get(family.denoiser, dtypes["default"]))
         if quant:
             info["quantize"] = quant
-        runtime.apply_offload(pipe, plan, device)
+        runtime.apply_offload(pipe, family, memory, device)
         if request.compile:
             runtime.compile_denoiser(pipe, family)
         self._loaded = _Loaded(key, pipe, info, sum(
             runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")))
         return pipe
-
-
-def _workload(resolved: ResolvedModel, family: ModuleType, shape: Shape, guidance: float,
-              dtype: Any, quantize: Quantize) -> Workload:
-    """Memory the job needs: weights from the folder's safetensors headers (the denoiser at
-    one byte a weight when quantized), activations and decoding from the family's estimate."""
-    dtype_bytes = dtype.itemsize
-
-    def config(component: str) -> dict[str, Any]:
-        return read_config(resolved.path, component)
-
-    weights = {name: count * (1 if quantize is not Quantize.NONE and name == family.DENOISER
-                              else dtype_bytes)
-               for name, count in weight_elements(resolved.path, resolved.variant).items()}
-    activations, decode_full, decode_tiled = family.estimate(config, shape, guidance,
-                                                             dtype_bytes)
-    return Workload(weights=weights, activations=activations, decode_per_frame=decode_full,
-                    num_frames=shape.num_frames, decode_tiled=decode_tiled,
-                    tiling=family.VAE_TILING, chunked_decode=family.CHUNKED_DECODE)
-
-
-def _ignored_options(spec: Any, request: GenerationRequest) -> list[str]:
-    """Options this model does not use: said out loud rather than dropped silently."""
-    notes = []
-    if not spec.uses_prompt and (request.prompt or request.negative_prompt):
-        notes.append(f"{spec.name} takes no text prompt: the prompt and negative prompt are "
-                     "ignored (use i2vgen-xl or wan for prompt-driven motion)")
-    if spec.family != "svd":
-        for name in ("motion_bucket_id", "noise_aug_strength"):
-            if getattr(request, name) is not None:
-                notes.append(f"{name} applies to svd-xt only; {spec.name} ignores it")
-    return notes
-
-
-def _check_timing(spec: Any, request: GenerationRequest, shape: Shape, fps: int) -> None:
-    """What the request could not check without the model's frame rate, before any loading:
-    a target fps below it, or fades longer than the clip."""
-    if request.target_fps is not None and request.target_fps < fps:
-        raise InputError(f"target_fps={request.target_fps:g} is below {spec.name}'s {fps} fps; "
-                         "interpolation only adds frames (ask for more, or set --fps)")
-    seconds = shape.num_frames / fps
-    if request.fade_in + request.fade_out > seconds + 1e-9:
-        raise InputError(f"fade_in + fade_out ({request.fade_in + request.fade_out:g} s) is "
-                         f"longer than the clip ({shape.num_frames} frames at {fps} fps = "
-                         f"{seconds:g} s)")

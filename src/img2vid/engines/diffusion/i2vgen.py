@@ -1,33 +1,64 @@
-"""I2VGen-XL: prompt + negative prompt + photo -> 16-frame clip (I2VGenXLPipeline)."""
+"""I2VGen-XL (I2VGenXLPipeline): prompt + negative prompt + photo, UNet, CLIP text encoder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
+from img2vid.engines.diffusion.family import (
+    ConfigReader,
+    Family,
+    FrameRule,
+    ShapeRules,
+    shared_arguments,
+    vae_scale,
+)
 from img2vid.engines.diffusion.job import DiffusionJob, Shape
 from img2vid.engines.diffusion.steps import StepReporter
 
-DENOISER = "unet"
-VAE_TILING = True
-CHUNKED_DECODE = True
 # I2VGen-XL's default clip_skip: the text encoder's penultimate layer, then its final norm.
 CLIP_SKIP = 1
+# The frame rate the model is conditioned on: the pipeline's and the original model's default.
+# The clip still plays at the registry's 8 fps (16 frames over 2 s, as the authors show it).
+TARGET_FPS = 16
 
 
-def estimate(config: Callable[[str], dict[str, Any]], shape: Shape, guidance_scale: float,
-             dtype_bytes: int) -> tuple[int, int, int]:
-    """(denoise activations, decode bytes per frame, tiled decode bytes per frame)."""
-    vae = config("vae")
-    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    base = config("unet").get("block_out_channels", [320])[0]
-    batch = 2 if guidance_scale > 1 else 1
-    acts = unet_activations(shape.width, shape.height, shape.num_frames, scale, base, batch,
-                            dtype_bytes)
-    full, tiled = image_decode(shape.width, shape.height, vae.get("block_out_channels", [128])[0],
-                               dtype_bytes)
-    return acts, full, tiled
+class I2VGenXL(Family):
+    name = "i2vgen"
+    pipeline_class = "I2VGenXLPipeline"
+    index_classes = ("I2VGenXLPipeline",)
+    rules = ShapeRules(side_multiple=8, frames=FrameRule(minimum=2))
+    denoiser = "unet"
+    chunked_decode = True
+    cuda_dtype = "float16"
+
+    def shape_rules(self, config: ConfigReader) -> ShapeRules:
+        # the pipeline checks for multiples of 8 whatever the VAE
+        return ShapeRules(max(8, vae_scale(config)), self.rules.frames)
+
+    def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
+                 dtype_bytes: int) -> tuple[int, int, int]:
+        base = config("unet").get("block_out_channels", [320])[0]
+        batch = 2 if guidance_scale > 1 else 1
+        acts = unet_activations(shape.width, shape.height, shape.num_frames, vae_scale(config),
+                                base, batch, dtype_bytes)
+        full, tiled = image_decode(shape.width, shape.height,
+                                   config("vae").get("block_out_channels", [128])[0], dtype_bytes)
+        return acts, full, tiled
+
+    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
+        device = pipe._execution_device
+        prompt_embeds = encode_prompt(pipe, job.prompt, device)
+        negative_embeds = (encode_prompt(pipe, job.negative_prompt, device)
+                           if job.guidance_scale > 1 else None)
+        arguments = {
+            **shared_arguments(job, generator, None),
+            "prompt": None, "negative_prompt": None, "target_fps": TARGET_FPS,
+            "decode_chunk_size": job.decode_chunk, "prompt_embeds": prompt_embeds,
+            "negative_prompt_embeds": negative_embeds}
+        # I2VGenXLPipeline has no step callback: the scheduler hook reports and cancels instead.
+        with steps.scheduler_hook(pipe.scheduler):
+            return pipe(**arguments).frames
 
 
 def encode_prompt(pipe: Any, text: str, device: Any) -> Any:
@@ -50,28 +81,3 @@ def encode_prompt(pipe: Any, text: str, device: Any) -> Any:
     return F.layer_norm(hidden, norm.normalized_shape,
                         norm.weight.to(hidden.device, hidden.dtype),
                         norm.bias.to(hidden.device, hidden.dtype), norm.eps)
-
-
-def run(pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
-    device = pipe._execution_device
-    prompt_embeds = encode_prompt(pipe, job.prompt, device)
-    negative_embeds = (encode_prompt(pipe, job.negative_prompt, device)
-                       if job.guidance_scale > 1 else None)
-    # I2VGenXLPipeline has no step callback: the scheduler hook reports and cancels instead.
-    with steps.scheduler_hook(pipe.scheduler):
-        output = pipe(
-            prompt=None,
-            image=job.image,
-            height=job.height,
-            width=job.width,
-            target_fps=job.fps,
-            num_frames=job.num_frames,
-            num_inference_steps=job.num_inference_steps,
-            guidance_scale=job.guidance_scale,
-            decode_chunk_size=job.decode_chunk,
-            generator=generator,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_embeds,
-            output_type="np",
-        )
-    return output.frames

@@ -1,4 +1,4 @@
-"""One diffusion job's resolved values: sizes and frames snapped to the model, guidance, the photo."""
+"""One diffusion job's resolved values, as the families receive them, and the photo fitted to them."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-from img2vid.core.request import GenerationRequest, output_size
-from img2vid.engines.diffusion.registry import ModelSpec
-
-SVD_MOTION_BUCKET_ID = 127
-SVD_NOISE_AUG_STRENGTH = 0.02
 
 
 @dataclass(frozen=True)
@@ -32,46 +26,6 @@ class Shape:
                 "used": {"width": self.width, "height": self.height,
                          "num_frames": self.num_frames}}
 
-    def notes(self, spec: ModelSpec) -> list[str]:
-        notes = []
-        if (self.width, self.height) != (self.asked_width, self.asked_height):
-            rule = (f"only runs at {spec.fixed_size[0]}x{spec.fixed_size[1]}" if spec.fixed_size
-                    else f"needs sides that are multiples of {spec.side_multiple}")
-            notes.append(f"{spec.name} {rule}: size {self.asked_width}x{self.asked_height} -> "
-                         f"{self.width}x{self.height}")
-        if self.num_frames != self.asked_frames:
-            notes.append(f"{spec.name} takes {spec.frames.describe()} frames: "
-                         f"{self.asked_frames} -> {self.num_frames}")
-        return notes
-
-
-def choose_fps(spec: ModelSpec, request: GenerationRequest) -> int:
-    """The request's frame rate, else the rate the model's motion is made for (Wan 2.1 makes
-    16 fps motion: shown at 8 fps it would play in slow motion)."""
-    return int(request.fps) if request.fps is not None else spec.fps
-
-
-def choose_guidance(spec: ModelSpec, request: GenerationRequest) -> float:
-    """The request's guidance scale, else the model's (9 suits I2VGen-XL; SVD, Wan, LTX and
-    CogVideoX are tuned for 3-6)."""
-    return (float(request.guidance_scale) if request.guidance_scale is not None
-            else spec.guidance_scale)
-
-
-def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,
-                 source_height: int, fps: int) -> Shape:
-    """Snap the request's size and frames to what the model accepts, keeping the aspect ratio.
-    A duration asks for that many seconds at `fps`, the rate the clip will play at."""
-    asked_w, asked_h = output_size(request, source_width, source_height)
-    if spec.fixed_size is not None:
-        width, height = spec.fixed_size
-    else:
-        width, height = output_size(request, source_width, source_height,
-                                    multiple=spec.side_multiple)
-    asked_frames = request.num_frames or (max(1, round(request.duration * fps))
-                                          if request.duration else spec.default_frames)
-    return Shape(asked_w, asked_h, asked_frames, width, height, spec.frames.snap(asked_frames))
-
 
 @dataclass(frozen=True)
 class DiffusionJob:
@@ -87,8 +41,7 @@ class DiffusionJob:
     guidance_scale: float
     fps: int
     decode_chunk: int
-    motion_bucket_id: int  # SVD only, like the next
-    noise_aug_strength: float
+    options: dict[str, Any]  # the family's own (SVD: motion_bucket_id, noise_aug_strength)
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:

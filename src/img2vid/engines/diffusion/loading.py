@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError, ModelLoadError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
-    FAMILY_PIPELINES,
-    FAMILY_REFERENCE,
+    FAMILIES,
     MODELS,
-    PIPELINE_FAMILIES,
-    FrameRule,
+    Defaults,
     ModelSpec,
+    family_of,
     get_spec,
 )
 
@@ -42,7 +43,7 @@ class ResolvedModel:
     def describe(self) -> dict[str, Any]:
         return {"name": self.spec.name, "id": self.model_id, "source": self.source,
                 "path": str(self.path), "revision": self.revision, "variant": self.variant,
-                "family": self.spec.family, "pipeline": self.spec.pipeline_class}
+                "family": self.spec.family.name, "pipeline": self.spec.pipeline_class}
 
 
 def allow_patterns(spec: ModelSpec) -> list[str]:
@@ -55,10 +56,32 @@ def allow_patterns(spec: ModelSpec) -> list[str]:
     return ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", weights]
 
 
-def resolve_model(name: str | None, settings: Settings) -> ResolvedModel:
+class HubClient(Protocol):
+    """The one hub call img2vid makes: a snapshot of a repo at a revision, into the cache."""
+
+    def snapshot(self, repo_id: str, *, revision: str | None, allow_patterns: list[str],
+                 cache_dir: str | None, local_only: bool) -> str: ...
+
+
+class HuggingFaceHub:
+    def snapshot(self, repo_id: str, *, revision: str | None, allow_patterns: list[str],
+                 cache_dir: str | None, local_only: bool) -> str:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns,
+                                 cache_dir=cache_dir, local_files_only=local_only)
+
+
+HUB: HubClient = HuggingFaceHub()  # tests put a fake here
+
+
+def resolve_model(name: str | None, settings: Settings,
+                  revision: str | None = None) -> ResolvedModel:
     """Turn --model (a registry name, a configured name or a folder) into files on disk.
 
-    Downloads through huggingface_hub when the model is missing and the hub is reachable.
+    A registered model loads the commit in the revision lock (the first one downloaded), else
+    its registry pin, else the hub's newest; `revision` overrides all three. Downloads through
+    huggingface_hub when the model is missing and the hub is reachable.
     """
     name = (name or DEFAULT_MODEL).strip()
     configured = settings.models.local_dirs.get(name)
@@ -69,53 +92,126 @@ def resolve_model(name: str | None, settings: Settings) -> ResolvedModel:
         return resolve_folder(candidate)
     if _looks_like_path(name):
         raise InputError(f"model folder not found: {name}")
+    spec = registered(name)
+    locks = RevisionLock(settings)
+    wanted = revision or locks.get(spec.hub_id) or spec.revision
+    try:  # a cached model is used as it is: no request to the hub for every job
+        path = _snapshot(spec, settings, wanted, local_only=True)
+    except ModelNotAvailableError:
+        path = _snapshot(spec, settings, wanted, local_only=None)  # downloads unless offline
+    resolved = _from_snapshot(spec, path)
+    if revision is None:
+        locks.keep(spec.hub_id, resolved.revision)
+    return resolved
+
+
+def registered(name: str) -> ModelSpec:
     spec = get_spec(name)
     if spec is None:
         raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)} "
                          "(or a folder with model_index.json)")
-    try:  # a cached model is used as it is: no request to the hub for every job
-        path = _snapshot(spec, settings, local_only=True)
+    return spec
+
+
+def cached_model(name: str, settings: Settings, revision: str | None = None
+                 ) -> ResolvedModel | None:
+    """The registered model's files if they are in the cache (never downloads)."""
+    spec = registered(name)
+    wanted = revision or RevisionLock(settings).get(spec.hub_id) or spec.revision
+    try:
+        return _from_snapshot(spec, _snapshot(spec, settings, wanted, local_only=True))
     except ModelNotAvailableError:
-        path = _snapshot(spec, settings, local_only=None)  # downloads unless offline
-    return _from_snapshot(spec, path)
+        return None
 
 
 def _looks_like_path(name: str) -> bool:
     return "/" in name or "\\" in name or name.startswith((".", "~"))
 
 
-def download_model(name: str, settings: Settings) -> ResolvedModel:
-    """Fetch a registry model into the Hugging Face cache (huggingface_hub's progress bars)."""
-    spec = get_spec(name)
-    if spec is None:
-        raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return _from_snapshot(spec, _snapshot(spec, settings, local_only=False))
+def download_model(name: str, settings: Settings, update: bool = False) -> ResolvedModel:
+    """Fetch a registry model into the Hugging Face cache (huggingface_hub's progress bars).
+
+    `update`: move to the hub's newest commit and record it in the revision lock."""
+    spec = registered(name)
+    locks = RevisionLock(settings)
+    wanted = None if update else (locks.get(spec.hub_id) or spec.revision)
+    resolved = _from_snapshot(spec, _snapshot(spec, settings, wanted, local_only=False))
+    locks.keep(spec.hub_id, resolved.revision, replace=update)
+    return resolved
 
 
-def _snapshot(spec: ModelSpec, settings: Settings, local_only: bool | None) -> Path:
-    from huggingface_hub import is_offline_mode, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
+class RevisionLock:
+    """img2vid-revisions.json beside the model cache: hub id -> the commit to load, so a repo
+    update does not silently change a user's weights between runs."""
+
+    FILE = "img2vid-revisions.json"
+
+    def __init__(self, settings: Settings) -> None:
+        from huggingface_hub import constants
+
+        root = settings.models.cache_dir or constants.HF_HUB_CACHE
+        self.path = Path(root).expanduser() / self.FILE
+
+    def read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) \
+            else {}
+
+    def get(self, hub_id: str) -> str | None:
+        return self.read().get(hub_id)
+
+    def keep(self, hub_id: str, commit: str | None, replace: bool = False) -> None:
+        data = self.read()
+        if commit is None or data.get(hub_id) == commit or (hub_id in data and not replace):
+            return
+        data[hub_id] = commit
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError as exc:  # a read-only cache still runs, unpinned
+            log.warning("could not record %s@%s in %s: %s", hub_id, commit, self.path, exc)
+
+
+def _snapshot(spec: ModelSpec, settings: Settings, revision: str | None,
+              local_only: bool | None) -> Path:
+    from huggingface_hub import is_offline_mode
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = is_offline_mode() if local_only is None else local_only
     cache_dir = settings.models.cache_dir
+    at = f"@{revision[:12]}" if revision else ""
     try:
-        folder = snapshot_download(spec.hub_id, allow_patterns=allow_patterns(spec),
-                                   cache_dir=str(cache_dir) if cache_dir else None,
-                                   local_files_only=offline)
+        folder = HUB.snapshot(spec.hub_id, revision=revision, allow_patterns=allow_patterns(spec),
+                              cache_dir=str(cache_dir) if cache_dir else None,
+                              local_only=offline)
     except GatedRepoError:
         raise ModelNotAvailableError(
             f"{spec.name} ({spec.hub_id}) is gated on the Hugging Face hub: accept its licence "
             f"on its hub page, log in with `hf auth login`, then retry") from None
+    except RevisionNotFoundError:
+        raise ModelNotAvailableError(
+            f"{spec.hub_id} has no revision {revision!r}: give a commit, branch or tag of the "
+            "repo (or drop --revision)") from None
     except LocalEntryNotFoundError as exc:
         why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE)" if offline or _is_offline_error(exc)
                else "the Hugging Face hub could not be reached")
         if local_only is False:  # an explicit download
             raise ModelNotAvailableError(
-                f"cannot download {spec.name} ({spec.hub_id}): {why}; retry with internet "
+                f"cannot download {spec.name} ({spec.hub_id}{at}): {why}; retry with internet "
                 "(and HF_HUB_OFFLINE unset), or use a local copy with --model /path/to/folder"
             ) from None
         raise ModelNotAvailableError(
-            f"model {spec.name} ({spec.hub_id}) is not downloaded and {why}: run "
+            f"model {spec.name} ({spec.hub_id}{at}) is not downloaded and {why}: run "
             f"`img2vid models download {spec.name}` with internet, or pass --model /path/to/folder"
         ) from None
     except (HfHubHTTPError, OSError) as exc:
@@ -135,13 +231,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _from_snapshot(spec: ModelSpec, folder: Path) -> ResolvedModel:
+    """A downloaded registered model: its shape rules come from its own configs (the same as
+    the registry's for the real repos; a fine-tune or a test replica may differ)."""
     revision = folder.name if folder.parent.name == "snapshots" else None
-    return ResolvedModel(spec=spec, path=folder, source="hub", revision=revision,
-                         variant=_variant_present(folder, spec.variant))
+    rules = spec.family.shape_rules(lambda component: read_config(folder, component))
+    return ResolvedModel(spec=dataclasses.replace(spec, rules=rules), path=folder, source="hub",
+                         revision=revision, variant=_variant_present(folder, spec.variant))
 
 
 def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
-    """A local diffusers folder: its family comes from model_index.json."""
+    """A local diffusers folder: its family comes from model_index.json, its shape rules from
+    its configs, its defaults from the family's registered model of that size if any."""
     if not folder.is_dir():
         raise InputError(f"model folder not found: {folder}")
     index_path = folder / "model_index.json"
@@ -153,49 +253,30 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
         class_name = index["_class_name"]
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{index_path} is not a valid diffusers model index") from None
-    if class_name not in PIPELINE_FAMILIES:
-        raise InputError(f"{folder} holds a {class_name}, which img2vid cannot run; supported: "
-                         + ", ".join(sorted(k for k, v in PIPELINE_FAMILIES.items() if v)))
-    family = PIPELINE_FAMILIES[class_name]
-    if family is None or (class_name == "WanPipeline" and not index.get("expand_timesteps")):
+    family = family_of(index)
+    if family is None and any(class_name in f.text_to_video for f in FAMILIES.values()):
         raise InputError(f"{folder} holds a text-to-video {class_name}; img2vid needs an "
                          "image-to-video model (e.g. " + ", ".join(MODELS) + ")")
-    reference = MODELS[FAMILY_REFERENCE[family]]
-    spec = replace(reference, name=name or folder.name, hub_id=str(folder),
-                   pipeline_class=FAMILY_PIPELINES[family],
-                   side_multiple=_side_multiple(folder, family, reference.side_multiple),
-                   download_gb=0.0, description=f"local {class_name} folder")
-    if family == "cogvideox":
-        spec = _cogvideox_shape(folder, spec)
+    if family is None:
+        known = sorted(c for f in FAMILIES.values() for c in f.index_classes)
+        raise InputError(f"{folder} holds a {class_name}, which img2vid cannot run (it is not "
+                         f"an image-to-video model of a known family); supported: "
+                         + ", ".join(known))
+    rules = family.shape_rules(lambda component: read_config(folder, component))
+    # defaults of the family's registered model with the same shape rules (Wan 2.1 or 2.2)
+    relatives = [s for s in MODELS.values() if s.family is family]
+    reference = next((s for s in relatives if s.shape_rules.side_multiple == rules.side_multiple),
+                     relatives[0])
+    defaults = reference.defaults
+    if rules.fixed_size is not None:
+        defaults = Defaults(*rules.fixed_size, rules.frames.fixed or defaults.num_frames,
+                            defaults.fps, defaults.num_inference_steps, defaults.guidance_scale)
+    spec = ModelSpec(name=name or folder.name, family=family, hub_id=str(folder),
+                     defaults=defaults, download_gb=0.0, rules=rules, tiers=reference.tiers,
+                     description=f"local {class_name} folder")
     revision = folder.name if folder.parent.name == "snapshots" else None
     return ResolvedModel(spec=spec, path=folder, source="folder", revision=revision,
                          variant=_variant_present(folder, "fp16"))
-
-
-def _side_multiple(folder: Path, family: str, default: int) -> int:
-    """Pixels per latent cell of this folder's VAE (x the transformer's patch), from its configs."""
-    vae = read_config(folder, "vae")
-    if family in ("i2vgen", "svd") and "block_out_channels" in vae:
-        # the pipelines check for multiples of 8 whatever the VAE
-        return max(8, 2 ** (len(vae["block_out_channels"]) - 1))
-    if family == "wan":
-        patch = read_config(folder, "transformer").get("patch_size", [1, 2, 2])
-        return int(vae.get("scale_factor_spatial", 8)) * int(patch[-1])
-    return default
-
-
-def _cogvideox_shape(folder: Path, spec: ModelSpec) -> ModelSpec:
-    """CogVideoX I2V's learned positional embeddings pin one size and frame count: read them
-    from the transformer config (60x90 latents and 49 frames on the 5B model: 720x480)."""
-    config = read_config(folder, "transformer")
-    if not config.get("use_learned_positional_embeddings", True):
-        return spec
-    scale = 2 ** (len(read_config(folder, "vae").get("block_out_channels", [0] * 4)) - 1)
-    width = int(config.get("sample_width", 90)) * scale
-    height = int(config.get("sample_height", 60)) * scale
-    frames = int(config.get("sample_frames", 49))
-    return replace(spec, fixed_size=(width, height), frames=FrameRule(fixed=frames),
-                   default_frames=frames)
 
 
 def read_config(folder: Path, component: str) -> dict[str, Any]:
@@ -217,11 +298,25 @@ def _variant_present(folder: Path, variant: str | None) -> str | None:
     return None
 
 
-def weight_elements(folder: Path, variant: str | None) -> dict[str, int]:
-    """Parameter count of each component, read from safetensors headers (no weights loaded)."""
+@dataclass(frozen=True)
+class Census:
+    """A component's parameter count and its largest tensor, from the safetensors headers."""
+
+    elements: int
+    largest: int
+    stored: int = 0  # bytes as stored in the files
+    largest_file: int = 0  # bytes of its largest file: what loading holds at once besides
+
+
+_STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
+                 "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def weight_census(folder: Path, variant: str | None) -> dict[str, Census]:
+    """Per component, read from safetensors headers (no weights loaded)."""
     from safetensors import safe_open
 
-    counts: dict[str, int] = {}
+    counts: dict[str, Census] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = sorted(sub.glob("*.safetensors"))
         if variant:
@@ -229,34 +324,59 @@ def weight_elements(folder: Path, variant: str | None) -> dict[str, int]:
             files = chosen or [f for f in files if ".fp16" not in f.name]
         else:
             files = [f for f in files if ".fp16" not in f.name] or files
-        total = 0
+        total = largest = stored = largest_file = 0
         for f in files:
             with safe_open(str(f), framework="pt") as handle:
+                in_file = 0
                 for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-                    shape = handle.get_slice(key).get_shape()
-                    n = 1
-                    for d in shape:
-                        n *= int(d)
+                    piece = handle.get_slice(key)
+                    n = math.prod(int(d) for d in piece.get_shape())
                     total += n
+                    largest = max(largest, n)
+                    in_file += n * _STORED_BYTES.get(piece.get_dtype(), 4)
+            stored += in_file
+            largest_file = max(largest_file, in_file)
         if not files:
             # pickled .bin checkpoints have no readable header: count 2 bytes per element,
             # which overestimates fp32 files (the planner would rather be conservative)
-            total = sum(f.stat().st_size for f in sub.glob("*.bin")) // 2
+            bins = [f.stat().st_size for f in sub.glob("*.bin")]
+            stored, largest_file = sum(bins), max(bins, default=0)
+            total = largest = stored // 2
         if total:
-            counts[sub.name] = total
+            counts[sub.name] = Census(total, largest, stored, largest_file)
     return counts
 
 
-def load_pipeline(resolved: ResolvedModel, torch_dtype: Any) -> Any:
-    """Load the image-to-video pipeline from the resolved folder (never touches the network)."""
+def load_pipeline(resolved: ResolvedModel, dtypes: dict[str, Any]) -> Any:
+    """Load the image-to-video pipeline from the resolved folder (never touches the network),
+    each component in its own dtype ("default" for the rest)."""
     import diffusers
 
     cls = getattr(diffusers, resolved.spec.pipeline_class)
     try:
-        pipe = cls.from_pretrained(resolved.path, dtype=torch_dtype,
-                                   variant=resolved.variant, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+        pipe = cls.from_pretrained(resolved.path, dtype=dtypes, variant=resolved.variant,
+                                   local_files_only=True)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelLoadError(f"cannot load {resolved.spec.name} from {resolved.path}: "
-                             f"{_first_line(exc)}") from None
+                             f"{load_failure(exc)}") from None
     pipe.set_progress_bar_config(disable=True)  # progress goes through our callback instead
+    resolved.spec.family.prepare(pipe)
     return pipe
+
+
+def load_failure(exc: BaseException) -> str:
+    """The real cause of a failed load. A tokenizer folder with only spiece.model (LTX-Video,
+    CogVideoX) needs sentencepiece to convert; without it transformers names tiktoken."""
+    text = _first_line(exc)
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        missing = True
+    else:
+        missing = False
+    if missing and ("tiktoken" in text or "sentencepiece" in text.lower()
+                    or "tokenizer" in text.lower()):
+        return ("its tokenizer is a SentencePiece model (spiece.model) and the sentencepiece "
+                "package is missing: pip install 'img2vid[diffusion]' (or pip install "
+                "sentencepiece)")
+    return text

@@ -1,126 +1,156 @@
-"""The named diffusion models: hub id, pipeline, family, accepted shapes and defaults."""
+"""The named diffusion models: a family, a hub id, a pinned revision and native defaults."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from img2vid.engines.diffusion.cogvideox import CogVideoX
+from img2vid.engines.diffusion.family import Family, ShapeRules
+from img2vid.engines.diffusion.i2vgen import I2VGenXL
+from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.svd import StableVideoDiffusion
+from img2vid.engines.diffusion.wan import Wan
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+TIERS = ("preview", "standard", "high", "max")
 
 
 @dataclass(frozen=True)
-class FrameRule:
-    """Frame counts a model accepts: `step * k + offset` for k >= 1, or one fixed count."""
+class Defaults:
+    """What a model runs at when the request leaves a value unset (its authors' settings)."""
 
-    step: int = 1
-    offset: int = 0
-    minimum: int = 2
-    fixed: int | None = None
+    width: int  # landscape; a photo's aspect keeps the area close to width x height
+    height: int
+    num_frames: int
+    fps: int  # the frame rate its motion is made for
+    num_inference_steps: int
+    guidance_scale: float
 
-    def snap(self, frames: int) -> int:
-        """The accepted count nearest to `frames` (ties go up)."""
-        if self.fixed is not None:
-            return self.fixed
-        k = max(1, math.floor((frames - self.offset) / self.step + 0.5))
-        return max(self.minimum, k * self.step + self.offset)
 
-    def describe(self) -> str:
-        if self.fixed is not None:
-            return f"exactly {self.fixed}"
-        if self.step == 1:
-            return f"at least {self.minimum}"
-        return f"{self.step}k+{self.offset}" if self.offset else f"multiples of {self.step}"
+@dataclass(frozen=True)
+class Tier:
+    """One preset on one model: a short side (None: the native area), frames and steps."""
+
+    short_side: int | None
+    num_frames: int
+    num_inference_steps: int
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model the diffusion engine can run.
+    """A registered model (or a local folder, with its family's rules and no defaults).
 
-    `pipeline_class` is the diffusers class used for image-to-video (a repo's model_index may
-    name its text-to-video sibling, e.g. LTX-Video's); `variant` picks the smaller weight files
-    a hub repo offers (fp16) when downloading.
+    `revision` is a full hub commit, set only where one is established from a reliable source;
+    otherwise the commit first downloaded is kept in the revision lock file.
     """
 
     name: str
+    family: Family
     hub_id: str
-    pipeline_class: str
-    family: str
-    frames: FrameRule
-    side_multiple: int
-    default_frames: int
-    guidance_scale: float
-    fps: int  # the frame rate the model was trained to produce
-    # approximate size of the files `img2vid models download` fetches; the UNet models' match
-    # their parameter counts in fp16 (I2VGen-XL 2.49 B, SVD-XT 2.26 B), the others are estimates
+    defaults: Defaults
+    # approximate size of the files `img2vid models download` fetches
     download_gb: float
     description: str
-    fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
-    variant: str | None = None
-    uses_prompt: bool = True
+    # billions of parameters per component, from the hub's file sizes: what the planner counts
+    # before a model is downloaded (the safetensors headers replace it once it is)
+    params_b: dict[str, float] = field(default_factory=dict)
+    revision: str | None = None
+    variant: str | None = None  # smaller weight files the hub repo offers (fp16)
+    rules: ShapeRules | None = None  # where the model differs from its family's
+    tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
+
+    @property
+    def shape_rules(self) -> ShapeRules:
+        return self.rules or self.family.rules
+
+    @property
+    def pipeline_class(self) -> str:
+        return self.family.pipeline_class
+
+    @property
+    def uses_prompt(self) -> bool:
+        return self.family.uses_prompt
+
+    def tier(self, preset: str) -> Tier:
+        """Presets are quality tiers relative to the model: preview has fewer frames and
+        steps, standard is native, high and max add steps (the models here are trained at
+        one resolution, so their size stays native)."""
+        if self.tiers is not None:
+            return self.tiers[preset]
+        d, frames = self.defaults, self.shape_rules.frames
+        scale = {"preview": 0.5, "standard": 1.0, "high": 1.5, "max": 2.0}[preset]
+        num_frames = frames.snap(d.num_frames // 2) if preset == "preview" else d.num_frames
+        return Tier(None, num_frames, max(4, round(d.num_inference_steps * scale)))
+
+    def describe_defaults(self) -> dict[str, Any]:
+        d = self.defaults
+        return {"width": d.width, "height": d.height, "num_frames": d.num_frames, "fps": d.fps,
+                "num_inference_steps": d.num_inference_steps,
+                "guidance_scale": d.guidance_scale}
 
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec(
-        name="i2vgen-xl", hub_id="ali-vilab/i2vgen-xl", pipeline_class="I2VGenXLPipeline",
-        family="i2vgen", frames=FrameRule(minimum=2), side_multiple=8, default_frames=16,
-        guidance_scale=9.0, fps=8, download_gb=5.0, variant="fp16",
+        name="i2vgen-xl", family=FAMILIES["i2vgen"], hub_id="ali-vilab/i2vgen-xl",
+        # the seed's table: 16 frames played at 8 fps (2 s), guidance 9
+        defaults=Defaults(912, 512, 16, 8, 50, 9.0),
+        tiers={"preview": Tier(512, 8, 30), "standard": Tier(512, 16, 50),
+               "high": Tier(768, 24, 80), "max": Tier(1024, 32, 100)},
+        download_gb=5.0, variant="fp16",
+        params_b={"unet": 1.42, "text_encoder": 0.354, "image_encoder": 0.632, "vae": 0.084},
         description="I2VGen-XL (Alibaba): prompt + negative prompt, 16 frames"),
     ModelSpec(
-        name="svd-xt", hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
-        pipeline_class="StableVideoDiffusionPipeline", family="svd", frames=FrameRule(minimum=2),
-        side_multiple=8, default_frames=25, guidance_scale=3.0, fps=7, download_gb=4.5,
-        variant="fp16", uses_prompt=False,
+        name="svd-xt", family=FAMILIES["svd"],
+        hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
+        defaults=Defaults(1024, 576, 25, 7, 25, 3.0), download_gb=4.5, variant="fp16",
+        params_b={"unet": 1.52, "image_encoder": 0.632, "vae": 0.098},
         description="Stable Video Diffusion XT: no prompt; motion_bucket_id, noise_aug_strength"),
     ModelSpec(
-        name="wan2.2-ti2v-5b", hub_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-        pipeline_class="WanImageToVideoPipeline", family="wan",
+        name="wan2.2-ti2v-5b", family=FAMILIES["wan"], hub_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
         # its VAE downsamples 16x and the transformer patches 2x2: sides multiple of 32
-        frames=FrameRule(step=4, offset=1, minimum=5), side_multiple=32, default_frames=121,
-        guidance_scale=5.0, fps=24, download_gb=34.0,
+        rules=ShapeRules(32, FAMILIES["wan"].rules.frames),
+        defaults=Defaults(1280, 704, 121, 24, 50, 5.0), download_gb=34.0,
+        params_b={"transformer": 5.0, "text_encoder": 5.7, "vae": 0.705},
         description="Wan 2.2 TI2V 5B: text+image to video, 720p, 24 fps"),
     ModelSpec(
-        name="wan2.1-i2v-14b-480p", hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-        pipeline_class="WanImageToVideoPipeline", family="wan",
-        frames=FrameRule(step=4, offset=1, minimum=5), side_multiple=16, default_frames=81,
-        guidance_scale=5.0, fps=16, download_gb=82.0,
+        name="wan2.1-i2v-14b-480p", family=FAMILIES["wan"],
+        hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        defaults=Defaults(832, 480, 81, 16, 50, 5.0), download_gb=82.0,
+        params_b={"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
+                  "vae": 0.127},
         description="Wan 2.1 I2V 14B at 480p, 16 fps"),
     ModelSpec(
-        name="ltx-video", hub_id="Lightricks/LTX-Video", pipeline_class="LTXImageToVideoPipeline",
-        family="ltx", frames=FrameRule(step=8, offset=1, minimum=9), side_multiple=32,
-        default_frames=161, guidance_scale=3.0, fps=24, download_gb=28.0,
+        name="ltx-video", family=FAMILIES["ltx"], hub_id="Lightricks/LTX-Video",
+        defaults=Defaults(704, 480, 161, 24, 50, 3.0), download_gb=28.0,
+        params_b={"transformer": 1.92, "text_encoder": 4.76, "vae": 0.42},
         description="LTX-Video (Lightricks) image-to-video, fast, 24 fps"),
     ModelSpec(
-        name="cogvideox-5b-i2v", hub_id="THUDM/CogVideoX-5b-I2V",
-        pipeline_class="CogVideoXImageToVideoPipeline", family="cogvideox",
-        frames=FrameRule(fixed=49), side_multiple=16, default_frames=49, guidance_scale=6.0, fps=8,
-        download_gb=22.0, fixed_size=(720, 480),
+        name="cogvideox-5b-i2v", family=FAMILIES["cogvideox"], hub_id="zai-org/CogVideoX-5b-I2V",
+        defaults=Defaults(720, 480, 49, 8, 50, 6.0), download_gb=22.0,
+        params_b={"transformer": 5.6, "text_encoder": 4.76, "vae": 0.216},
         description="CogVideoX 5B I2V: 49 frames at 720x480, 8 fps"),
 )}
 
-# diffusers pipeline class named in a folder's model_index.json -> family. Text-to-video
-# classes map to None: they cannot animate a photo.
-PIPELINE_FAMILIES: dict[str, str | None] = {
-    "I2VGenXLPipeline": "i2vgen",
-    "StableVideoDiffusionPipeline": "svd",
-    "WanImageToVideoPipeline": "wan",
-    "WanPipeline": "wan",  # Wan 2.2 TI2V ships as WanPipeline with expand_timesteps
-    "LTXImageToVideoPipeline": "ltx",
-    "LTXPipeline": "ltx",  # Lightricks/LTX-Video's index names the text-to-video class
-    "CogVideoXImageToVideoPipeline": "cogvideox",
-    "CogVideoXPipeline": None,
-}
 
-# family -> the image-to-video class to load a folder with
-FAMILY_PIPELINES = {
-    "i2vgen": "I2VGenXLPipeline",
-    "svd": "StableVideoDiffusionPipeline",
-    "wan": "WanImageToVideoPipeline",
-    "ltx": "LTXImageToVideoPipeline",
-    "cogvideox": "CogVideoXImageToVideoPipeline",
-}
-
-# A local folder's spec borrows the rules of its family's reference model.
-FAMILY_REFERENCE = {"i2vgen": "i2vgen-xl", "svd": "svd-xt", "wan": "wan2.1-i2v-14b-480p",
-                    "ltx": "ltx-video", "cogvideox": "cogvideox-5b-i2v"}
+def preset_table(preset: str) -> dict[str, dict[str, Any]]:
+    """What a preset means on each registered model (the API's presets and the README)."""
+    table = {}
+    for spec in MODELS.values():
+        tier, d = spec.tier(preset), spec.defaults
+        size = ({"resolution": tier.short_side} if tier.short_side
+                else {"width": d.width, "height": d.height})
+        table[spec.name] = {**size, "num_frames": tier.num_frames,
+                            "num_inference_steps": tier.num_inference_steps,
+                            "guidance_scale": d.guidance_scale, "fps": d.fps}
+    return table
 
 
 def get_spec(name: str) -> ModelSpec | None:
     return MODELS.get(name.lower())
+
+
+def family_of(index: dict[str, Any]) -> Family | None:
+    """The family that loads a folder with this model_index.json, if any."""
+    return next((f for f in FAMILIES.values() if f.accepts(index)), None)

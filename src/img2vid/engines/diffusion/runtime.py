@@ -14,14 +14,12 @@ from typing import Any
 
 from img2vid.core.errors import InputError
 from img2vid.core.request import GenerationRequest, Quantize, StepCache
+from img2vid.engines.diffusion.family import Family
 from img2vid.engines.diffusion.registry import ModelSpec
 from img2vid.engines.memory import MemoryPlan, peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
-# family -> dtype on CUDA. The UNet models were released in fp16; the transformers in bf16.
-CUDA_DTYPES = {"i2vgen": "float16", "svd": "float16", "wan": "bfloat16", "ltx": "bfloat16",
-               "cogvideox": "bfloat16"}
 # logger -> message fragment of library warnings that say nothing to an img2vid user:
 # I2VGen-XL's deprecation banner on every load, the CLIP processor's optional torchvision backend,
 # and what importing torchao (the quantize extra; diffusers imports it when installed) says on
@@ -89,36 +87,29 @@ def pick_device() -> str:
     return "cpu"
 
 
-def pick_dtype(device: str, spec: ModelSpec) -> Any:
-    """CUDA: the model's release precision (bf16 falls back to fp16 on pre-Ampere GPUs);
-    MPS: fp16; CPU: fp32, the only precision CPU kernels run well."""
+def bf16_supported(device: str) -> bool:
+    """bf16 needs Ampere or newer; asked of this job's GPU, not the thread's current one."""
     import torch
 
-    kind = device.split(":")[0]
-    if kind == "cuda":
-        name = CUDA_DTYPES.get(spec.family, "float16")
-        # bf16 needs Ampere or newer; asked of this job's GPU, not the thread's current one
-        if name == "bfloat16" and torch.cuda.get_device_capability(torch.device(device)) < (8, 0):
-            name = "float16"
-        return getattr(torch, name)
-    if kind == "mps":
-        return torch.float16
-    return torch.float32
+    if not device.startswith("cuda"):
+        return True
+    return torch.cuda.get_device_capability(torch.device(device)) >= (8, 0)
+
+
+def torch_dtypes(dtypes: dict[str, str]) -> dict[str, Any]:
+    """A family's dtype names as the dict diffusers' from_pretrained takes per component."""
+    import torch
+
+    return {name: getattr(torch, value) for name, value in dtypes.items()}
 
 
 def dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def family_module(family: str) -> ModuleType:
-    import importlib
-
-    return importlib.import_module(f"img2vid.engines.diffusion.{family}")
-
-
-def check_options(spec: ModelSpec, family: ModuleType, request: GenerationRequest) -> None:
+def check_options(spec: ModelSpec, request: GenerationRequest) -> None:
     """Refuse speed options this model cannot use, before anything loads."""
-    transformer = family.DENOISER == "transformer"
+    transformer = spec.family.denoiser == "transformer"
     if request.attention is not None:
         if not transformer:
             raise InputError(
@@ -182,13 +173,13 @@ def _storage_bytes(tensor: Any) -> int:
     return sum(_storage_bytes(getattr(tensor, name)) for name in names)
 
 
-def quantize(pipe: Any, family: ModuleType, mode: Quantize, dtype: Any) -> dict[str, Any]:
+def quantize(pipe: Any, family: Family, mode: Quantize, dtype: Any) -> dict[str, Any]:
     """Shrink the denoiser's stored weights; returns sizes before/after for the sidecar."""
     if mode is Quantize.NONE:
         return {}
     import torch
 
-    denoiser = getattr(pipe, family.DENOISER)
+    denoiser = getattr(pipe, family.denoiser)
     before = weight_bytes(denoiser)
     if mode is Quantize.FP8:
         # float8 storage, upcast layer by layer to the run dtype for compute (diffusers'
@@ -201,26 +192,36 @@ def quantize(pipe: Any, family: ModuleType, mode: Quantize, dtype: Any) -> dict[
     after = weight_bytes(denoiser)
     saved = before - after
     log.info("quantize %s: %s weights %.2f GB -> %.2f GB (saved %.2f GB)", mode.value,
-             family.DENOISER, before / 1024**3, after / 1024**3, saved / 1024**3)
-    return {"mode": mode.value, "component": family.DENOISER, "bytes_before": before,
+             family.denoiser, before / 1024**3, after / 1024**3, saved / 1024**3)
+    return {"mode": mode.value, "component": family.denoiser, "bytes_before": before,
             "bytes_after": after, "bytes_saved": saved}
 
 
-def apply_offload(pipe: Any, plan: MemoryPlan, device: str) -> None:
+def apply_offload(pipe: Any, family: Family, plan: MemoryPlan, device: str) -> None:
     import torch
 
     if plan.offload == "none":
         pipe.to(device)
-    elif plan.offload == "model":
+        return
+    if plan.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
-    else:
-        # Block-level groups stream the next block in on a side CUDA stream while the current
-        # one computes; leaf level does the same per layer (lowest memory, slowest).
-        pipe.enable_group_offload(
-            onload_device=torch.device(device), offload_device=torch.device("cpu"),
-            offload_type="block_level" if plan.offload == "group" else "leaf_level",
-            num_blocks_per_group=1 if plan.offload == "group" else None,
-            use_stream=device.startswith("cuda"))
+        return
+    # Block-level groups stream the next block in on a side CUDA stream while the current
+    # one computes; leaf level does the same per layer (lowest memory, slowest).
+    from diffusers.hooks import apply_group_offloading
+
+    group = plan.offload == "group"
+    options = {"onload_device": torch.device(device), "offload_device": torch.device("cpu"),
+               "offload_type": "block_level" if group else "leaf_level",
+               "num_blocks_per_group": 1 if group else None,
+               "use_stream": device.startswith("cuda")}
+    for name, component in pipe.components.items():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        # a T5 encoder has no top-level block list: recurse into `encoder` so its blocks
+        # stream one at a time instead of the whole encoder landing on the GPU
+        blocks = family.block_modules.get(name) if group else None
+        apply_group_offloading(component, **options, block_modules=blocks)
 
 
 def apply_decode(pipe: Any, plan: MemoryPlan) -> None:
@@ -234,9 +235,9 @@ def apply_decode(pipe: Any, plan: MemoryPlan) -> None:
         vae.disable_tiling()
 
 
-def compile_denoiser(pipe: Any, family: ModuleType) -> None:
+def compile_denoiser(pipe: Any, family: Family) -> None:
     # In place (nn.Module.compile) so offload hooks and the pipeline keep the same object.
-    getattr(pipe, family.DENOISER).compile()
+    getattr(pipe, family.denoiser).compile()
 
 
 @contextmanager

@@ -1,52 +1,53 @@
-"""Wan 2.x image-to-video (WanImageToVideoPipeline): frames 4k+1, prompt + negative prompt."""
+"""Wan 2.x image-to-video (WanImageToVideoPipeline): frames 4k+1, UMT5 text, float32 VAE."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
-from img2vid.engines.diffusion.steps import StepReporter
-
-DENOISER = "transformer"
-VAE_TILING = True
-CHUNKED_DECODE = False  # the causal VAE decodes the whole clip in one call, 4 frames at a time
+from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
+from img2vid.engines.diffusion.job import Shape
 
 
-def estimate(config: Callable[[str], dict[str, Any]], shape: Shape, guidance_scale: float,
-             dtype_bytes: int) -> tuple[int, int, int]:
-    vae, transformer = config("vae"), config("transformer")
-    spatial = int(vae.get("scale_factor_spatial", 8))
-    temporal = int(vae.get("scale_factor_temporal", 4))
-    patch = transformer.get("patch_size", [1, 2, 2])
-    cell = spatial * int(patch[-1])
-    latent_frames = (shape.num_frames - 1) // temporal + 1
-    tokens = latent_frames * (shape.height // cell) * (shape.width // cell)
-    hidden = int(transformer.get("num_attention_heads", 40)) * int(
-        transformer.get("attention_head_dim", 128))
-    ffn = int(transformer.get("ffn_dim", 4 * hidden))
-    # the pipeline runs the conditional and unconditional passes one after the other: batch 1
-    acts = transformer_activations(tokens, hidden, ffn, 1, dtype_bytes)
-    full, tiled = image_decode(shape.width, shape.height, int(vae.get("base_dim", 96)),
-                               dtype_bytes)
-    # one call decodes everything but only `temporal` frames' features are alive at once
-    share = temporal / shape.num_frames
-    return acts, int(full * share), int(tiled * share)
+class Wan(Family):
+    name = "wan"
+    pipeline_class = "WanImageToVideoPipeline"
+    # Wan 2.2 TI2V ships as a WanPipeline with expand_timesteps (see accepts)
+    index_classes = ("WanImageToVideoPipeline", "WanPipeline")
+    text_to_video = ("WanPipeline",)  # without expand_timesteps
+    rules = ShapeRules(side_multiple=16, frames=FrameRule(step=4, offset=1, minimum=5))
+    # diffusers' Wan docs load the VAE and Wan 2.1's CLIP image encoder in float32
+    # "for better decoding quality"
+    float32_components = ("vae", "image_encoder")
+    block_modules = {"text_encoder": ["encoder"]}
 
+    def accepts(self, index: dict[str, Any]) -> bool:
+        name = index.get("_class_name")
+        return name == "WanImageToVideoPipeline" or (
+            name == "WanPipeline" and bool(index.get("expand_timesteps")))
 
-def run(pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
-    output = pipe(
-        image=job.image,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        height=job.height,
-        width=job.width,
-        num_frames=job.num_frames,
-        num_inference_steps=job.num_inference_steps,
-        guidance_scale=job.guidance_scale,
-        generator=generator,
-        output_type="np",
-        callback_on_step_end=steps.on_step_end,
-    )
-    return output.frames
+    def shape_rules(self, config: ConfigReader) -> ShapeRules:
+        # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B
+        patch = config("transformer").get("patch_size", [1, 2, 2])
+        side = int(config("vae").get("scale_factor_spatial", 8)) * int(patch[-1])
+        return ShapeRules(side, self.rules.frames)
+
+    def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
+                 dtype_bytes: int) -> tuple[int, int, int]:
+        vae, transformer = config("vae"), config("transformer")
+        spatial = int(vae.get("scale_factor_spatial", 8))
+        temporal = int(vae.get("scale_factor_temporal", 4))
+        patch = transformer.get("patch_size", [1, 2, 2])
+        cell = spatial * int(patch[-1])
+        latent_frames = (shape.num_frames - 1) // temporal + 1
+        tokens = latent_frames * (shape.height // cell) * (shape.width // cell)
+        hidden = int(transformer.get("num_attention_heads", 40)) * int(
+            transformer.get("attention_head_dim", 128))
+        ffn = int(transformer.get("ffn_dim", 4 * hidden))
+        # the pipeline runs the conditional and unconditional passes one after the other
+        acts = transformer_activations(tokens, hidden, ffn, 1, dtype_bytes)
+        # the VAE decodes in float32 (float32_components)
+        full, tiled = image_decode(shape.width, shape.height, int(vae.get("base_dim", 96)), 4)
+        # one call decodes everything but only `temporal` frames' features are alive at once
+        share = temporal / shape.num_frames
+        return acts, int(full * share), int(tiled * share)

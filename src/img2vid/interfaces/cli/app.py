@@ -100,6 +100,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="resolve the model and every value "
+                   "(size, frames, steps, dtypes, memory level) and print the plan without "
+                   "loading weights or writing a video")
     add_request_arguments(p)
     p.set_defaults(handler=_generate)
 
@@ -110,6 +113,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     request = request_from_args(args, args.images)
     log.info("request: %s", request.summary())
+    if args.dry_run:
+        from img2vid.execution.plan import describe_plan, plan_request
+
+        plan = plan_request(request, settings)
+        print(json.dumps(plan, indent=2) if args.json else "\n".join(describe_plan(plan)))
+        return 0
     with ProgressBars(enabled=not args.quiet) as bars:
         outcome = run_request(request, settings, EnginePool(settings), output=args.output,
                               progress=bars, label="generate", overwrite=args.overwrite)

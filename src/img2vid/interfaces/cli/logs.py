@@ -10,6 +10,10 @@ from img2vid.core.config import LogSettings
 from img2vid.media.outputs import timestamp
 
 
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == "img2vid" or record.name.startswith("img2vid.")
+
+
 def setup_logging(settings: LogSettings, name: str = "app") -> Path | None:
     """Log to `<logs>/<name>_<YYYYmmdd_HHMMSS>.log`; returns its path (None if unwritable)."""
     root = logging.getLogger()
@@ -18,6 +22,10 @@ def setup_logging(settings: LogSettings, name: str = "app") -> Path | None:
     console.setLevel(logging.WARNING)
     # failures logged with their traceback go to the file only; the CLI prints their one line
     console.addFilter(lambda record: record.exc_info is None)
+    # libraries' chatter (tokenizer fallbacks, deprecation banners, Python warnings) goes to the
+    # file: the terminal gets img2vid's own notes, and one line naming the cause on failure
+    console.addFilter(_ours)
+    logging.captureWarnings(True)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root.addHandler(console)
     try:

@@ -42,6 +42,11 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     download.add_argument("name", metavar="NAME",
                           help="a model name from `img2vid models`")
     download.set_defaults(handler=download_model)
+    update = actions.add_parser("update", help="move a model to the hub's newest commit "
+                                "(needs internet); runs keep the commit first downloaded "
+                                "until then")
+    update.add_argument("name", metavar="NAME", help="a model name from `img2vid models`")
+    update.set_defaults(handler=update_model)
 
 
 def list_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +75,18 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def _size(n: int) -> str:
     return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / 1024**2:.1f} MB"
+
+
+def update_model(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.engines.diffusion.loading import RevisionLock, registered
+    from img2vid.engines.diffusion.loading import download_model as fetch
+
+    spec = registered(args.name.strip().lower())
+    before = RevisionLock(settings).get(spec.hub_id)
+    resolved = fetch(spec.name, settings, update=True)
+    moved = "unchanged" if before == resolved.revision else f"was {before or 'not pinned'}"
+    print(f"{spec.name}: {spec.hub_id}@{resolved.revision} ({moved})")
+    return 0
 
 
 def download_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,6 +29,14 @@ from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.webform import (
+    FROM_PRESET,
+    NO_INTERPOLATION,
+    NO_UPSCALE,
+    finishing_fields,
+    form_fields,
+    plan_markdown,
+)
 from img2vid.media.outputs import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -36,9 +44,6 @@ log = logging.getLogger(__name__)
 HISTORY_SIZE = 24
 PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
-FROM_PRESET = "preset"
-NO_INTERPOLATION = "off"
-NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -146,6 +151,7 @@ class WebUI:
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
                         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        check_btn = gr.Button("Check", elem_id="check")
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a photo and press Generate.",
                                          elem_id="status")
@@ -168,6 +174,7 @@ class WebUI:
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
+            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params])
             engine.change(lambda name: (
                 gr.update(interactive=name == "diffusion" and bool(ready)),
                 gr.update(visible=name == "diffusion" and bool(missing_text))),
@@ -181,6 +188,13 @@ class WebUI:
         return demo
 
     # --- handlers -------------------------------------------------------------------------
+
+    def check(self, files: list[str] | None, *form: Any) -> tuple[str, dict[str, Any]]:
+        """The plan a run would follow (model, size, frames, dtypes, memory), nothing queued."""
+        try:
+            return plan_markdown(self.queue, files, form)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
 
     def generate(self, files: list[str] | None, prompt: str | None = None,
                  negative: str | None = None, engine: str = "camera",
@@ -202,22 +216,11 @@ class WebUI:
         seed = str(seed or "").strip() or None
         if engine == "diffusion" and (randomize or not seed):
             seed = str(random.randrange(2**31))  # the camera engine draws nothing: no seed
-        # Values stay text: the request parses them, so errors read as they do in the CLI.
-        fields = intake.clean_fields({
-            "prompt": prompt, "negative_prompt": negative, "engine": engine,
-            "model": model if engine == "diffusion" else None, "preset": preset,
-            "resolution": None if resolution == FROM_PRESET else resolution,
-            "num_frames": _text(num_frames), "fps": _text(fps),
-            "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
-            "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
-            "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
-            "audio_offset": _text(audio_offset) if audio else None,
-            "fit_to_audio": True if audio and fit_to_audio else None,
-            "upscale": None if upscale == NO_UPSCALE else upscale,
-            "upscaler": upscaler if upscale != NO_UPSCALE else None,
-            "style_strength": style_strength if style else None,
-            "codec": None if codec == VideoCodec.H264.value else codec,
-        })
+        fields = {**form_fields(prompt, negative, engine, model, preset, resolution, num_frames,
+                                fps, steps, guidance, seed, motion, zoom, focus, easing,
+                                interpolate),
+                  **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                                     style_strength, codec)}
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         extra = {name: intake.Upload(Path(path).name, Path(path))
                  for name, path in (("audio", audio), ("style", style)) if path}
@@ -394,7 +397,3 @@ def _used(sidecar: Sidecar | dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _shown(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value).strip()

@@ -1,0 +1,137 @@
+"""What every diffusion model family shares: shape rules, dtypes per device, the common call.
+
+A family is one class (one file under engines/diffusion/): its diffusers pipeline class, the
+dtype of each component on each kind of device, its denoiser, its shape rules, its memory
+estimate, and only how its call differs from the shared one built here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from img2vid.core.request import GenerationRequest
+    from img2vid.engines.diffusion.job import DiffusionJob, Shape
+    from img2vid.engines.diffusion.steps import StepReporter
+
+ConfigReader = Callable[[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Frame counts a model accepts: `step * k + offset` for k >= 1, or one fixed count."""
+
+    step: int = 1
+    offset: int = 0
+    minimum: int = 2
+    fixed: int | None = None
+
+    def snap(self, frames: int) -> int:
+        """The accepted count nearest to `frames` (ties go up)."""
+        if self.fixed is not None:
+            return self.fixed
+        k = max(1, math.floor((frames - self.offset) / self.step + 0.5))
+        return max(self.minimum, k * self.step + self.offset)
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"exactly {self.fixed}"
+        if self.step == 1:
+            return f"at least {self.minimum}"
+        return f"{self.step}k+{self.offset}" if self.offset else f"multiples of {self.step}"
+
+
+@dataclass(frozen=True)
+class ShapeRules:
+    """Sizes and frame counts a model accepts."""
+
+    side_multiple: int
+    frames: FrameRule
+    fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
+
+
+class Family:
+    """Base class of the model families. Subclasses set the class attributes and override
+    `estimate`, and `arguments` where their call differs from the shared one."""
+
+    name: ClassVar[str]
+    pipeline_class: ClassVar[str]  # the image-to-video class a folder is loaded with
+    # model_index.json `_class_name` values this family loads (LTX-Video's names its T2V class)
+    index_classes: ClassVar[tuple[str, ...]]
+    text_to_video: ClassVar[tuple[str, ...]] = ()  # sibling classes that cannot take a photo
+    rules: ClassVar[ShapeRules]
+    denoiser: ClassVar[str] = "transformer"
+    vae_tiling: ClassVar[bool] = True
+    chunked_decode: ClassVar[bool] = False  # the pipeline decodes a few frames per VAE call
+    uses_prompt: ClassVar[bool] = True
+    cuda_dtype: ClassVar[str] = "bfloat16"  # the release precision of its weights
+    float32_components: ClassVar[tuple[str, ...]] = ()  # kept in float32 on every device
+    # text encoders whose children are `shared` + `encoder` (T5/UMT5): group offload at block
+    # level would move the whole encoder at once, so it recurses into `encoder` instead
+    block_modules: ClassVar[dict[str, list[str]]] = {}
+    options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
+
+    def accepts(self, index: dict[str, Any]) -> bool:
+        """Whether a folder's model_index.json is an image-to-video model of this family."""
+        return index.get("_class_name") in self.index_classes
+
+    def shape_rules(self, config: ConfigReader) -> ShapeRules:
+        """A local folder's rules, read from its configs (the class's rules by default)."""
+        return self.rules
+
+    def dtypes(self, device_kind: str, bf16: bool = True) -> dict[str, str]:
+        """dtype per component ("default" for the rest): CUDA runs the release precision
+        (bf16 falls back to fp16 before Ampere), MPS fp16, the CPU fp32."""
+        if device_kind == "cpu":
+            return {"default": "float32"}
+        default = "float16" if device_kind == "mps" or not bf16 else self.cuda_dtype
+        return {"default": default, **dict.fromkeys(self.float32_components, "float32")}
+
+    def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
+                 dtype_bytes: int) -> tuple[int, int, int]:
+        """(denoise activations, decode bytes per frame, tiled decode bytes per frame)."""
+        raise NotImplementedError
+
+    def job_options(self, request: GenerationRequest) -> dict[str, Any]:
+        """Values of this family's own options for one job (recorded in the sidecar)."""
+        return {}
+
+    def prepare(self, pipe: Any) -> None:
+        """Adjust a freshly loaded pipeline (e.g. the scheduler the authors run)."""
+
+    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+        """The diffusers call's keyword arguments: the shared ones, edited for this family."""
+        return base
+
+    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
+        output = pipe(**self.arguments(pipe, job, shared_arguments(job, generator, steps)))
+        return output.frames
+
+
+def shared_arguments(job: DiffusionJob, generator: Any,
+                     steps: StepReporter | None) -> dict[str, Any]:
+    """The part of every diffusers image-to-video call that is the same for all families
+    (`steps` None: a pipeline without a step callback)."""
+    arguments = {
+        "image": job.image,
+        "prompt": job.prompt,
+        "negative_prompt": job.negative_prompt,
+        "height": job.height,
+        "width": job.width,
+        "num_frames": job.num_frames,
+        "num_inference_steps": job.num_inference_steps,
+        "guidance_scale": job.guidance_scale,
+        "generator": generator,
+        "output_type": "np",
+    }
+    if steps is not None:
+        arguments["callback_on_step_end"] = steps.on_step_end
+    return arguments
+
+
+def vae_scale(config: ConfigReader, default_levels: int = 4) -> int:
+    """Pixels per latent cell of an image VAE: 2 per down block after the first."""
+    return 2 ** (len(config("vae").get("block_out_channels", [0] * default_levels)) - 1)
