@@ -19,7 +19,7 @@ from skimage.registration import phase_cross_correlation
 from img2vid.core.config import Settings
 from img2vid.core.errors import CancelledError
 from img2vid.core.progress import CancelToken, Progress, no_progress
-from img2vid.core.request import Easing, Motion, build_request
+from img2vid.core.request import PARALLAX_ONLY_MOTIONS, Easing, Motion, build_request
 from img2vid.engines import camera as cam
 from img2vid.engines import create_engine, geometry
 from img2vid.engines.camera import CameraEngine, Timeline
@@ -39,7 +39,7 @@ from img2vid.engines.geometry import (
 from img2vid.media.images import LoadedImage, load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-ALL_MOTIONS = list(Motion)
+ALL_MOTIONS = [m for m in Motion if m not in PARALLAX_ONLY_MOTIONS]  # those need depth
 
 
 @pytest.fixture(scope="module")

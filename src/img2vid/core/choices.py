@@ -8,6 +8,7 @@ from enum import Enum
 class EngineKind(str, Enum):
     CAMERA = "camera"
     DIFFUSION = "diffusion"
+    PARALLAX = "parallax"
 
 
 class Motion(str, Enum):
@@ -20,6 +21,16 @@ class Motion(str, Enum):
     PAN_DOWN = "pan-down"
     KEN_BURNS = "ken-burns"
     ROTATE = "rotate"
+    # parallax engine only: real camera moves through the photo's depth
+    DOLLY_IN = "dolly-in"
+    DOLLY_OUT = "dolly-out"
+    TRUCK_LEFT = "truck-left"
+    TRUCK_RIGHT = "truck-right"
+    PEDESTAL_UP = "pedestal-up"
+    PEDESTAL_DOWN = "pedestal-down"
+    ORBIT = "orbit"
+    CIRCLE = "circle"  # the seamless "wiggle" loop
+    VERTIGO = "vertigo"  # dolly-zoom: the subject stays, the background grows
 
 
 class Easing(str, Enum):

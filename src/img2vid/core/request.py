@@ -34,7 +34,8 @@ ENCODE_SPEEDS = (
 MAX_FRAMES = 3600
 MAX_DURATION = 120.0  # seconds
 # Fields that name a file or folder (a manifest's relative paths are relative to it).
-PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights")
+PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights", "depth",
+               "depth_model")
 
 # Values a preset fills in when the request leaves them unset, per engine.
 PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
@@ -53,6 +54,12 @@ PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
     # when the request leaves them unset; only the encoding is set here.
     EngineKind.DIFFUSION: {name: {"crf": 18, "encode_speed": "medium"} for name in PresetName},
 }
+PRESETS[EngineKind.PARALLAX] = PRESETS[EngineKind.CAMERA]  # same clips, moved through depth
+
+# Motions only the parallax engine can make (a flat photo has no depth to move through).
+PARALLAX_ONLY_MOTIONS = frozenset({
+    Motion.DOLLY_IN, Motion.DOLLY_OUT, Motion.TRUCK_LEFT, Motion.TRUCK_RIGHT,
+    Motion.PEDESTAL_UP, Motion.PEDESTAL_DOWN, Motion.ORBIT, Motion.CIRCLE, Motion.VERTIGO})
 
 PRESET_DESCRIPTIONS = {
     PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion: the model's size, about "
@@ -77,8 +84,9 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
-    engine: EngineKind | None = Field(None, description="camera (default) or diffusion "
-                                  "(chosen automatically when --model is given)")
+    engine: EngineKind | None = Field(None, description="camera (default), diffusion (chosen "
+                                  "automatically with --model) or parallax (with --depth, "
+                                  "--depth-model or a parallax motion)")
     model: str | None = Field(None, description="diffusion model name or local folder")
     revision: str | None = Field(None, min_length=1, max_length=100,
                                  description="hub commit, branch or tag of a named model "
@@ -101,12 +109,22 @@ class GenerationRequest(BaseModel):
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
-    motion: Motion = Field(Motion.KEN_BURNS, description="camera move")
+    motion: Motion = Field(Motion.KEN_BURNS, description="camera move (parallax engine: "
+                           "dolly-in/out, truck-left/right, pedestal-up/down, orbit, circle, "
+                           "vertigo; zoom and pan moves map to dolly and truck/pedestal)")
     zoom: float = Field(1.3, ge=1.0, le=4.0, description="zoom amount (1.0 = none)")
     focus: tuple[float, float] | Literal["auto"] = Field(
         "auto", description="point the move aims at, as x,y fractions (0.6,0.4), or auto "
         "(largest face, else the centre)")
     easing: Easing = Field(Easing.EASE_IN_OUT, description="speed curve of the move")
+    depth: str | None = Field(None, description="parallax: depth map image for the photo "
+                              "(brighter = nearer), instead of a depth model")
+    depth_invert: bool = Field(False, description="parallax: the depth map is darker = nearer")
+    depth_model: str | None = Field(None, max_length=500, description="parallax: depth model "
+                                    "name, hub id or local folder (default "
+                                    "depth-anything-v2-small)")
+    depth_of_field: float = Field(0.0, ge=0, le=1, description="parallax: blur away from the "
+                                  "focus depth, 0 (off) to 1 (strong)")
     fade_in: float = Field(0.0, ge=0, le=30, description="fade from black, seconds")
     fade_out: float = Field(0.0, ge=0, le=30, description="fade to black, seconds")
     transition: float = Field(1.0, ge=0, le=10, description="crossfade between images, seconds")
@@ -216,7 +234,7 @@ class GenerationRequest(BaseModel):
         data = {k: v for k, v in data.items() if v is not None}
         if isinstance(data.get("images"), (str, bytes)):
             data["images"] = (data["images"],)
-        engine = data.get("engine") or (EngineKind.DIFFUSION if data.get("model") else EngineKind.CAMERA)
+        engine = data.get("engine") or default_engine(data)
         try:
             engine = EngineKind(engine)
             preset = PresetName(data.get("preset", PresetName.STANDARD))
@@ -256,6 +274,23 @@ class GenerationRequest(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_engine_options(self) -> GenerationRequest:
+        parallax = self.engine is EngineKind.PARALLAX
+        if not parallax and self.motion in PARALLAX_ONLY_MOTIONS:
+            raise ValueError(f"motion {self.motion.value} needs depth: use --engine parallax")
+        if parallax and self.motion is Motion.ROTATE:
+            raise ValueError("the parallax engine has no rotate move; try orbit or circle")
+        if not parallax and (self.depth or self.depth_model or self.depth_invert
+                             or self.depth_of_field):
+            raise ValueError("depth, depth_model, depth_invert and depth_of_field are parallax "
+                             f"options; the {self.engine.value if self.engine else 'camera'} "
+                             "engine does not use them")
+        if parallax and len(self.images) > 1 and self.depth:
+            raise ValueError("one depth map cannot serve several photos: leave depth unset to "
+                             "use the depth model, or make one video per photo")
+        return self
+
+    @model_validator(mode="after")
     def _check_interpolation(self) -> GenerationRequest:
         if self.interpolate is not None and self.target_fps is not None:
             raise ValueError("give interpolate or target_fps, not both")
@@ -286,6 +321,20 @@ class GenerationRequest(BaseModel):
     def summary(self) -> dict[str, Any]:
         """JSON-ready dict of every field (the sidecar's `request`)."""
         return self.model_dump(mode="json")
+
+
+def default_engine(data: dict[str, Any]) -> EngineKind:
+    """diffusion with a model, parallax with depth options or a depth-only motion, else camera."""
+    if data.get("model"):
+        return EngineKind.DIFFUSION
+    motion = data.get("motion")
+    try:
+        depth_motion = motion is not None and Motion(motion) in PARALLAX_ONLY_MOTIONS
+    except ValueError:
+        depth_motion = False
+    if data.get("depth") or data.get("depth_model") or depth_motion:
+        return EngineKind.PARALLAX
+    return EngineKind.CAMERA
 
 
 def build_request(**fields: Any) -> GenerationRequest:

@@ -32,6 +32,7 @@ class Engine(Protocol):
 _REGISTRY = {
     "camera": "img2vid.engines.camera:CameraEngine",
     "diffusion": "img2vid.engines.diffusion:DiffusionEngine",
+    "parallax": "img2vid.engines.parallax.engine:ParallaxEngine",
 }
 
 

@@ -7,9 +7,10 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -168,7 +169,7 @@ class CameraEngine:
     def __init__(self, settings: Settings, device: str | None = None) -> None:
         # `device` is part of the Engine protocol; camera moves always render on the CPU.
         self.settings = settings
-        self.threads = min(MAX_RENDER_THREADS, _usable_cores())
+        self.threads = min(MAX_RENDER_THREADS, usable_cores())
         self._faces = FaceFinder()
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
@@ -208,32 +209,42 @@ class CameraEngine:
 
     def _stream(self, planner: FramePlanner, transition: Blend, progress: ProgressCallback,
                 cancel: CancelToken) -> Iterator[np.ndarray]:
-        """Frames in order from a small pool, at most `2 x threads` rendered ahead.
+        def plan(index: int) -> Callable[[], np.ndarray]:
+            return partial(render_frame, planner.task(index), planner.out_w, planner.out_h,
+                           transition)
 
-        The pool lives inside the generator: it starts with the first frame asked for and is
-        shut down when the generator finishes, fails or is closed early, so an abandoned clip
-        leaves no thread behind and memory stays flat however long the clip.
-        """
-        total = planner.timeline.num_frames
-        ahead = 2 * self.threads
-        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="img2vid-camera",
-                                  initializer=_lower_thread_priority)
-        pending: deque[Future[np.ndarray]] = deque()
-        submitted = 0
-        try:
-            for index in range(total):
-                cancel.raise_if_cancelled()
-                while submitted < total and len(pending) < ahead:
-                    pending.append(pool.submit(render_frame, planner.task(submitted),
-                                               planner.out_w, planner.out_h, transition))
-                    submitted += 1
-                frame = pending.popleft().result()
-                progress(Progress("render", index + 1, total))
-                yield frame
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+        return stream_frames(plan, planner.timeline.num_frames, self.threads, "img2vid-camera",
+                             progress, cancel)
+
+
+def stream_frames(plan: Callable[[int], Callable[[], np.ndarray]], total: int, threads: int,
+                  name: str, progress: ProgressCallback, cancel: CancelToken,
+                  ) -> Iterator[np.ndarray]:
+    """Frames in order from a small pool, at most `2 x threads` rendered ahead.
+
+    `plan(i)` runs on the caller's thread (it may build per-photo state) and returns the
+    work for frame i, which a pool thread runs. The pool lives inside the generator: it
+    starts with the first frame asked for and is shut down when the generator finishes, fails
+    or is closed early, so an abandoned clip leaves no thread behind and memory stays flat
+    however long the clip.
+    """
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name,
+                              initializer=_lower_thread_priority)
+    pending: deque[Future[np.ndarray]] = deque()
+    submitted = 0
+    try:
+        for index in range(total):
+            cancel.raise_if_cancelled()
+            while submitted < total and len(pending) < 2 * threads:
+                pending.append(pool.submit(plan(submitted)))
+                submitted += 1
+            frame = pending.popleft().result()
+            progress(Progress("render", index + 1, total))
+            yield frame
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _lower_thread_priority() -> None:
@@ -248,7 +259,7 @@ def _lower_thread_priority() -> None:
         log.debug("could not lower the render threads' priority", exc_info=True)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (a container's or taskset's limit, not the host's)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -177,6 +177,24 @@ def _to_rgb8(im: Image.Image, background: str) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
+def load_grey(path: str | Path, settings: ImageSettings | None = None) -> np.ndarray:
+    """A single-channel image (a depth map) as float32 in [0, 1], 16-bit precision kept.
+
+    Same size limits and one-line errors as `load_image`; colour images count by luminance.
+    """
+    settings = settings or ImageSettings()
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InputError(f"{path} is empty or missing")
+    with _open_checked(path, settings) as im:
+        im.load()
+        if im.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+            values = np.asarray(im, dtype=np.float32)
+            top = 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+            return np.clip(values / top, 0.0, 1.0)
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
 def file_sha256(path: Path) -> str:
     """A file's SHA-256: photos as sidecars record them (batch resume compares it), weights."""
     h = hashlib.sha256()

@@ -14,6 +14,7 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
 
     from img2vid.engines.diffusion.loading import RevisionLock
     from img2vid.engines.diffusion.registry import MODELS
+    from img2vid.engines.parallax.depth import DEPTH_MODELS
 
     cache_dir = str(settings.models.cache_dir) if settings.models.cache_dir else None
     on_disk = _cached_sizes(cache_dir) if sizes else {}
@@ -35,6 +36,19 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
             "size_on_disk_bytes": on_disk.get(spec.hub_id),
             "local_dir": str(local) if local else None,
             "description": spec.description,
+        })
+    for depth in DEPTH_MODELS.values():  # the parallax engine's: a transformers repo
+        local = settings.models.local_dirs.get(depth.name)
+        config = try_to_load_from_cache(depth.hub_id, "config.json", cache_dir=cache_dir)
+        rows.append({
+            "name": depth.name,
+            "hub_id": depth.hub_id,
+            "pipeline": "AutoModelForDepthEstimation",
+            "download_gb": depth.download_gb,
+            "cached": isinstance(config, str) or local is not None,
+            "size_on_disk_bytes": on_disk.get(depth.hub_id),
+            "local_dir": str(local) if local else None,
+            "description": depth.description,
         })
     return rows
 

@@ -20,15 +20,29 @@ def _download_rife(settings: Settings) -> Path:
     return download_rife(cache_dir(settings))
 
 
+def _download_depth(name: str) -> Callable[[Settings], Path]:
+    def fetch(settings: Settings) -> Path:
+        from img2vid.engines.parallax.depth import resolve_depth_model
+
+        return resolve_depth_model(name, settings, download=True).path
+
+    return fetch
+
+
 # Downloads that are not diffusers pipelines, by name -> function(settings) -> path.
-EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {"rife": _download_rife}
+EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {
+    "rife": _download_rife,
+    # the parallax engine's depth model (a transformers repo; its registry lives with it)
+    "depth-anything-v2-small": _download_depth("depth-anything-v2-small"),
+}
 
 
 def add_models_command(sub: argparse._SubParsersAction) -> None:
     """Register `models [list|download NAME]` on the CLI's subcommand parser."""
-    p = sub.add_parser("models", help="list diffusion models (download size, cached?) or "
-                       "download one", description="List the diffusion models img2vid knows, "
-                       "or download one into the Hugging Face cache (HF_HOME).")
+    p = sub.add_parser("models", help="list diffusion and depth models (download size, "
+                       "cached?) or download one", description="List the diffusion models and "
+                       "the parallax engine's depth model img2vid knows, or download one into "
+                       "the Hugging Face cache (HF_HOME).")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(handler=list_models)
     actions = p.add_subparsers(dest="models_action", metavar="ACTION",

@@ -113,9 +113,15 @@ def client_sidecar(job: Job) -> Sidecar | None:
         request = info.request.model_copy(update={
             "images": tuple(client["images"]),
             **{name: client[name] for name in intake.FILE_FIELDS if name in client}})
+    engine_info = info.engine_info
+    if isinstance(engine_info, dict) and isinstance(engine_info.get("depth"), dict) \
+            and engine_info["depth"].get("map"):  # the parallax depth map: its name only
+        engine_info = {**engine_info, "depth": {**engine_info["depth"],
+                                                "map": Path(engine_info["depth"]["map"]).name}}
     return info.model_copy(update={
         "settings": None,
         "request": request,
+        "engine_info": engine_info,
         "inputs": [entry.model_copy(update={"path": name})
                    for entry, name in zip(info.inputs or [], names)],
         "output": info.output.model_copy(update={"path": Path(info.output.path).name}),

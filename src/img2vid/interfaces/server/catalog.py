@@ -4,6 +4,7 @@ missing ones (from the diffusion registry and the Hugging Face cache, as `img2vi
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +29,10 @@ class ModelInfo:
 
 CAMERA = ModelInfo("camera", "camera", True, "weightless camera moves on the CPU: zoom, pan, "
                    "Ken Burns, rotate (no model download)")
+PARALLAX_HINT = ("upload the photo's depth map as 'depth', or run `img2vid models download "
+                 "{name}` on the server")
+
+
 def _install_hint() -> str:
     from img2vid.core.extras import install_command
 
@@ -46,7 +51,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
 
         # asked on every diffusion submission: the cache state only, no walk of its sizes
         rows = {row["name"]: row for row in model_rows(settings, sizes=False)}
-    models = [CAMERA]
+    models = [CAMERA, *_depth_models(settings, rows, installed)]
     for spec in MODELS.values():
         cached = bool(rows.get(spec.name, {}).get("cached"))
         hint = (_install_hint() if not installed else
@@ -64,6 +69,50 @@ def list_models(settings: Settings) -> list[ModelInfo]:
         models.append(ModelInfo(name, "diffusion", installed and present,
                                 f"local folder {folder}", hint))
     return models
+
+
+def _depth_models(settings: Settings, rows: dict[str, dict[str, Any]],
+                  installed: bool) -> list[ModelInfo]:
+    """The parallax engine's depth models: available once cached or configured (a job with an
+    uploaded depth map needs none)."""
+    from img2vid.engines.parallax.depth import DEPTH_MODELS
+
+    found = []
+    for spec in DEPTH_MODELS.values():
+        ready = installed and bool(rows.get(spec.name, {}).get("cached"))
+        hint = (_install_hint() if not installed else PARALLAX_HINT.format(name=spec.name))
+        found.append(ModelInfo(spec.name, "parallax", ready, spec.description,
+                               None if ready else hint))
+    return found
+
+
+def check_depth(settings: Settings, fields: Mapping[str, Any], has_map: bool) -> str | None:
+    """Refuse a parallax job this server cannot give depth to, before it is queued; else
+    return the depth model's name as the server spells it (None: the default, or none used).
+
+    Over the network a depth model is a name from GET /api/v1/models, never a server folder.
+    """
+    from img2vid.core.request import EngineKind, default_engine
+    from img2vid.engines.parallax.depth import DEFAULT_DEPTH_MODEL
+
+    if has_map and fields.get("engine") not in (None, "", "parallax"):
+        raise InputError(f"a depth map is for the parallax engine, not {fields['engine']}")
+    name = str(fields.get("depth_model") or "").strip()
+    try:
+        engine = EngineKind(fields.get("engine") or default_engine({**fields, "depth": has_map}))
+    except ValueError:
+        return None  # the request's own validation names the bad engine
+    if engine is not EngineKind.PARALLAX or (has_map and not name):
+        return None
+    known = {m.name.lower(): m for m in list_models(settings) if m.engine == "parallax"}
+    info = known.get((name or DEFAULT_DEPTH_MODEL).lower())
+    if info is None:
+        raise InputError(f"depth_model={name}: unknown depth model; known here: "
+                         f"{', '.join(known)} (see GET /api/v1/models)")
+    if not info.available:
+        raise InputError(f"no depth for this job: the depth model {info.name} is not "
+                         f"available on this server; {info.how_to_get}")
+    return info.name if name else None
 
 
 def check_model(settings: Settings, engine: str | None, model: str | None,

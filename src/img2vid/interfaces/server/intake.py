@@ -12,7 +12,7 @@ from typing import IO, Any
 from img2vid.core.errors import InputError
 from img2vid.core.request import GenerationRequest, build_request
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.interfaces.server.catalog import check_model
+from img2vid.interfaces.server.catalog import check_depth, check_model
 from img2vid.media.images import probe_image
 
 MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["images"].metadata
@@ -25,7 +25,8 @@ SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RI
                       "style_weights": "it names a folder on the server; set "
                                        "models.style_weights in the server's config instead"}
 # Request fields that name a file: a client uploads the file itself, one of each at most.
-FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting"}
+FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
+               "depth": "the parallax depth map (brighter = nearer)"}
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -76,6 +77,9 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     model = check_model(settings, fields.get("engine"), fields.get("model"), missing_ok=dry_run)
     if fields.get("model"):  # the job runs the model that was checked, spelled as configured
         fields = {**fields, "model": model}
+    depth_model = check_depth(settings, fields, "depth" in files)
+    if depth_model:  # likewise the depth model
+        fields = {**fields, "depth_model": depth_model}
 
     limit = int(settings.server.max_upload_mb * 1024 * 1024)
     job_id = queue.new_job_id()
@@ -144,7 +148,8 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
 
 
 def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
-    """A bad soundtrack or style image is refused now (400), not when the job runs."""
+    """A bad soundtrack, style image or depth map is refused now (400), not when the job
+    runs."""
     if "audio" in stored:
         from img2vid.postprocess.audio import probe_audio
 
@@ -152,12 +157,13 @@ def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
             probe_audio(stored["audio"])
         except InputError as exc:
             raise InvalidImageError(str(exc)) from None
-    if "style" in stored:
-        try:
-            probe_image(stored["style"], settings.images)
-        except InputError as exc:
-            raise InvalidImageError(str(exc).replace(str(stored["style"]),
-                                                     stored["style"].name)) from None
+    for name in ("style", "depth"):
+        if name in stored:
+            try:
+                probe_image(stored[name], settings.images)
+            except InputError as exc:
+                raise InvalidImageError(str(exc).replace(str(stored[name]),
+                                                         stored[name].name)) from None
 
 
 def _safe_name(name: str, fallback: str) -> str:

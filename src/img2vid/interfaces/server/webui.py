@@ -29,6 +29,7 @@ from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.thumbnails import first_frame
 from img2vid.interfaces.server.webform import (
     FROM_PRESET,
     NO_INTERPOLATION,
@@ -81,7 +82,7 @@ class WebUI:
                                         placeholder="what should happen (diffusion engine)")
                     negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid")
                     with gr.Row():
-                        engine = gr.Radio(["camera", "diffusion"], value="camera",
+                        engine = gr.Radio(["camera", "parallax", "diffusion"], value="camera",
                                           label="Engine")
                         model = gr.Dropdown(ready, value=ready[0] if ready else None,
                                             label="Model", interactive=False,
@@ -123,6 +124,13 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
+                    with gr.Accordion("Parallax: depth", open=False, elem_id="parallax"):
+                        depth_map = gr.File(label="Depth map (brighter = nearer; empty: the "
+                                            "server's depth model)", file_types=["image"],
+                                            type="filepath", elem_id="depth")
+                        depth_of_field = gr.Slider(0.0, 1.0, value=0.0, step=0.05,
+                                                   label="Depth of field",
+                                                   elem_id="depth-of-field")
                     with gr.Accordion("Finishing: sound, upscale, style, codec", open=False,
                                       elem_id="finishing"):
                         audio = gr.File(label="Soundtrack (mp4, webm, mkv outputs)",
@@ -170,7 +178,7 @@ class WebUI:
             finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
                          style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form, *finishing],
+                self.generate, inputs=[images, *form, *finishing, depth_map, depth_of_field],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -208,7 +216,8 @@ class WebUI:
                  audio_offset: str | None = None, fit_to_audio: bool = False,
                  upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
                  style: str | None = None, style_strength: float = 1.0,
-                 codec: str = VideoCodec.H264.value, request: gr.Request | None = None,
+                 codec: str = VideoCodec.H264.value, depth_map: str | None = None,
+                 depth_of_field: float = 0.0, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -220,10 +229,12 @@ class WebUI:
                                 fps, steps, guidance, seed, motion, zoom, focus, easing,
                                 interpolate),
                   **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
-                                     style_strength, codec)}
+                                     style_strength, codec),
+                  **intake.clean_fields({"depth_of_field": depth_of_field or None})}
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         extra = {name: intake.Upload(Path(path).name, Path(path))
-                 for name, path in (("audio", audio), ("style", style)) if path}
+                 for name, path in (("audio", audio), ("style", style), ("depth", depth_map))
+                 if path}
         try:
             job = intake.submit(self.queue, fields, uploads, extra)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
@@ -332,7 +343,7 @@ class WebUI:
         if key not in self._thumbs:
             if len(self._thumbs) > 4 * HISTORY_SIZE:
                 self._thumbs.clear()
-            self._thumbs[key] = _first_frame(output)
+            self._thumbs[key] = first_frame(output)
         return self._thumbs[key]
 
 
@@ -341,23 +352,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # removed since the listing; it is skipped when read
         return 0.0
-
-
-def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
-    import cv2
-
-    if output.is_dir():  # a PNG frame folder
-        first = min(output.glob("*.png"))
-        frame = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB)
-    else:
-        import av
-
-        with av.open(str(output)) as container:
-            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    height, width = frame.shape[:2]
-    scale = short_side / min(height, width)
-    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
 
 
 def _describe(job: Job) -> str:
