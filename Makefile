@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev browser lint bench clean wheel-test container-test
+.PHONY: demo test setup setup-dev extras browser lint bench clean wheel-test container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,20 @@ $(VENV)/.dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
 
 setup: $(VENV)/.core
 setup-dev: $(VENV)/.dev
+
+# Optional extras into .venv: make extras EXTRAS=diffusion,server (diffusion, server, ray,
+# quantize). Without an NVIDIA GPU (no nvidia-smi) torch is the CPU build: PyTorch's CPU
+# index and constraints-cpu.txt, no CUDA wheels. With one, pip's default CUDA build.
+EXTRAS ?= diffusion
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+extras: $(VENV)/.core
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: the CUDA build of torch"; \
+		$(PIP) install -e ".[$(EXTRAS)]"; \
+	else \
+		echo "no NVIDIA GPU: the CPU build of torch"; \
+		$(PIP) install --extra-index-url $(TORCH_CPU_INDEX) -c constraints-cpu.txt -e ".[$(EXTRAS)]"; \
+	fi
 
 demo: $(VENV)/.core
 	$(BIN)/img2vid generate examples/coffee.png --preset preview --motion ken-burns \

@@ -156,7 +156,7 @@ def test_cli_generate_with_audio(tmp_path, photo, tone):
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert streams(out) == {"video": "vp9", "audio": "opus"}
-    assert json.loads(out.with_suffix(".json").read_text())["audio"]["offset"] == 0.5
+    assert json.loads(out.with_name(out.name + ".json").read_text())["audio"]["offset"] == 0.5
 
 
 @pytest.mark.parametrize(("fmt", "codec"), [("mp4", "aac"), ("mkv", "flac")])

@@ -14,6 +14,7 @@ import pytest
 
 from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import ModelNotAvailableError, OutOfMemoryError
+from img2vid.core.extras import install_command
 from img2vid.core.progress import CancelToken, Progress
 from img2vid.core.request import OutputFormat, build_request, output_size
 from img2vid.execution.batch import (
@@ -114,11 +115,11 @@ def test_folder_with_bad_files_reports_them_and_makes_the_rest(workdir, capsys):
         request = build_request(images=(str(src),), **FAST)
         assert (width, height) == output_size(request, *_size(src))
         assert frames == 8
-        sidecar = json.loads(video.with_suffix(".json").read_text())
+        sidecar = json.loads(video.with_name(video.name + ".json").read_text())
         assert sidecar["request"]["images"] == [str(src)]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["batch_report.csv", "batch_report.json"]
-        + [f"{p.stem}{ext}" for p in good for ext in (".mp4", ".json")])
+        + [f"{p.stem}{ext}" for p in good for ext in (".mp4", ".mp4.json")])
     assert not partials(out)
 
     with (out / "batch_report.csv").open(newline="") as f:
@@ -189,9 +190,9 @@ def test_csv_manifest_per_row_overrides_and_invalid_rows(workdir, capsys):
     assert "no image given" in rows["rows.csv:7"]["error"]
     assert f"failed: rows.csv:4: {rows['rows.csv:4']['error']}" in stderr
 
-    sea = json.loads((out / "sea.json").read_text())["request"]
+    sea = json.loads((out / "sea.mp4.json").read_text())["request"]
     assert (sea["prompt"], sea["motion"], sea["zoom"]) == ("a calm sea", "zoom-in", 1.5)
-    again = json.loads((out / "sea_2.json").read_text())["request"]
+    again = json.loads((out / "sea_2.mp4.json").read_text())["request"]
     assert (again["prompt"], again["motion"], again["zoom"]) == ("second take", "pan-left", 1.5)
     assert decode(out / "hill.mp4")[0] == 16  # the row's 2 s at 8 fps
     assert decode(out / "sea.mp4")[0] == 8
@@ -221,7 +222,7 @@ def test_jsonl_manifest_rows(workdir, capsys):
     assert "not valid JSON" in rows[2]["error"]
     assert "must be a JSON object" in rows[3]["error"]
     assert rows[4]["error"] == "invalid request: colour=blue: unknown field"
-    slideshow = json.loads((workdir / "out" / "a.json").read_text())["request"]
+    slideshow = json.loads((workdir / "out" / "a.mp4.json").read_text())["request"]
     assert slideshow["images"] == [str(workdir / "a.png"), str(workdir / "b.png")]
     assert decode(workdir / "out" / "a.mp4")[0] == 16
     assert decode(workdir / "out" / "b.mp4")[0] == 4  # num_frames replaced the CLI duration
@@ -250,7 +251,7 @@ def test_bad_usage_is_one_line_and_exit_2(workdir, capsys, case):
     }[case]
     expected = {
         "missing": "nowhere/ not found",
-        "empty-folder": "no photos in empty (looked for",
+        "empty-folder": "no photos in empty (formats read: JPEG, PNG",
         "no-match": "no photos matching empty/*.jpg",
         "unknown-column": "unknown column(s) 'colour'",
         "no-image-column": "needs an 'image' (or 'images') column",
@@ -276,7 +277,8 @@ def test_ray_without_ray_installed_says_how_to_install(workdir, capsys,
     for argv in (["in", "--ray"], ["--ray", "in"], ["in", "--ray", "10.0.0.1:6379"]):
         code, _, stderr = batch_main(capsys, *argv, "-o", "out")
         assert code == 2
-        assert stderr == "img2vid: error: --ray needs Ray: pip install 'img2vid[ray]'\n"
+        assert stderr == ("img2vid: error: batch --ray needs the ray extra (ray is not "
+                          f"installed); install it with: {install_command('ray')}\n")
     assert not (workdir / "out").exists()
 
 
@@ -362,7 +364,7 @@ def test_resume_redoes_items_whose_request_or_photo_changed(tmp_path):
     assert run(motion="pan-left")[0][DONE] == 3  # another request: made again, same names
     assert run(motion="pan-left")[0][SKIPPED] == 3
     make_photo(tmp_path / "in" / "p1.png", 42)  # the photo itself changed
-    (out / "p2.json").unlink()  # a crash between the video and its sidecar
+    (out / "p2.mp4.json").unlink()  # a crash between the video and its sidecar
     assert run(motion="pan-left") == ({DONE: 2, SKIPPED: 1, FAILED: 0, PENDING: 0},
                                       ["p1", "p2"])
     assert sorted(p.name for p in out.glob("*.mp4")) == ["p0.mp4", "p1.mp4", "p2.mp4"]
@@ -376,7 +378,7 @@ def test_unseeded_diffusion_items_resume_whatever_seed_was_chosen(tmp_path):
     out = tmp_path / "out"
     assert run_batch(str(manifest), {}, Settings(), output_dir=out,
                      factory=CountingFactory()).counts[DONE] == 1
-    sidecar = out / "a.json"
+    sidecar = out / "a.mp4.json"
     data = json.loads(sidecar.read_text())
     data["request"]["seed"] = 1234  # as if the engine recorded the seed it drew
     sidecar.write_text(json.dumps(data))

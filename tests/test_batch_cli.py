@@ -40,7 +40,7 @@ def _wait_for_sidecars(proc: subprocess.Popen[str], out: Path, count: int) -> No
 def _finished(out: Path) -> dict[str, tuple[int, int]]:
     """Videos with their sidecar (what a rerun skips), with inode and mtime."""
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("p*.mp4")
-            if p.with_suffix(".json").exists()}
+            if p.with_name(p.name + ".json").exists()}
 
 
 def _rerun_and_check(tmp_path: Path, before: dict[str, tuple[int, int]]) -> None:

@@ -82,13 +82,13 @@ def test_ray_batch_matches_the_local_batch_and_resumes(cluster, photos, tmp_path
         # libx264 is deterministic for the same input, settings and thread count.
         assert filecmp.cmp(a, b, shallow=False)
         assert all(np.array_equal(x, y) for x, y in zip(pixels_a, pixels_b))
-        assert json.loads(b.with_suffix(".json").read_text())["request"] == json.loads(
-            a.with_suffix(".json").read_text())["request"]
+        assert json.loads(b.with_name(b.name + ".json").read_text())["request"] == json.loads(
+            a.with_name(a.name + ".json").read_text())["request"]
 
     # Resume: a crash lost one video and another's sidecar; only those two are made again.
     out = tmp_path / "ray"
     (out / "img03.mp4").unlink()
-    (out / "img05.json").unlink()
+    (out / "img05.mp4.json").unlink()
     kept = (out / "img00.mp4").stat().st_mtime_ns
     again = run_batch(str(photos), FAST, Settings(), output_dir=out, ray_address="")
     assert again.counts == {DONE: 2, SKIPPED: 6, FAILED: 2, PENDING: 0}

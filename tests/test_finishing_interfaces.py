@@ -132,7 +132,7 @@ def test_batch_manifest_audio_column(tmp_path: Path, tone: Path) -> None:
     again = run_batch(str(manifest), {"resolution": 256, "fps": 8}, settings, output_dir=out,
                       workers=1)
     assert again.counts["skipped"] == 1
-    side = json.loads((out / "photo.json").read_text())
+    side = json.loads((out / "photo.mkv.json").read_text())
     assert side["audio"]["codec"] == "flac"
 
 
@@ -215,7 +215,7 @@ def test_batch_manifest_upscale_and_style(tmp_path: Path) -> None:
     assert result.counts["done"] == 1, result.rows
     assert streams(out / "photo.mp4") == {"video": "hevc"}
     assert video_frames(out / "photo.mp4")[0].shape == (512, 768, 3)
-    side = json.loads((out / "photo.json").read_text())
+    side = json.loads((out / "photo.mp4.json").read_text())
     assert side["request"]["style_weights"] == str(weights)
 
 

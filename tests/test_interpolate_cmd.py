@@ -60,7 +60,7 @@ def test_cli_mp4_to_mp4_triples_the_rate(tmp_path):
     assert done.stdout.strip() == "out.mp4"
     frames, rate = decode(tmp_path / "out.mp4")
     assert len(frames) == 24 and rate == 30 and frames[0].shape == (240, 320, 3)
-    sidecar = json.loads((tmp_path / "out.json").read_text())
+    sidecar = json.loads((tmp_path / "out.mp4.json").read_text())
     assert sidecar["interpolation"]["factor"] == 3
     assert sidecar["interpolation"]["scene_cuts"] == 0
     assert sidecar["input"]["frames"] == 8 and sidecar["output"]["frames"] == 24
@@ -140,7 +140,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         (["notes.txt", "-o", "o.mp4", "--interpolate", "2"], "cannot read"),
         (["missing.mp4", "-o", "o.mp4", "--interpolate", "2"], "not found"),
         (["in.mp4", "-o", "o.mp4", "--target-fps", "24"], "below the input"),
-        (["in.mp4", "-o", "o.avi", "--interpolate", "2"], "output format"),
+        (["in.mp4", "-o", "o.avi", "--interpolate", "2"], "not an output format"),
         (["in.mp4", "-o", "in.mp4", "--interpolate", "2"], "is the input"),
         (["in.mp4", "-o", "o.mp4", "--interpolate", "2", "--interpolator", "rife"],
          "img2vid models download rife"),
@@ -181,9 +181,10 @@ def test_pipeline_runs_the_stages_and_records_them(tmp_path, settings, photo):
                             interpolate=2, loop="pingpong", format="mkv")
     result = generate(request, settings, engine=FakeEngine())
     frames, rate = decode(result.output)
-    assert rate == 16 and len(frames) == 2 * 10 - 2
+    assert rate == 16 and len(frames) == 10  # 5 frames at 8 fps last 0.625 s, loop included
     info = result.metadata["engine_info"]
-    assert info["interpolation"]["output_frames"] == 10 and info["loop"] == "pingpong"
+    # 3 frames rendered, 6 after interpolation, there and back: 2 * 6 - 2
+    assert info["interpolation"]["output_frames"] == 6 and info["loop"] == "pingpong"
 
 
 def test_missing_rife_weights_fail_before_the_engine_runs(tmp_path, photo):

@@ -10,7 +10,7 @@ import pytest
 from img2vid.core.clip import Clip
 from img2vid.core.progress import CancelToken, no_progress
 from img2vid.core.request import TransitionStyle, build_request
-from img2vid.postprocess import apply
+from img2vid.postprocess import apply, render_request
 from img2vid.postprocess.loops import FrameStore, pingpong, reverse, seam_length, seamless
 from tests.triplets import Motion, photo, psnr, render_frames
 
@@ -113,23 +113,39 @@ def request(**fields):
     return build_request(images=("x.png",), num_frames=6, fps=10, **fields)
 
 
+def rendered(req):
+    """The clip an engine renders for `req` (render_request sizes it for the loop)."""
+    return numbered(render_request(req).num_frames)
+
+
 def test_apply_order_interpolate_then_loop_then_fade():
-    clip = apply(numbered(6), request(interpolate=2, loop="pingpong", fade_out=0.2),
-                 no_progress, CancelToken())
+    req = request(interpolate=2, loop="pingpong", fade_out=0.2)
+    assert render_request(req).num_frames == 4  # 6 frames asked: 4 there and back
+    clip = apply(rendered(req), req, no_progress, CancelToken())
     assert clip.fps == 20.0
-    assert clip.num_frames == 2 * 12 - 2  # 12 frames at 20 fps, then ping-pong
+    assert clip.num_frames == 12  # 0.6 s at 20 fps, as asked, boomerang included
     out = values(clip)
-    assert out[11] == 50  # the held last frame at the turn
+    assert out[7] == 30  # the held last frame at the turn
     assert out[-1] == 0  # faded to black over the last 0.2 s (4 frames at 20 fps)
     assert clip.info["interpolation"]["factor"] == 2 and clip.info["loop"] == "pingpong"
 
 
+@pytest.mark.parametrize("loop", ["pingpong", "seamless"])
+@pytest.mark.parametrize("frames", [6, 7, 11, 22])
+def test_a_loop_lasts_the_asked_duration(loop, frames):
+    req = build_request(images=("x.png",), num_frames=frames, fps=10, loop=loop,
+                        transition=0.3)
+    clip = apply(rendered(req), req, no_progress, CancelToken())
+    assert clip.num_frames == len(values(clip)) == frames
+
+
 def test_apply_reverse_and_seamless():
-    clip = apply(numbered(9), request(reverse=True, loop="seamless", transition=0.2),
-                 no_progress, CancelToken())
-    assert clip.num_frames == 7 and clip.info["reversed"]
+    req = request(reverse=True, loop="seamless", transition=0.2)
+    assert render_request(req).num_frames == 8  # 6 asked + the 2-frame seam
+    clip = apply(rendered(req), req, no_progress, CancelToken())
+    assert clip.num_frames == 6 and clip.info["reversed"]
     out = values(clip)
-    assert out[:5] == [60, 50, 40, 30, 20]  # reversed, after the 2-frame seam head
+    assert out[:4] == [50, 40, 30, 20]  # reversed, after the 2-frame seam head
 
 
 def test_apply_without_stages_is_identity():

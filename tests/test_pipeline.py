@@ -30,7 +30,7 @@ def test_output_is_timestamped_with_a_full_sidecar(settings, photo):
     name = result.output.name
     assert name.startswith("video_") and name.endswith(".mp4")
     datetime.strptime(name[len("video_"):-4], "%Y%m%d_%H%M%S")
-    assert result.sidecar == result.output.with_suffix(".json")
+    assert result.sidecar == result.output.with_name(result.output.name + ".json")
     side = json.loads(result.sidecar.read_text())
     assert side["request"]["width"] == 96 and side["request"]["seed"] == 5
     assert side["output"] | {"frames": 10, "width": 96, "height": 64, "codec": "libx264"} \
@@ -67,7 +67,7 @@ def test_names_never_collide_even_in_parallel(settings, photo):
 def test_existing_names_are_never_overwritten(tmp_path):
     when = datetime(2026, 1, 2, 3, 4, 5)
     (tmp_path / "video_20260102_030405.mp4").write_bytes(b"old")
-    (tmp_path / "video_20260102_030405_1.json").write_text("{}")  # a stray sidecar counts too
+    (tmp_path / "video_20260102_030405_1.mp4.json").write_text("{}")  # a stray sidecar counts too
     staged = outputs.staging_path(tmp_path, ".mp4")
     staged.write_bytes(b"new")
     final = outputs.commit_named(staged, tmp_path, "video_", ".mp4", when)
@@ -97,7 +97,7 @@ def test_explicit_output_path(settings, photo, tmp_path):
     target = tmp_path / "mine.webm"
     result = generate(_request(photo, format="webm"), settings, output=target,
                       engine=FakeEngine())
-    assert result.output == target and (tmp_path / "mine.json").is_file()
+    assert result.output == target and (tmp_path / "mine.webm.json").is_file()
 
 
 def test_png_frames_folder_output(settings, photo):

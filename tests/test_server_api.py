@@ -79,6 +79,7 @@ def test_submit_poll_download_with_range(client: httpx.Client) -> None:
     assert done["status"] == "succeeded", done["error"]
     assert done["result_url"] == f"/api/v1/jobs/{job['id']}/video"
     assert done["sidecar"]["request"]["prompt"] == "steam rising"
+    assert done["sidecar"].get("seed") is None  # a camera job draws no seed: as from the CLI
     assert done["progress"]["fraction"] == 1.0
     assert done["output"].endswith(".mp4")
 

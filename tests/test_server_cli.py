@@ -99,5 +99,7 @@ def test_serve_without_the_server_extra_says_how_to_get_it(workdir: Path,
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an install without it gives
     assert cli.main(["serve", "--port", "1"]) == 2
     err = capsys.readouterr().err
+    from img2vid.core.extras import install_command
+
     assert err == ("img2vid: error: img2vid serve needs the server extra (uvicorn is not "
-                   "installed): pip install 'img2vid[server]'\n")
+                   f"installed); install it with: {install_command('server')}\n")

@@ -120,6 +120,18 @@ def test_gradio_client_gets_a_video_back(server: LiveServer) -> None:
     assert seed == "1234"
 
 
+def test_camera_jobs_from_the_ui_record_no_seed_like_the_cli_and_api(server: LiveServer) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server.base_url + "/", verbose=False)
+    status, *_, params, seed = client.predict(
+        files=[handle_file(str(PHOTO))], resolution="256", num_frames="4", fps="6",
+        randomize=True, api_name="/generate")[:5]
+    client.close()
+    assert status.startswith("Done in")
+    assert params["seed"] is None and params["request"]["seed"] is None  # nothing was drawn
+
+
 def test_the_ui_reports_bad_input_like_the_cli(server: LiveServer) -> None:
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError

@@ -105,7 +105,7 @@ def test_upscale_command_keeps_a_still_shot_still(tmp_path, photo, upscaler):
     assert len(after) == len(before) == 12
     assert after[0].shape == (128, 192, 3)
     assert _flicker(after) <= _flicker(before) + 0.5  # no flicker added
-    side = json.loads(out.with_suffix(".json").read_text())
+    side = json.loads(out.with_name(out.name + ".json").read_text())
     assert side["upscale"]["upscaler"] == upscaler and side["upscale"]["scale"] == 2
 
 

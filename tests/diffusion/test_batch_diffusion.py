@@ -37,7 +37,7 @@ def test_diffusion_rows_share_one_loaded_model_and_resume(wan_dir, small_photo, 
     assert result.rows[3]["error"].startswith("invalid request: num_frames=0")
     out = tmp_path / "out"
     names = ["photo.mp4", "photo_2.mp4", "photo_3.mp4"]
-    seeds = [json.loads((out / n).with_suffix(".json").read_text())["seed"] for n in names]
+    seeds = [json.loads((out / f"{n}.json").read_text())["seed"] for n in names]
     assert seeds[:2] == [1, 2] and isinstance(seeds[2], int)
     for name in names:
         frames, width, height, _ = decode(out / name)

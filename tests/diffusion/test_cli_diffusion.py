@@ -27,7 +27,7 @@ def offline_env(home: Path) -> dict[str, str]:
 def check_clip(out: Path, frames: int) -> dict:
     decoded = decoded_frames(out)
     assert len(decoded) == frames and decoded[0].shape == (64, 96, 3)
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     info = sidecar["engine_info"]
     assert sidecar["engine"] == "diffusion" and sidecar["seed"] == 3
     assert info["size"]["used"] == {"width": 96, "height": 64, "num_frames": frames}

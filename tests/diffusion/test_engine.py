@@ -259,7 +259,8 @@ def test_unsupported_speed_options_are_refused(engine, i2vgen_dir, wan_dir, smal
 def test_int8_without_torchao_says_how_to_get_it(engine, wan_dir, small_photo, loaded_photo,
                                                  monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao", None)  # what an install without it gives
-    with pytest.raises(InputError, match=r"needs torchao: pip install 'img2vid\[quantize\]'"):
+    with pytest.raises(InputError, match=r"--quantize int8 needs the quantize extra \(torchao "
+                       r"is not installed\); install it with: .*quantize"):
         run(engine, make_request(wan_dir, small_photo, seed=1, quantize="int8"), loaded_photo)
 
 

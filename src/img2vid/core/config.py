@@ -32,6 +32,8 @@ class OutputSettings(_Section):
     directory: Path = Field(Path("outputs"), description="where videos and sidecars go")
     format: OutputFormat = Field(OutputFormat.MP4, description="default output format")
     prefix: str = Field("video_", description="file name prefix before the timestamp")
+    gif_max_side: int = Field(480, ge=0, le=4096, description="GIFs are scaled down to this "
+                              "long side (they grow huge fast); 0 keeps the video's size")
     encoder: EncoderKind = Field(EncoderKind.CPU, description="cpu, or gpu for NVENC when an "
                                  "NVIDIA GPU is present (falls back to the CPU with a note)")
 
@@ -152,13 +154,35 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         where = f"config file {config_path}" if config_path else "configuration"
-        raise InputError(one_line(exc, Settings, subject=f"invalid {where}", values=False)
-                         ) from None
+        raise InputError(_from_environment(exc) or one_line(
+            exc, Settings, subject=f"invalid {where}", values=False)) from None
     except SettingsError as exc:  # an IMG2VID_* variable that is not the JSON its field needs
         names = sorted(name for name in os.environ if name.startswith("IMG2VID_"))
         raise InputError(f"{exc} ({', '.join(names)}): lists and mappings in IMG2VID_* "
                          """variables are JSON, e.g. IMG2VID_MODELS__DEVICES='["cuda:0"]'"""
                          ) from None
+
+
+def _from_environment(exc: ValidationError) -> str | None:
+    """One line naming the IMG2VID_* variables that gave bad values, if any did (so a bad
+    variable is not reported as a bad config file)."""
+    parts = []
+    for err in exc.errors():
+        variable = _env_variable([str(p) for p in err["loc"]])
+        if variable is not None:
+            reason = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{variable}={os.environ[variable]}: {reason}")
+    return "invalid environment variable " + "; ".join(parts) if parts else None
+
+
+def _env_variable(loc: list[str]) -> str | None:
+    """The IMG2VID_SECTION__KEY variable that set the value at `loc`, if one did."""
+    names = {name.upper(): name for name in os.environ if name.upper().startswith("IMG2VID_")}
+    for depth in range(len(loc), 0, -1):
+        wanted = "IMG2VID_" + "__".join(loc[:depth]).upper()
+        if wanted in names:
+            return names[wanted]
+    return None
 
 
 def dump_settings(settings: Settings) -> str:

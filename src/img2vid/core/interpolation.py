@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,6 @@ from img2vid.core.request import ENCODE_SPEEDS, InterpolatorKind, OutputFormat
 from img2vid.core.validation import one_line
 
 MAX_TARGET_FPS = 240.0
-SUFFIX_FORMATS = {".mp4": OutputFormat.MP4, ".webm": OutputFormat.WEBM,
-                  ".mkv": OutputFormat.MKV, ".gif": OutputFormat.GIF}
 
 
 class InterpolationRequest(BaseModel):
@@ -22,7 +21,9 @@ class InterpolationRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: Path = Field(description="video file or folder of numbered frames")
-    output: Path = Field(description="output file, or a name without extension for PNG frames")
+    output: str = Field(description="output file (its extension picks the format), a name "
+                        "without extension for PNG frames, or a folder ending in /")
+    overwrite: bool = Field(False, description="replace an existing output")
     factor: int | None = Field(None, ge=2, le=4, description="multiply the frame rate by this")
     target_fps: float | None = Field(None, gt=0, le=MAX_TARGET_FPS,
                                      description="interpolate up to this frame rate")
@@ -34,6 +35,12 @@ class InterpolationRequest(BaseModel):
     format: OutputFormat | None = Field(None, description="default: from the output's suffix")
     crf: int = Field(18, ge=0, le=51, description="encoder quality, lower is better")
     encode_speed: str = "medium"
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        # kept as text: a trailing / ("put it in this folder") is part of what -o means
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @field_validator("encode_speed")
     @classmethod
@@ -48,23 +55,6 @@ class InterpolationRequest(BaseModel):
             raise ValueError("give --interpolate N or --target-fps FPS (one of them)")
         return self
 
-    def output_format(self) -> OutputFormat:
-        """The format asked for, else the one the output's extension names (none: PNG)."""
-        return output_format(self.output, self.format)
-
-
-def output_format(output: Path, explicit: str | OutputFormat | None) -> OutputFormat:
-    """The format asked for, else the one `output`'s extension names (none: PNG frames)."""
-    if explicit:
-        return OutputFormat(explicit)
-    suffix = output.suffix.lower()
-    if not suffix:
-        return OutputFormat.PNG
-    if suffix not in SUFFIX_FORMATS:
-        raise InputError(f"cannot tell the output format from {output.name!r}: use "
-                         f"{', '.join(SUFFIX_FORMATS)}, no extension for PNG frames, "
-                         "or --format")
-    return SUFFIX_FORMATS[suffix]
 
 
 def build_interpolation(**fields: Any) -> InterpolationRequest:

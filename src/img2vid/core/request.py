@@ -24,7 +24,7 @@ from img2vid.core.choices import (
     VideoCodec,
 )
 from img2vid.core.errors import InputError
-from img2vid.core.validation import one_line
+from img2vid.core.validation import allowed_range, one_line
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
 RESOLUTIONS = (256, 360, 480, 512, 540, 576, 720, 768, 1024, 1080, 1440, 2160)
@@ -102,8 +102,9 @@ class GenerationRequest(BaseModel):
     num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
     fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
                             "default the model's own)")
-    duration: float | None = Field(None, gt=0, le=MAX_DURATION, description="clip length in seconds "
-                                   "(frames = duration x fps)")
+    duration: float | None = Field(None, gt=0, le=MAX_DURATION, description="length of the "
+                                   "final clip in seconds, whatever --loop (frames = duration "
+                                   "x fps)")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
@@ -137,7 +138,9 @@ class GenerationRequest(BaseModel):
                                        "rife (learned weights)")
     rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
                                      "(default: the downloaded one)")
-    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong or seamless")
+    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong (renders half the "
+                           "duration, then plays it back) or seamless (renders --transition "
+                           "more, blended into the start); the clip lasts --duration either way")
     reverse: bool = Field(False, description="play the clip backwards")
     format: OutputFormat | None = Field(None, description="mp4, webm, gif, png (frame folder), "
                                         "mkv (lossless FFV1); default from config")
@@ -343,6 +346,11 @@ def build_request(**fields: Any) -> GenerationRequest:
         return GenerationRequest(**fields)
     except ValidationError as exc:
         raise InputError(one_line(exc, GenerationRequest, subject="invalid request")) from None
+
+
+def field_range(field: str) -> str | None:
+    """A request field's allowed range as --help and the messages say it, e.g. '1 to 120'."""
+    return allowed_range(GenerationRequest.model_fields.get(field))
 
 
 def output_size(request: GenerationRequest, source_width: int, source_height: int,

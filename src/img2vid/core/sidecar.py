@@ -92,6 +92,10 @@ class Sidecar(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict, description="seconds")
     peak_rss_mb: float | None = None
+    notes: list[str] | None = Field(None, description="what the CLI printed as notes: a photo "
+                                    "enlarged more than 2x, a GIF scaled down, audio not kept")
+    audio_source: dict[str, Any] | None = Field(
+        None, description="interpolate: the input's audio and whether it was kept")
 
     @model_serializer(mode="wrap")
     def _leave_out_empty_parts(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202

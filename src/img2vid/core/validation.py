@@ -44,16 +44,27 @@ def _field(model: type[BaseModel], loc: list[str]) -> FieldInfo | None:
     return info
 
 
+def allowed_range(info: FieldInfo | None) -> str | None:
+    """A numeric field's range, '1 to 120' or 'more than 0 and at most 120'; None for a
+    field without both bounds (used by the messages and by --help)."""
+    if info is None:
+        return None
+    bounds = {name: getattr(meta, name) for meta in info.metadata
+              for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
+    high = bounds.get("le")
+    if "ge" in bounds and high is not None:
+        return f"{_number(bounds['ge'])} to {_number(high)}"
+    if "gt" in bounds and high is not None:
+        return f"more than {_number(bounds['gt'])} and at most {_number(high)}"
+    return None
+
+
 def _reason(info: FieldInfo | None, field: str, err: dict[str, Any]) -> str:
     kind = err["type"]
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
-        bounds = {name: getattr(meta, name) for meta in info.metadata
-                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
-        high = bounds.get("le")
-        if "ge" in bounds and high is not None:
-            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
-        if "gt" in bounds and high is not None:
-            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
+    allowed = allowed_range(info)
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and allowed:
+        return f"must be {allowed}" if allowed.startswith("more") else (
+            f"allowed range is {allowed}")
     if kind == "enum":
         return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
     if kind == "extra_forbidden":

@@ -37,6 +37,7 @@ from img2vid.postprocess.blend import BLENDS, Blend
 log = logging.getLogger(__name__)
 
 FACE_DETECT_SIDE = 640  # long side of the grey copy the face detector sees
+FACE_MARGIN = 1.3  # the detector's box runs brow to mouth: keep forehead and chin too
 MAX_RENDER_THREADS = 4
 # Render threads run below normal priority: when the encoder is the bottleneck (it is, for
 # H.264 on a small machine) rendering only fills its idle time instead of slowing it down.
@@ -133,17 +134,19 @@ class FaceFinder:
         return x / shrink, y / shrink, w / shrink, h / shrink
 
 
-def choose_focus(request: GenerationRequest, pixels: np.ndarray,
-                 faces: FaceFinder) -> tuple[tuple[float, float], str]:
-    """Focus as (x, y) fractions of the photo, and where it came from."""
+def choose_focus(request: GenerationRequest, pixels: np.ndarray, faces: FaceFinder,
+                 ) -> tuple[tuple[float, float], str, tuple[float, float]]:
+    """Focus as (x, y) fractions of the photo, where it came from, and the size of the
+    region to keep in view (a face with some forehead and chin; nothing for a point)."""
     if request.focus != "auto":
-        return (float(request.focus[0]), float(request.focus[1])), "request"
+        return (float(request.focus[0]), float(request.focus[1])), "request", (0.0, 0.0)
     face = faces.find(pixels)
     if face is None:
-        return (0.5, 0.5), "centre"
+        return (0.5, 0.5), "centre", (0.0, 0.0)
     height, width = pixels.shape[:2]
     x, y, w, h = face
-    return (float((x + w / 2) / width), float((y + h / 2) / height)), "face"
+    region = (min(1.0, w * FACE_MARGIN / width), min(1.0, h * FACE_MARGIN / height))
+    return (float((x + w / 2) / width), float((y + h / 2) / height)), "face", region
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,8 +184,9 @@ class CameraEngine:
         framings, sources = [], []
         for index, image in enumerate(images, start=1):
             cancel.raise_if_cancelled()
-            focus, source = choose_focus(request, image.pixels, self._faces)
-            framings.append(Framing.fit(image.width, image.height, out_w, out_h, focus))
+            focus, source, region = choose_focus(request, image.pixels, self._faces)
+            framings.append(Framing.fit(image.width, image.height, out_w, out_h, focus,
+                                        region))
             sources.append(source)
             if request.focus == "auto":  # face detection takes a moment per photo
                 progress(Progress("focus", index, len(images)))

@@ -44,17 +44,35 @@ class Framing:
     base_h: float
     focus_x: float  # photo pixels
     focus_y: float
+    focus_half_w: float = 0.0  # the focus region (a face) around the point: kept in view
+    focus_half_h: float = 0.0
 
     @classmethod
     def fit(cls, width: int, height: int, out_w: int, out_h: int,
-            focus: tuple[float, float]) -> Framing:
-        """Cover-fit: the base window fills the output with no bars, cropping the longer side."""
+            focus: tuple[float, float], region: tuple[float, float] = (0.0, 0.0)) -> Framing:
+        """Cover-fit: the base window fills the output with no bars, cropping the longer side.
+
+        `region` is the focus region's width and height as fractions of the photo.
+        """
         aspect = out_w / out_h
         if width / height > aspect:
             base_w, base_h = height * aspect, float(height)
         else:
             base_w, base_h = float(width), width / aspect
-        return cls(width, height, base_w, base_h, focus[0] * width, focus[1] * height)
+        return cls(width, height, base_w, base_h, focus[0] * width, focus[1] * height,
+                   region[0] * width / 2, region[1] * height / 2)
+
+    def keep_focus(self, cx: float, cy: float, half_w: float, half_h: float,
+                   ) -> tuple[float, float]:
+        """The nearest centre whose window holds the focus region (or, for a region larger
+        than the window, is centred on it): a crop to another aspect never cuts the face."""
+        def axis(c: float, f: float, region: float, half: float) -> float:
+            if region >= half:
+                return f
+            return min(max(c, f + region - half), f - region + half)
+
+        return (axis(cx, self.focus_x, self.focus_half_w, half_w),
+                axis(cy, self.focus_y, self.focus_half_h, half_h))
 
     def clamp_centre(self, cx: float, cy: float, half_w: float, half_h: float,
                      ) -> tuple[float, float]:
@@ -111,8 +129,10 @@ def camera_at(motion: Motion, framing: Framing, zoom: float, p: float) -> Camera
         sx, sy = framing.width / 2, framing.height / 2
         camera = Camera(sx + p * (ex - sx), sy + p * (ey - sy), scale)
     else:
-        camera = _pan(motion, framing, zoom, p)
-    return _keep_inside(camera, framing)
+        return _keep_inside(_pan(motion, framing, zoom, p), framing)  # sweeps past the focus
+    half_w, half_h = window_extent(camera, framing)
+    cx, cy = framing.keep_focus(camera.cx, camera.cy, half_w, half_h)
+    return _keep_inside(Camera(cx, cy, camera.scale, camera.angle), framing)
 
 
 def _pan(motion: Motion, framing: Framing, zoom: float, p: float) -> Camera:

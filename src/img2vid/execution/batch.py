@@ -26,15 +26,11 @@ from img2vid.execution.lanes import GpuCounter, count_cuda_gpus
 from img2vid.execution.local import run_local
 from img2vid.execution.report import REPORT_STEM, Report
 from img2vid.media import outputs
-from img2vid.media.images import file_sha256
+from img2vid.media.images import file_sha256, readable_formats, readable_suffixes
 
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
-# Photo formats a folder batch picks up; other files (notes, sidecars, videos) are ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff",
-                            ".bmp", ".gif", ".avif", ".heic", ".heif", ".qoi", ".tga", ".ppm",
-                            ".pgm", ".pnm"})
 # Temporary outputs older than this are left over from a crash, not being written.
 STALE_PARTIAL_S = 3600.0
 _REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
@@ -75,7 +71,7 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
     if path.is_dir():
         files = [str(p) for p in path.iterdir() if not p.name.startswith(".")]
         where = f"in {source}"
-    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+    elif path.is_file() and path.suffix.lower() in readable_suffixes():
         files, where = [str(path)], ""
     elif path.is_file():
         raise InputError(f"{source} is not a folder, an image or a manifest; a manifest must "
@@ -88,11 +84,13 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
                          "'photos/*.jpg', or a .csv/.jsonl manifest")
     # Sorted, so items (and the names their outputs get) come in the same order every run.
     files = sorted(f for f in files if os.path.isfile(f))
-    images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    ignored = [f for f in files if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
+    # Only formats this installation decodes (HEIC needs pillow-heif): other files are
+    # ignored, not failed one by one.
+    readable = readable_suffixes()
+    images = [f for f in files if Path(f).suffix.lower() in readable]
+    ignored = [f for f in files if Path(f).suffix.lower() not in readable]
     if not images:
-        raise InputError(f"no photos {where} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(f"no photos {where} (formats read: {readable_formats()})")
     return [_item(f, (f,), options) for f in images], ignored
 
 
@@ -309,7 +307,8 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
               output_dir: Path | None = None, workers: int | None = None,
               ray_address: str | None = None, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None, factory: EngineFactory = create_engine,
-              count_gpus: GpuCounter = count_cuda_gpus) -> BatchResult:
+              count_gpus: GpuCounter = count_cuda_gpus,
+              ray_timeout: float = 30.0) -> BatchResult:
     """Make every item's video in `output_dir`, skipping ones already done; write the report.
 
     `ray_address` None runs locally; "" or an address runs on Ray (see img2vid.execution.cluster).
@@ -324,11 +323,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
         log.info("ignoring %s (not a photo format)", name)
     directory = Path(os.path.abspath(output_dir or settings.output.directory))
     items = assign_outputs(items, directory, settings.output.format)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {directory}: {exc.strerror or exc}"
-                         ) from None
+    outputs.ensure_writable(directory)
     remove_stale_partials(directory)
 
     report = Report(directory, source, "local" if ray_address is None else "ray", items)
@@ -360,7 +355,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
         from img2vid.execution.cluster import run_on_ray
 
         results = run_on_ray(pending, settings, address=ray_address, workers=workers,
-                             cancel=cancel, factory=factory)
+                             cancel=cancel, factory=factory, connect_timeout=ray_timeout)
     try:
         with closing(results):
             for index, result in results:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +24,7 @@ from img2vid.execution.pool import EnginePool
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "--ray needs Ray: pip install 'img2vid[ray]'"
+CONNECT_TIMEOUT_S = 30.0  # how long `--ray ADDRESS` waits for the head to answer
 _RESULT_COLUMNS = ("index", "status", "output", "seconds", "error")
 ITEM_RETRIES = 1  # an item whose worker process dies is tried once more on a new process
 
@@ -58,17 +62,45 @@ class ItemWorker:
 
 
 def import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise InputError(INSTALL_HINT) from None
+    from img2vid.core.extras import require
+
+    require("ray", "batch --ray")
+    import ray
+    import ray.data
+
     return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in one line if the head at `address` (host:port or ray://host:port; "" means
+    $RAY_ADDRESS) accepts no TCP connection within `timeout` seconds.
+
+    ray.init itself retries an unreachable head for minutes, printing only its own lines.
+    """
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address.strip())
+    if not match or address == "auto":
+        return  # "" or "auto": the cluster on this machine (or a new local one)
+    host, port = match.group(1), int(match.group(2))
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(left, 5.0))):
+                return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        if time.monotonic() + 1.0 > deadline:
+            raise InputError(f"cannot reach the Ray cluster at {address} within {timeout:g} s "
+                             f"({reason}); check the address and that `ray start --head` runs "
+                             "there (--ray-timeout sets the wait)")
+        time.sleep(1.0)
 
 
 def run_on_ray(items: Sequence[tuple[int, BatchItem]], settings: Settings, *,
                address: str = "", workers: int | None = None,
                cancel: CancelToken | None = None, factory: EngineFactory = create_engine,
+               connect_timeout: float = CONNECT_TIMEOUT_S,
                ) -> Iterator[tuple[int, ItemResult]]:
     """Yield (index, result) as the cluster finishes items; same results as run_local.
 
@@ -84,6 +116,7 @@ def run_on_ray(items: Sequence[tuple[int, BatchItem]], settings: Settings, *,
         return
     started_here = not ray.is_initialized()
     if started_here:
+        check_reachable(address, connect_timeout)
         try:
             ray.init(address=address or None, log_to_driver=False,
                      logging_level=logging.WARNING)

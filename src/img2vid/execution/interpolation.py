@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
@@ -18,6 +18,11 @@ from img2vid.core.request import OutputFormat
 from img2vid.core.sidecar import EncodedInfo, OutputInfo, Sidecar, SourceVideo
 from img2vid.core.version import __version__
 from img2vid.execution.pipeline import GenerationResult, library_versions, save_clip, write_sidecar
+from img2vid.media import outputs
+
+if TYPE_CHECKING:
+    from img2vid.media.outputs import OutputTarget
+    from img2vid.media.remux import StreamCopy
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,10 @@ def interpolate_video(request: InterpolationRequest, settings: Settings, *,
     cancel = cancel or CancelToken()
     started = datetime.now()
     t0 = time.perf_counter()
-    source, output, fmt = request.source, request.output, request.output_format()
-    if output.exists() and output.resolve() == source.resolve():
-        raise InputError(f"-o {output} is the input; choose another output path")
-    if fmt is OutputFormat.PNG and output.exists():
-        raise InputError(f"{output} already exists; choose another -o path for a frame folder")
+    source = request.source
+    target = rework_target(source, request.output, request.format, settings,
+                           request.overwrite)
+    fmt = target.format
 
     clip = open_clip(source, request.fps, settings.images)
     if fmt in (OutputFormat.MP4, OutputFormat.WEBM) and (clip.width % 2 or clip.height % 2):
@@ -57,15 +61,48 @@ def interpolate_video(request: InterpolationRequest, settings: Settings, *,
     options = EncodeOptions(format=fmt, crf=request.crf, speed=request.encode_speed,
                             comment=json.dumps({"img2vid": __version__,
                                                 "interpolated_from": source.name}))
-    final, encoded = save_clip(result, options, output=output, directory=output.parent,
-                               prefix="", started=started, progress=progress, cancel=cancel)
+    audio, audio_record = kept_audio(source, fmt)
+    final, encoded = save_clip(result, options, target, prefix=settings.output.prefix,
+                               started=started, progress=progress, cancel=cancel,
+                               soundtrack=audio)
     info = rework_sidecar("interpolate", source, clip, final, encoded, started, t0).model_copy(
-        update={"interpolation": result.info["interpolation"],
+        update={"interpolation": result.info["interpolation"], "audio_source": audio_record,
                 "source_info": {k: v for k, v in result.info.items() if k != "interpolation"}})
     sidecar = write_sidecar(final, info)
     log.info("interpolated %s -> %s (%d frames at %g fps)", source, final, encoded.frames,
              encoded.fps)
     return GenerationResult(final, sidecar, info)
+
+
+def rework_target(source: Path, output: Path | str, fmt: str | OutputFormat | None,
+                  settings: Settings, overwrite: bool) -> OutputTarget:
+    """Where a command that reworks `source` writes: -o's rules (outputs.resolve_output),
+    never over its own input, in a folder that can be written."""
+    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
+        raise InputError(f"-o {output} is the input; choose another output path")
+    target = outputs.resolve_output(output, fmt, settings.output.format,
+                                    settings.output.directory, overwrite=overwrite)
+    outputs.ensure_writable(target.directory)
+    return target
+
+
+def kept_audio(source: Path, fmt: OutputFormat) -> tuple[StreamCopy | None, dict[str, Any]]:
+    """The source's audio to copy into a `fmt` output (or None) and the sidecar's record;
+    when the container cannot hold it, the record's note says why."""
+    from img2vid.media.remux import StreamCopy, source_audio, why_not_kept
+
+    audio = source_audio(Path(source))
+    if audio is None:
+        return None, {"kept": False, "source": None}
+    dropped = why_not_kept(audio, fmt)
+    record: dict[str, Any] = {"kept": dropped is None, "source": audio.codec,
+                              "duration": audio.duration}
+    if dropped:
+        log.info("audio of %s not kept: %s", source, dropped)
+        record["note"] = (f"the input's {audio.codec} audio is not kept: {dropped}; write "
+                          ".mkv (or .mp4) to keep it")
+        return None, record
+    return StreamCopy(audio), record
 
 
 def rework_sidecar(command: Literal["interpolate", "upscale"], source: Path, clip: Clip,

@@ -35,8 +35,9 @@ def run_item(item: BatchItem, settings: Settings, engines: EnginePool,
         _clear_replaced_folder(item.output)
     except OSError as exc:
         return ItemResult(FAILED, error=f"cannot replace {item.output}: {exc}")
+    # a batch's own names: a video made for a different request is made again
     outcome = run_request(item.request, settings, engines, output=item.output, cancel=cancel,
-                          label=item.name)
+                          label=item.name, overwrite=True)
     if outcome.result is not None:
         return ItemResult(DONE, output=str(outcome.result.output), seconds=outcome.seconds)
     assert outcome.failure is not None

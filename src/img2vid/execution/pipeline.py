@@ -14,16 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from img2vid import postprocess
+from img2vid.core import extras
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
+from img2vid.core.errors import InputError
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.core.request import (
     MAX_DURATION,
     MAX_FRAMES,
+    RESOLUTIONS,
     GenerationRequest,
     OutputFormat,
+    Quantize,
     VideoCodec,
 )
+from img2vid.core.request import EngineKind as EngineName
 from img2vid.core.sidecar import InputImage, OutputInfo, Sidecar
 from img2vid.core.version import __version__
 from img2vid.engines.base import Engine, create_engine
@@ -34,6 +39,7 @@ from img2vid.media.images import LoadedImage, load_image
 from img2vid.postprocess import style
 
 if TYPE_CHECKING:
+    from img2vid.media.remux import StreamCopy
     from img2vid.postprocess.audio import Soundtrack
 
 log = logging.getLogger(__name__)
@@ -53,25 +59,31 @@ class GenerationResult:
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             engine: Engine | None = None) -> GenerationResult:
+             engine: Engine | None = None, overwrite: bool = False) -> GenerationResult:
     """Make the video `request` describes and save it with its sidecar.
 
-    `output` is an explicit path (-o); otherwise a timestamped name in the output folder.
-    Nothing is left behind on failure or cancellation: frames go to a hidden temporary
-    file that is renamed into place only when the encoder has finished.
+    `output` is what -o says (see outputs.resolve_output): a file whose extension picks the
+    container, a PNG frame folder, or a folder for a timestamped name; an existing output is
+    replaced only with `overwrite`. Nothing is left behind on failure or cancellation:
+    frames go to a hidden temporary file that is renamed into place only when the encoder
+    has finished.
     """
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     started = datetime.now()
     t0 = time.perf_counter()
 
-    fmt = request.format or settings.output.format
+    target = outputs.resolve_output(output, request.format, settings.output.format,
+                                    settings.output.directory, overwrite=overwrite)
+    fmt = target.format
+    require_extras(request)
     upscaler = postprocess.preflight(request, settings)  # missing weights fail before any work
     # The sidecar keeps the request as asked (a batch re-run compares it); fit_to_audio's
     # timing shows in the output's frames and duration.
     asked = request
     request, soundtrack = _soundtrack(request, fmt)  # a bad sound file fails before any work
     styliser = style.prepare(request, settings)  # the painting and weights, checked now
+    outputs.ensure_writable(target.directory)
     images = [load_image(path, settings.images) for path in request.images]
     if styliser is not None:
         images = styliser.apply(images)  # once, before the engine: every frame shares it
@@ -79,19 +91,19 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     t_loaded = time.perf_counter()
 
     engine = engine or create_engine(request.engine.value, settings)
-    clip = engine.generate(request, images, progress, cancel)
+    clip = engine.generate(postprocess.render_request(request), images, progress, cancel)
     clip = postprocess.apply(clip, request, progress, cancel, settings=settings,
                              upscaler=upscaler)
 
-    directory = output.parent if output else settings.output.directory
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
                             comment=json.dumps(_comment(request, images, clip), separators=(",", ":")),
                             codec=request.codec or VideoCodec.H264,
-                            encoder=request.encoder or settings.output.encoder)
-    final, encoded = save_clip(clip, options, output=output, directory=directory,
-                               prefix=settings.output.prefix, started=started,
-                               progress=progress, cancel=cancel, soundtrack=soundtrack)
+                            encoder=request.encoder or settings.output.encoder,
+                            gif_max_side=settings.output.gif_max_side)
+    final, encoded = save_clip(clip, options, target, prefix=settings.output.prefix,
+                               started=started, progress=progress, cancel=cancel,
+                               soundtrack=soundtrack)
     t_encoded = time.perf_counter()
 
     info = Sidecar(
@@ -112,6 +124,8 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         peak_rss_mb=round(peak_rss_bytes() / 1024**2, 1),
         audio=encoded.audio or None,
         style=styliser.describe() if styliser is not None else None,
+        notes=[*_upscale_notes(request, images, clip),
+               *_gif_notes(encoded, clip, settings.output.gif_max_side)] or None,
     )
     sidecar = write_sidecar(final, info)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
@@ -137,17 +151,30 @@ def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
     return request, audio.Soundtrack(track, request.audio_offset, request.fade_out)
 
 
-def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, directory: Path,
-              prefix: str, started: datetime, progress: ProgressCallback,
-              cancel: CancelToken, soundtrack: Soundtrack | None = None,
-              ) -> tuple[Path, EncodedInfo]:
-    """Encode `clip` to a hidden temporary file, then move it to `output` or a new name.
+def require_extras(request: GenerationRequest) -> None:
+    """The optional extras `request` needs, named with their install command if missing."""
+    if request.engine is EngineName.DIFFUSION:
+        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
+        if request.quantize is Quantize.INT8:
+            extras.require("quantize", "--quantize int8")
 
-    A soundtrack is muxed in a second pass that copies the video packets, so the picture
-    is exactly the silent encode's. Nothing is left behind on failure, cancellation or a
-    full disk.
+
+def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, *,
+              prefix: str, started: datetime, progress: ProgressCallback,
+              cancel: CancelToken, soundtrack: Soundtrack | StreamCopy | None = None,
+              ) -> tuple[Path, EncodedInfo]:
+    """Encode `clip` to a hidden temporary file, then move it to the target's path or a new
+    timestamped name in its folder.
+
+    A soundtrack (a sound file, or a source video's own audio copied as is) is muxed in a
+    second pass that copies the video packets, so the picture is exactly the silent
+    encode's. Nothing is left behind on failure, cancellation or a full disk.
     """
-    staged = outputs.staging_path(directory, options.format.extension)
+    directory = target.directory
+    try:
+        staged = outputs.staging_path(directory, options.format.extension)
+    except OSError as exc:
+        raise InputError(outputs.not_writable(directory, exc)) from None
     silent: Path | None = None
     try:
         encoded = _encode(clip, staged, options, progress, cancel)
@@ -157,7 +184,8 @@ def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, direct
             info = soundtrack.mux(silent, staged, options.format, encoded.duration)
             outputs.discard(silent)
             encoded = encoded.model_copy(update={"audio": info, "bytes": staged.stat().st_size})
-        final = (outputs.commit_to(staged, output) if output else
+        final = (outputs.commit_to(staged, target.path, overwrite=target.overwrite)
+                 if target.path else
                  outputs.commit_named(staged, directory, prefix, options.format.extension,
                                       started))
     except OSError as exc:
@@ -197,6 +225,38 @@ def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCa
             if close is not None:
                 close()  # stops an engine's render workers if we leave early
         return writer.close()
+
+
+UPSCALE_NOTE_ABOVE = 2.0  # photos enlarged more than this look soft: say so once
+
+
+def _upscale_notes(request: GenerationRequest, images: list[LoadedImage],
+                   clip: Clip) -> list[str]:
+    """One note when the camera engine enlarges a photo more than 2x, with a resolution
+    that keeps it at most 2x."""
+    if request.engine is not EngineName.CAMERA or not images:
+        return []
+    # the crop fills the frame: the photo is scaled to cover it (before any --upscale)
+    width, height = clip.width / (request.upscale or 1), clip.height / (request.upscale or 1)
+    scales = [max(width / image.width, height / image.height) for image in images]
+    worst = max(range(len(images)), key=scales.__getitem__)
+    scale = scales[worst]
+    if scale <= UPSCALE_NOTE_ABOVE:
+        return []
+    image = images[worst]
+    short = min(clip.width, clip.height)
+    fitting = [r for r in RESOLUTIONS if r * scale / short <= UPSCALE_NOTE_ABOVE]
+    suggestion = (f"--resolution {max(fitting)} keeps it sharper" if fitting else
+                  "a larger photo keeps it sharper")
+    return [f"{Path(image.path).name} ({image.width}x{image.height}) is enlarged {scale:.1f}x "
+            f"to {clip.width}x{clip.height} and will look soft; {suggestion}"]
+
+
+def _gif_notes(encoded: EncodedInfo, clip: Clip, cap: int) -> list[str]:
+    if encoded.format != "gif" or (encoded.width, encoded.height) == (clip.width, clip.height):
+        return []
+    return [f"the GIF is scaled to {encoded.width}x{encoded.height} (output.gif_max_side is "
+            f"{cap}; set it to 0 to keep {clip.width}x{clip.height})"]
 
 
 def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip) -> dict[str, Any]:

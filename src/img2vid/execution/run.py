@@ -43,7 +43,8 @@ class Outcome:
 
 def run_request(request: GenerationRequest, settings: Settings, engines: EnginePool, *,
                 output: Path | None = None, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None, label: str = "request") -> Outcome:
+                cancel: CancelToken | None = None, label: str = "request",
+                overwrite: bool = False) -> Outcome:
     """Generate `request` with an engine from `engines` and save it (to `output` if given).
 
     `label` names the request in the log ("job 1f2e...", "photo.jpg").
@@ -52,9 +53,10 @@ def run_request(request: GenerationRequest, settings: Settings, engines: EngineP
 
     t0 = time.perf_counter()
     try:
+        pipeline.require_extras(request)  # before the engine loads: name the missing extra
         engine = engines.engine_for(request)
         result = pipeline.generate(request, settings, output=output, progress=progress,
-                                   cancel=cancel, engine=engine)
+                                   cancel=cancel, engine=engine, overwrite=overwrite)
     except Exception as exc:
         engines.note_failure(request, exc)
         failure = describe_failure(exc, request.engine.value)

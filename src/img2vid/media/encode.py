@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # x264 speed names -> libvpx-vp9 cpu-used (0 slowest/best .. 8 fastest).
 _VP9_CPU_USED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast": 5,
                  "medium": 4, "slow": 3, "slower": 2, "veryslow": 1}
-GIF_MAX_SIDE = 480  # GIFs are for sharing previews: bigger ones are huge and slow to load
+GIF_MAX_SIDE = 480  # default of output.gif_max_side: bigger GIFs are huge and slow to load
 # GIF delays are whole centiseconds, and browsers slow down delays under 2 cs: frames of a
 # faster clip are dropped to 50 fps, keeping its duration
 GIF_MIN_DELAY_CS = 2
@@ -34,6 +34,7 @@ class EncodeOptions:
     crf: int = 18
     speed: str = "medium"
     comment: str = ""  # stored in the container's metadata (MP4/MKV/WebM comment tag)
+    gif_max_side: int = GIF_MAX_SIDE  # 0: no cap
     codec: VideoCodec = VideoCodec.H264  # MP4 only: WebM is VP9, MKV FFV1
     encoder: EncoderKind = EncoderKind.CPU
 
@@ -196,7 +197,8 @@ class GIFWriter(VideoWriter):
     def __init__(self, path: Path, width: int, height: int, fps: float,
                  options: EncodeOptions) -> None:
         super().__init__(path, width, height, fps, options)
-        scale = min(1.0, GIF_MAX_SIDE / max(width, height))
+        cap = options.gif_max_side
+        scale = min(1.0, cap / max(width, height)) if cap else 1.0
         self.out_w = max(2, int(round(width * scale / 2)) * 2)
         self.out_h = max(2, int(round(height * scale / 2)) * 2)
         self.container = av.open(str(path), mode="w", format="gif")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -18,6 +19,39 @@ from img2vid.core.config import ImageSettings
 from img2vid.core.errors import InputError
 
 log = logging.getLogger(__name__)
+
+# Photo formats people bring; each is read only if this Pillow (plus pillow-heif) opens it.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp",
+                  ".gif", ".avif", ".heic", ".heif", ".qoi", ".tga", ".ppm", ".pgm", ".pnm")
+
+
+@functools.cache
+def _register_heif() -> None:
+    """HEIC/HEIF (the iPhone default) through pillow-heif, when it is installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        log.info("pillow-heif is not installed: HEIC/HEIF photos cannot be read")
+        return
+    pillow_heif.register_heif_opener()
+
+
+@functools.cache
+def readable_suffixes() -> frozenset[str]:
+    """The photo extensions this installation can decode (Pillow's openers + pillow-heif)."""
+    _register_heif()
+    Image.init()
+    known = Image.registered_extensions()
+    return frozenset(s for s in PHOTO_SUFFIXES if known.get(s) in Image.OPEN)
+
+
+def readable_formats() -> str:
+    """For messages: the formats that are read, e.g. 'JPEG, PNG, WebP, ..., HEIC/HEIF'."""
+    names = {".jpg": "JPEG", ".png": "PNG", ".webp": "WebP", ".tif": "TIFF", ".bmp": "BMP",
+             ".gif": "GIF", ".avif": "AVIF", ".heic": "HEIC/HEIF", ".qoi": "QOI",
+             ".tga": "TGA", ".ppm": "PPM/PGM"}
+    readable = readable_suffixes()
+    return ", ".join(name for suffix, name in names.items() if suffix in readable)
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,7 @@ class LoadedImage:
 def load_image(path: str | Path, settings: ImageSettings | None = None) -> LoadedImage:
     """Load `path` as 8-bit RGB, or raise InputError with one line saying what is wrong."""
     settings = settings or ImageSettings()
+    _check_not_url(path)
     path = Path(path)
     if not path.exists():
         raise InputError(f"image not found: {path}")
@@ -76,6 +111,7 @@ def _open_checked(path: Path, settings: ImageSettings) -> Iterator[Image.Image]:
     if Image.MAX_IMAGE_PIXELS is not None and settings.max_pixels > Image.MAX_IMAGE_PIXELS:
         # Pillow refuses at open() what is over twice its own limit: never below ours
         Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    _register_heif()
     with warnings.catch_warnings():
         # Our own pixel limit replaces Pillow's global warning/error thresholds.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -91,11 +127,17 @@ def _open_checked(path: Path, settings: ImageSettings) -> Iterator[Image.Image]:
             pixels = int(claimed.group(1)) if claimed else settings.max_pixels + 1
             raise InputError(_too_many_pixels(path, f"{pixels / 1e6:.0f} MP", settings)) from None
         except UnidentifiedImageError:
-            raise InputError(f"{path} is not an image file that can be read "
-                             "(JPEG, PNG, WebP, TIFF, BMP, GIF...)") from None
+            raise InputError(f"{path} is not an image file that can be read (formats read: "
+                             f"{readable_formats()})") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{path} is truncated or corrupt ({exc}); "
                              "re-export or re-download it") from None
+
+
+def _check_not_url(path: str | Path) -> None:
+    # Path() would fold the '//' of a URL and report a mangled "image not found"
+    if isinstance(path, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+        raise InputError(f"{path}: URLs are not read; download the file first")
 
 
 def _check_min_side(path: Path, width: int, height: int, settings: ImageSettings) -> None:
@@ -170,6 +212,7 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
     corrupt still passes and is caught when the job loads it.
     """
     settings = settings or ImageSettings()
+    _check_not_url(path)
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise InputError(f"{path} is empty or missing")

@@ -7,14 +7,21 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
 
 from img2vid.core.errors import Img2VidError, InputError
+from img2vid.core.request import OutputFormat
 
 STAGING_PREFIX = ".img2vid-partial-"
+# -o's extension decides the container; no extension is a folder of PNG frames.
+SUFFIX_FORMATS = {".mp4": OutputFormat.MP4, ".webm": OutputFormat.WEBM,
+                  ".mkv": OutputFormat.MKV, ".gif": OutputFormat.GIF}
+ALLOWED_OUTPUTS = (".mp4, .webm, .mkv, .gif, no extension (a folder of PNG frames), or a "
+                   "folder ending in / (a timestamped name in it)")
 
 
 class DiskFullError(Img2VidError):
@@ -26,8 +33,77 @@ def timestamp(when: datetime) -> str:
 
 
 def sidecar_path(output: Path) -> Path:
-    """`video.mp4` -> `video.json`; a PNG frame folder `video_x` -> `video_x.json`."""
-    return output.with_name(output.stem + ".json") if output.suffix else Path(f"{output}.json")
+    """`clip.mp4` -> `clip.mp4.json`, a PNG frame folder `clip` -> `clip.json`.
+
+    The whole output name is kept, so `clip.mp4` and `clip.webm` never share a sidecar.
+    """
+    return output.with_name(output.name + ".json")
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where an output goes: an exact path (-o FILE) or a new timestamped name in `directory`."""
+
+    directory: Path
+    format: OutputFormat
+    path: Path | None = None
+    overwrite: bool = False
+
+
+def resolve_output(output: Path | str | None, explicit: OutputFormat | str | None,
+                   default: OutputFormat, directory: Path, *,
+                   overwrite: bool = False) -> OutputTarget:
+    """What `-o` means: a file whose extension names the container, a new PNG frame folder,
+    or (a path ending in / or an existing folder) the folder for a timestamped name.
+
+    An unknown extension, one that contradicts `explicit` (--format), or an existing output
+    without `overwrite` is an InputError, raised before any work is done.
+    """
+    explicit = OutputFormat(explicit) if explicit else None
+    if output is None or str(output) == "":
+        return OutputTarget(Path(directory), explicit or default)
+    text = os.fspath(output)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or (path.is_dir() and not _is_our_frame_folder(path)):
+        return OutputTarget(path, explicit or default)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in SUFFIX_FORMATS:
+        raise InputError(f"-o {text}: {suffix} is not an output format img2vid writes; "
+                         f"allowed: {ALLOWED_OUTPUTS}")
+    named = SUFFIX_FORMATS.get(suffix, OutputFormat.PNG)
+    if explicit is not None and explicit is not named:
+        what = f"a {suffix} file" if suffix else "a folder of PNG frames"
+        raise InputError(f"-o {text} names {what} but --format is {explicit.value}; drop "
+                         f"--format or use {path.stem}{explicit.extension or ' (no extension)'}")
+    if path.exists() and not overwrite:
+        raise InputError(f"{text} already exists; add --overwrite to replace it, or choose "
+                         "another -o path")
+    return OutputTarget(path.parent, named, path, overwrite)
+
+
+def _is_our_frame_folder(path: Path) -> bool:
+    """A PNG-frames output we made earlier (its sidecar is beside it): -o names it again."""
+    return sidecar_path(path).is_file()
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create `directory` if needed and prove a file can be made there, or raise one line.
+
+    Checked before any work, so a read-only drive, a folder without permission or a
+    missing drive fails at once instead of after the render.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f"{STAGING_PREFIX}{uuid.uuid4().hex}.probe"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(not_writable(directory, exc)) from None
+
+
+def not_writable(directory: Path, exc: OSError) -> str:
+    return (f"cannot write to the output folder {directory}: "
+            f"{exc.strerror or type(exc).__name__}; choose another -o or output.directory")
 
 
 def staging_path(directory: Path, extension: str) -> Path:
@@ -60,14 +136,19 @@ def commit_named(staged: Path, directory: Path, prefix: str, extension: str,
     raise AssertionError("unreachable")
 
 
-def commit_to(staged: Path, target: Path) -> Path:
-    """Move `staged` to a path the user chose (-o), replacing a file there atomically."""
-    if staged.is_dir():
-        if target.exists():
-            raise InputError(f"{target} already exists; choose another -o path for a frame folder")
-        os.rename(staged, target)
-    else:
+def commit_to(staged: Path, target: Path, *, overwrite: bool = False) -> Path:
+    """Move `staged` to a path the user chose (-o): a file is replaced atomically only with
+    `overwrite`; otherwise an output that appeared meanwhile is kept and this one dropped."""
+    if overwrite and target.is_dir() and staged.is_dir():
+        shutil.rmtree(target)
+    elif overwrite and not staged.is_dir():
         os.replace(staged, target)
+        return target
+    try:
+        _place_exclusive(staged, target)
+    except FileExistsError:
+        raise InputError(f"{target} already exists; add --overwrite to replace it, or "
+                         "choose another -o path") from None
     return target
 
 

@@ -8,7 +8,7 @@ from img2vid.core.clip import Clip
 from img2vid.core.progress import CancelToken, ProgressCallback
 from img2vid.core.request import GenerationRequest, InterpolatorKind, LoopMode
 from img2vid.postprocess.effects import fade
-from img2vid.postprocess.loops import pingpong, reverse, seamless
+from img2vid.postprocess.loops import pingpong, render_count, reverse, seamless, take
 
 if TYPE_CHECKING:
     from img2vid.core.config import Settings
@@ -49,9 +49,23 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
         clip = pingpong(clip)
     elif request.loop is LoopMode.SEAMLESS:
         clip = seamless(clip, request.transition, request.transition_style)
+    if request.loop is not LoopMode.NONE and request.duration:
+        clip = take(clip, max(1, round(request.duration * clip.fps)))  # the asked length
     if request.fade_in or request.fade_out:
         clip = fade(clip, request.fade_in, request.fade_out)
     return clip
+
+
+def render_request(request: GenerationRequest) -> GenerationRequest:
+    """The request the engine renders: `duration` is the final clip's length, so a
+    boomerang renders about half of it and a seamless loop its seam more (apply() then
+    loops and fits it to the asked length)."""
+    if request.loop is LoopMode.NONE or not request.num_frames or not request.fps:
+        return request
+    factor = request.interpolate or (request.target_fps / request.fps if request.target_fps
+                                     else 1.0)
+    n = render_count(request.num_frames, request.loop, request.fps, request.transition, factor)
+    return request.model_copy(update={"num_frames": n, "duration": n / request.fps})
 
 
 def preflight(request: GenerationRequest, settings: Settings | None = None,
@@ -62,8 +76,8 @@ def preflight(request: GenerationRequest, settings: Settings | None = None,
     if (request.interpolate or request.target_fps) and request.interpolator is InterpolatorKind.RIFE:
         from img2vid.media.models_cache import cache_dir, find_rife_weights
 
-        find_rife_weights(request.rife_weights, cache_dir(settings))
         _require_torch()
+        find_rife_weights(request.rife_weights, cache_dir(settings))
     return make_upscaler(request, settings) if request.upscale else None
 
 
@@ -81,13 +95,9 @@ def _engine_gpu(clip: Clip) -> str | None:
 
 
 def _require_torch() -> None:
-    from img2vid.core.errors import ModelNotAvailableError
+    from img2vid.core.extras import require
 
-    try:
-        import torch  # noqa: F401  (only to report a missing install clearly)
-    except ImportError:
-        raise ModelNotAvailableError("--interpolator rife needs PyTorch: install "
-                                     "img2vid[diffusion] or use --interpolator flow") from None
+    require("diffusion", "--interpolator rife")
 
 
 def make_interpolator(kind: InterpolatorKind, rife_weights: str | None = None,
@@ -102,8 +112,8 @@ def make_interpolator(kind: InterpolatorKind, rife_weights: str | None = None,
         return FlowInterpolator()
     from img2vid.media.models_cache import cache_dir, find_rife_weights
 
-    weights = find_rife_weights(rife_weights, cache_dir(settings))
     _require_torch()
+    weights = find_rife_weights(rife_weights, cache_dir(settings))
     from img2vid.postprocess.rife import RifeInterpolator
 
     return RifeInterpolator(weights, device=device)

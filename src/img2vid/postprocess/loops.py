@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from img2vid.core.clip import Clip
-from img2vid.core.request import TransitionStyle
+from img2vid.core.request import LoopMode, TransitionStyle
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +165,42 @@ def seamless(clip: Clip, seconds: float = 1.0,
     return Clip(frames(), clip.fps, clip.width, clip.height, n - k,
                 {**clip.info, "loop": "seamless", "loop_seam_frames": k,
                  "loop_seam_style": style.value})
+
+
+def render_count(num_frames: int, loop: LoopMode, fps: float, seconds: float,
+                 factor: float = 1.0) -> int:
+    """Frames to render at `fps` so that the loop, after interpolation by `factor`, lasts at
+    least as long as `num_frames` would: a boomerang plays its frames twice (n -> 2n - 2), a
+    seamless loop's seam is taken off its end (n -> n - k)."""
+    if num_frames < 3 or loop is LoopMode.NONE:
+        return num_frames
+    wanted = round(num_frames * factor)
+
+    def looped(n: int) -> int:
+        m = round(n * factor)  # what interpolation makes of n frames
+        if loop is LoopMode.PINGPONG:
+            return 2 * m - 2
+        return m - seam_length(m, fps * factor, seconds)
+
+    n = 2
+    while looped(n) < wanted:
+        n += 1
+    return n
+
+
+def take(clip: Clip, count: int) -> Clip:
+    """The first `count` frames of `clip` (a loop rendered a frame long, fitted exactly)."""
+    if clip.num_frames <= count:
+        return clip
+
+    def frames() -> Iterator[np.ndarray]:
+        source = iter(clip.frames)
+        try:
+            for _ in range(count):
+                yield next(source)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    return Clip(frames(), clip.fps, clip.width, clip.height, count, clip.info)

@@ -121,11 +121,9 @@ def check_options(spec: ModelSpec, request: GenerationRequest) -> None:
         raise InputError(f"--step-cache {request.step_cache.value} works on transformer "
                          f"models (wan, ltx-video, cogvideox), not {spec.name}'s UNet")
     if request.quantize is Quantize.INT8:
-        try:
-            import torchao  # noqa: F401
-        except ImportError:
-            raise InputError("--quantize int8 needs torchao: pip install 'img2vid[quantize]' "
-                             "(or use --quantize fp8, which needs nothing extra)") from None
+        from img2vid.core.extras import require
+
+        require("quantize", "--quantize int8")
 
 
 def check_plan(request: GenerationRequest, plan: MemoryPlan, device: str) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from img2vid.core.config import Settings, load_settings
 from img2vid.core.errors import InputError
-from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request, field_range
 from img2vid.core.version import __version__
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
@@ -53,6 +53,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] =
         flag = "--" + name.replace("_", "-")
         choices = _enum_choices(field.annotation)
         help_text = field.description or ""
+        allowed = field_range(name)
+        if allowed:
+            help_text += f" (range: {allowed})"
         if _is_bool(field.annotation):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
@@ -88,8 +91,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="make a video from one or more photos",
                        description="Make a video from one or more photos. Presets: " + presets)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input photo(s)")
-    p.add_argument("-o", "--output", type=Path, help="output path (default: a timestamped "
-                   "name in output.directory)")
+    p.add_argument("-o", "--output", metavar="PATH", help="output file: its extension picks "
+                   "the format (.mp4, .webm, .mkv, .gif; no extension: a folder of PNG frames); "
+                   "a folder ending in / (or an existing folder) gets a timestamped name. "
+                   "Default: a timestamped name in output.directory. The sidecar is PATH.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o output "
+                   "(otherwise that is an error)")
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -114,10 +121,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     with ProgressBars(enabled=not args.quiet) as bars:
         outcome = run_request(request, settings, EnginePool(settings), output=args.output,
-                              progress=bars, label="generate")
+                              progress=bars, label="generate", overwrite=args.overwrite)
     if outcome.result is None:
         assert outcome.failure is not None
         return report_failure(outcome.failure, args.log_path)
+    for note in outcome.result.info.notes or []:
+        print(f"img2vid: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(outcome.result.metadata, indent=2))
     else:
@@ -141,15 +150,28 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", type=Path, help="folder for the videos and the "
                    "report (default: output.directory from the config)")
     p.add_argument("--workers", type=_positive_int, metavar="N", help="camera-engine videos "
-                   "made at once (default: the number of CPUs, of the cluster with --ray); "
+                   "made at once, at least 1 (default: the number of CPUs, of the cluster with --ray); "
                    "diffusion videos run one at a time per GPU")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run on a Ray "
                    "cluster: ADDRESS of `ray start --head` (host:6379), ray://host:10001, or "
                    "nothing for $RAY_ADDRESS / the cluster on this machine. The output folder "
                    "must be on storage every node shares")
+    p.add_argument("--ray-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the Ray head at ADDRESS to answer before "
+                   "failing (more than 0; default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_request_arguments(p)
     p.set_defaults(handler=_batch)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -171,13 +193,15 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
     if source is None:
         raise InputError("batch needs INPUT: a folder of photos, a glob or a manifest")
     if ray_address is not None:
-        from img2vid.execution.cluster import import_ray
+        from img2vid.execution.cluster import check_reachable, import_ray
 
         import_ray()  # the install hint before any work
+        check_reachable(ray_address, args.ray_timeout)
     bar = BatchBar(enabled=not args.quiet)
     try:
         result = run_batch(source, request_fields(args), settings, output_dir=args.output_dir,
-                           workers=args.workers, ray_address=ray_address, progress=bar)
+                           workers=args.workers, ray_address=ray_address, progress=bar,
+                           ray_timeout=args.ray_timeout)
     except KeyboardInterrupt:
         bar.close()
         report = (args.output_dir or settings.output.directory) / f"{REPORT_STEM}.csv"
@@ -226,11 +250,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        "survive restarts. Options override the config's server section.")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
                    "only; 0.0.0.0 for the network, with --token)")
-    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--port", type=int, help="port, 1 to 65535 (default 7860)")
     p.add_argument("--token", help="bearer token every API call and the UI login must give "
                    "(or set server.token / IMG2VID_SERVER__TOKEN)")
-    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
-                   "(diffusion jobs always run one at a time per GPU)")
+    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU, "
+                   "1 to 64 (diffusion jobs always run one at a time per GPU)")
     p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
                    help="devices for diffusion jobs, one job at a time each, e.g. "
                    "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")
@@ -255,11 +279,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         model = ServerSettings if exc.title == ServerSettings.__name__ else ModelSettings
         raise InputError(one_line(exc, model, values=False, key_prefix="--")) from None
     settings = settings.model_copy(update={"server": server, "models": models})
-    try:
-        from img2vid.interfaces.server.run import is_loopback, prepare
-    except ImportError as exc:
-        raise InputError(f"img2vid serve needs the server extra ({exc.name} is not installed): "
-                         "pip install 'img2vid[server]'") from None
+    from img2vid.core.extras import require
+
+    require("server", "img2vid serve")
+    from img2vid.interfaces.server.run import is_loopback, prepare
+
     service = prepare(settings)
     log_file = next((h.baseFilename for h in logging.getLogger().handlers
                      if isinstance(h, logging.FileHandler)), None)

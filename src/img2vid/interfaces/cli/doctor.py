@@ -9,6 +9,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from img2vid.core import extras
 from img2vid.core.config import Settings, dump_settings, find_config
 from img2vid.core.errors import InputError
 from img2vid.execution.lanes import worker_devices
@@ -16,9 +17,9 @@ from img2vid.execution.lanes import worker_devices
 REQUIRED_ENCODERS = ("libx264",)
 OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png", "aac",
                      "libopus", "flac")
-OPTIONAL_PACKAGES = {"diffusers": "diffusion", "transformers": "diffusion",
-                     "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray",
-                     "spandrel": "upscale"}
+# the packages whose versions doctor shows for each installed extra
+EXTRA_PACKAGES = {"diffusion": ("diffusers", "transformers"), "server": ("fastapi", "gradio"),
+                  "ray": ("ray",), "quantize": ("torchao",), "upscale": ("spandrel",)}
 
 
 def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
@@ -67,6 +68,9 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
     except (ImportError, AttributeError):
         pass
 
+    from img2vid.media.images import readable_formats
+
+    line("ok", "photo formats", readable_formats())
     try:
         torch = importlib.import_module("torch")
         detail = f"{torch.__version__}"
@@ -84,13 +88,14 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
         line("ok", "diffusion workers", f"{len(devices)}: " + ", ".join(
             d or "on the best device found" for d in devices) + " (one job at a time each)")
     except ImportError:
-        line("info", "torch", "not installed: camera engine only "
-             "(pip install 'img2vid[diffusion]')")
-    for package, extra in OPTIONAL_PACKAGES.items():
-        try:
-            line("ok", package, metadata.version(package))
-        except metadata.PackageNotFoundError:
-            line("info", package, f"not installed (pip install 'img2vid[{extra}]')")
+        line("info", "torch", "not installed: camera engine only (see extra diffusion)")
+    for extra, missing in extras.installed().items():
+        if missing is None:
+            versions = ", ".join(f"{p} {_version(p)}" for p in EXTRA_PACKAGES[extra])
+            line("ok", f"extra {extra}", f"installed ({versions})")
+        else:
+            line("info", f"extra {extra}", f"not installed ({missing} missing): "
+                 f"{extras.install_command(extra)}")
 
     _finishing_models(settings, line)
 
@@ -109,6 +114,13 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
     lines.append(f"\nconfig in effect ({config or 'defaults, no config file'}):")
     lines.extend("  " + row for row in dump_settings(settings).splitlines())
     return lines, ok
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 def _finishing_models(settings: Settings, line: Callable[[str, str, str], None]) -> None:

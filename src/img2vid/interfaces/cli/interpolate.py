@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from img2vid.core.config import Settings
@@ -17,15 +18,16 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "interpolate", help="raise the frame rate of an existing video or frame folder",
         description="Interpolate new frames into any video PyAV decodes, or a folder of "
-        "numbered frames, keeping its size and duration. Output format follows -o: "
-        ".mp4, .webm, .mkv (lossless FFV1), .gif, or a name without extension for a "
-        "folder of PNG frames (lossless).")
+        "numbered frames, keeping its size, duration and audio (stream copy; a GIF or PNG "
+        "frames cannot hold audio, WebM only Opus/Vorbis: a note says so). Output format "
+        "follows -o: .mp4, .webm, .mkv (lossless FFV1), .gif, a name without extension for "
+        "a folder of PNG frames (lossless), or a folder ending in / for a timestamped name.")
     add_input_output(p)
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
                       help="multiply the frame rate by 2, 3 or 4")
     rate.add_argument("--target-fps", type=float, metavar="FPS",
-                      help="interpolate up to this frame rate (any value up to "
+                      help="interpolate up to this frame rate (more than 0 and at most "
                       f"{MAX_TARGET_FPS:g})")
     p.add_argument("--interpolator", choices=[i.value for i in InterpolatorKind],
                    default=InterpolatorKind.FLOW.value, help="flow (weightless, default) or rife "
@@ -39,16 +41,18 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
 def add_input_output(p: argparse.ArgumentParser) -> None:
     """INPUT and -o, shared by the commands that rework an existing clip."""
     p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    p.add_argument("-o", "--output", required=True, help="output path; its extension picks "
+                   "the format (a folder ending in / gets a timestamped name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def add_encode_arguments(p: argparse.ArgumentParser) -> None:
     """Input rate, output format, quality and what to print, for those commands."""
     p.add_argument("--fps", type=float, metavar="FPS", help="frame rate of a frame-folder "
-                   "input (default 24); for a video, overrides the rate it declares")
+                   "input, more than 0 and at most 240 (default 24); for a video, overrides the rate it declares")
     p.add_argument("--format", choices=[f.value for f in OutputFormat],
                    help="output format (default: from the -o extension)")
-    p.add_argument("--crf", type=int, default=18, help="encoder quality, 0-51, lower is "
+    p.add_argument("--crf", type=int, default=18, help="encoder quality, 0 to 51, lower is "
                    "better (default 18)")
     p.add_argument("--encode-speed", choices=ENCODE_SPEEDS, default="medium",
                    help="encoder speed preset (default medium)")
@@ -65,8 +69,16 @@ def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
         source=args.input, output=args.output, factor=args.interpolate,
         target_fps=args.target_fps, interpolator=args.interpolator,
         rife_weights=args.rife_weights, fps=args.fps, format=args.format, crf=args.crf,
-        encode_speed=args.encode_speed)
+        encode_speed=args.encode_speed, overwrite=args.overwrite)
     with ProgressBars(enabled=not args.quiet) as bars:
         result = interpolate_video(request, settings, progress=bars)
-    print(json.dumps(result.metadata, indent=2) if args.json else result.output)
+    print_result(result.metadata, args.json)
     return 0
+
+
+def print_result(metadata: dict, as_json: bool) -> None:
+    """A note about dropped audio on stderr, then the path (or the sidecar) on stdout."""
+    note = (metadata.get("audio_source") or {}).get("note")
+    if note:
+        print(f"img2vid: note: {note}", file=sys.stderr)
+    print(json.dumps(metadata, indent=2) if as_json else metadata["output"]["path"])

@@ -64,8 +64,10 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
 
 
 def list_models(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.core.extras import require
     from img2vid.engines.diffusion.installed import model_rows
 
+    require("diffusion", "img2vid models")
     rows = model_rows(settings)
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=2))
@@ -111,6 +113,9 @@ def download_model(args: argparse.Namespace, settings: Settings) -> int:
     if name not in MODELS:
         raise InputError(f"unknown model {args.name!r}; known: "
                          + ", ".join([*MODELS, *EXTRA_DOWNLOADS]))
+    from img2vid.core.extras import require
+
+    require("diffusion", f"img2vid models download {name}")
     from img2vid.engines.diffusion.loading import download_model as fetch
 
     resolved = fetch(name, settings)

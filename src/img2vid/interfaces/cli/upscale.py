@@ -12,7 +12,6 @@ from typing import Any
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
-from img2vid.core.interpolation import output_format
 from img2vid.core.progress import CancelToken, ProgressCallback
 from img2vid.core.request import OutputFormat, Upscaler, VideoCodec
 from img2vid.core.version import __version__
@@ -48,20 +47,22 @@ def run_upscale(args: argparse.Namespace, settings: Settings) -> int:
         metadata = upscale_file(args.input, args.output, settings, scale=args.scale,
                                 upscaler=Upscaler(args.upscaler), model=args.upscale_model,
                                 fps=args.fps, fmt=args.format, codec=VideoCodec(args.codec),
-                                crf=args.crf, speed=args.encode_speed, progress=bars)
+                                crf=args.crf, speed=args.encode_speed, progress=bars,
+                                overwrite=args.overwrite)
     print(json.dumps(metadata, indent=2) if args.json else metadata["output"]["path"])
     return 0
 
 
-def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int = 2,
+def upscale_file(source: Path, output: Path | str, settings: Settings, *, scale: int = 2,
                  upscaler: Upscaler = Upscaler.MODEL, model: str | None = None,
                  fps: float | None = None, fmt: str | None = None,
                  codec: VideoCodec = VideoCodec.H264, crf: int = 18, speed: str = "medium",
                  progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> dict[str, Any]:
+                 cancel: CancelToken | None = None, overwrite: bool = False,
+                 ) -> dict[str, Any]:
     """Upscale `source` into `output` (atomically, with a JSON sidecar); the sidecar's
     content is returned. Bad input raises InputError before anything is written."""
-    from img2vid.execution.interpolation import rework_sidecar
+    from img2vid.execution.interpolation import rework_sidecar, rework_target
     from img2vid.execution.pipeline import save_clip, write_sidecar
     from img2vid.media.encode import EncodeOptions
     from img2vid.media.video_input import open_clip
@@ -72,11 +73,11 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
     t0 = time.perf_counter()
     if not 0 <= crf <= 51:
         raise InputError(f"--crf {crf}: allowed range is 0 to 51")
-    fmt_ = output_format(output, fmt)
+    source = Path(source)
+    target = rework_target(source, output, fmt, settings, overwrite)
+    fmt_ = target.format
     if codec is not VideoCodec.H264 and fmt_ is not OutputFormat.MP4:
         raise InputError(f"--codec {codec.value} is for mp4 output")
-    if output.exists() and output.resolve() == source.resolve():
-        raise InputError(f"-o {output} is the input; choose another output path")
     clip = open_clip(source, fps, settings.images)
     soundtrack = _source_sound(source, fmt_)
     frames = upscale_clip(clip, make_upscaler(upscaler, scale, model, settings),
@@ -85,8 +86,8 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
                             encoder=settings.output.encoder,
                             comment=json.dumps({"img2vid": __version__,
                                                 "upscaled_from": source.name}))
-    final, encoded = save_clip(frames, options, output=output, directory=output.parent,
-                               prefix="", started=started, progress=progress,
+    final, encoded = save_clip(frames, options, target, prefix=settings.output.prefix,
+                               started=started, progress=progress,
                                cancel=cancel or CancelToken(), soundtrack=soundtrack)
     info = rework_sidecar("upscale", source, clip, final, encoded, started, t0).model_copy(
         update={"upscale": frames.info["upscale"]})

@@ -3,7 +3,6 @@ missing ones (from the diffusion registry and the Hugging Face cache, as `img2vi
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
+from img2vid.core.extras import missing_module
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,12 @@ CAMERA = ModelInfo("camera", "camera", True, "weightless camera moves on the CPU
                    "Ken Burns, rotate (no model download)")
 PARALLAX_HINT = ("upload the photo's depth map as 'depth', or run `img2vid models download "
                  "{name}` on the server")
-INSTALL_HINT = "install the diffusion extra on the server: pip install 'img2vid[diffusion]'"
+
+
+def _install_hint() -> str:
+    from img2vid.core.extras import install_command
+
+    return f"install the diffusion extra on the server: {install_command('diffusion')}"
 
 
 def list_models(settings: Settings) -> list[ModelInfo]:
@@ -39,8 +44,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     local folder), then any other names configured in models.local_dirs."""
     from img2vid.engines.diffusion.registry import MODELS
 
-    installed = all(importlib.util.find_spec(m) for m in ("torch", "diffusers",
-                                                         "huggingface_hub"))
+    installed = missing_module("diffusion") is None
     rows: dict[str, dict[str, Any]] = {}
     if installed:
         from img2vid.engines.diffusion.installed import model_rows
@@ -50,7 +54,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     models = [CAMERA, *_depth_models(settings, rows, installed)]
     for spec in MODELS.values():
         cached = bool(rows.get(spec.name, {}).get("cached"))
-        hint = (INSTALL_HINT if not installed else
+        hint = (_install_hint() if not installed else
                 f"run `img2vid models download {spec.name}` on the server "
                 f"(about {spec.download_gb:g} GB)")
         models.append(ModelInfo(spec.name, "diffusion", installed and cached, spec.description,
@@ -59,7 +63,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
         if name in MODELS:
             continue
         present = folder.expanduser().is_dir()
-        hint = (INSTALL_HINT if not installed else
+        hint = (_install_hint() if not installed else
                 None if present else f"the folder {folder} does not exist; fix "
                 "models.local_dirs in the server's config")
         models.append(ModelInfo(name, "diffusion", installed and present,
@@ -76,7 +80,7 @@ def _depth_models(settings: Settings, rows: dict[str, dict[str, Any]],
     found = []
     for spec in DEPTH_MODELS.values():
         ready = installed and bool(rows.get(spec.name, {}).get("cached"))
-        hint = (INSTALL_HINT if not installed else PARALLAX_HINT.format(name=spec.name))
+        hint = (_install_hint() if not installed else PARALLAX_HINT.format(name=spec.name))
         found.append(ModelInfo(spec.name, "parallax", ready, spec.description,
                                None if ready else hint))
     return found

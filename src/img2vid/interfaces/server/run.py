@@ -21,6 +21,7 @@ from img2vid.core.errors import InputError
 from img2vid.engines.base import EngineFactory
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server.app import create_app
+from img2vid.media import outputs
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,7 @@ def prepare(settings: Settings, *, engine_factory: EngineFactory | None = None) 
     sock = bind(settings.server.host, settings.server.port)
     queue = None
     try:
-        try:
-            settings.output.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the output folder {settings.output.directory}: "
-                             f"{exc.strerror}") from None
+        outputs.ensure_writable(settings.output.directory)
         queue = JobQueue(settings, engine_factory=engine_factory)
         app = create_app(settings, queue, shutdown_grace=settings.server.shutdown_grace_s)
     except BaseException:

@@ -222,9 +222,9 @@ class WebUI:
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
-        seed = str(seed or "").strip()
-        if randomize or not seed:
-            seed = str(random.randrange(2**31))
+        seed = str(seed or "").strip() or None
+        if engine == "diffusion" and (randomize or not seed):
+            seed = str(random.randrange(2**31))  # the camera engine draws nothing: no seed
         fields = {**form_fields(prompt, negative, engine, model, preset, resolution, num_frames,
                                 fps, steps, guidance, seed, motion, zoom, focus, easing,
                                 interpolate),
