@@ -78,11 +78,16 @@ def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
             assert state["duration"] == pytest.approx(16 / 8, abs=0.05)
             assert (state["width"], state["height"]) == (384, 256)
             assert page.locator("#status").inner_text().startswith("Done in")
+            # the file's name, never where the server keeps it
             saved = page.locator("#saved").get_by_role("textbox").input_value()
-            assert Path(saved).parent == server.settings.output.directory.resolve()
-            assert Path(saved).is_file()
+            assert saved == Path(saved).name and saved.endswith(".mp4")
+            assert (server.settings.output.directory / saved).is_file()
             params = "".join(page.locator("#params").inner_text().split())
             assert '"preset":"preview"' in params and '"num_frames":16' in params
+            root = str(server.settings.output.directory.parent)
+            assert root not in page.content() and root not in params
+            # the photos are removed once the job has them; the field says so
+            assert "coffee" not in page.locator("#photos").inner_text()
 
             # The history shows it; one click puts its settings back into the form.
             page.locator("#frames").get_by_role("textbox").fill("99")
@@ -108,7 +113,8 @@ def test_gradio_client_gets_a_video_back(server: LiveServer) -> None:
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == 6
         assert (stream.codec_context.width, stream.codec_context.height) == (384, 256)
-    assert Path(saved).is_file()
+    assert (server.settings.output.directory / saved).is_file()
+    assert str(server.settings.output.directory.parent) not in str(params)
     assert params["seed"] == 1234 and params["request"]["prompt"] == "a client"
     assert seed == "1234"
 

@@ -617,7 +617,7 @@ class JobQueue:
                 engines[name] = self._engine_factory(name, self.settings, device)
             result = generate(request, self.settings, engine=engines[name],
                               progress=lambda event: self._on_progress(running, event),
-                              cancel=running.token)
+                              cancel=running.token, input_names=job.input_names)
             status = JobStatus.SUCCEEDED
         except CancelledError:
             if running.reason == "shutdown":

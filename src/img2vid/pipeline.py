@@ -7,6 +7,7 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -34,12 +35,15 @@ class GenerationResult:
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             engine: Engine | None = None) -> GenerationResult:
+             engine: Engine | None = None,
+             input_names: Sequence[str] | None = None) -> GenerationResult:
     """Make the video `request` describes and save it with its sidecar.
 
     `output` is an explicit path (-o); otherwise a timestamped name in the output folder.
     Nothing is left behind on failure or cancellation: frames go to a hidden temporary
-    file that is renamed into place only when the encoder has finished.
+    file that is renamed into place only when the encoder has finished. `input_names` are
+    the photos' names as the client knows them (the server's uploads); the file's own tags
+    carry names, never server paths.
     """
     progress = progress or no_progress
     cancel = cancel or CancelToken()
@@ -59,7 +63,8 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     directory = output.parent if output else settings.output.directory
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
-                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")))
+                            comment=json.dumps(_comment(request, images, clip, input_names),
+                                               separators=(",", ":")))
     final, encoded = save_clip(clip, options, output=output, directory=directory,
                                prefix=settings.output.prefix, started=started,
                                progress=progress, cancel=cancel)
@@ -136,12 +141,17 @@ def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCa
         return writer.close()
 
 
-def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip) -> dict[str, Any]:
-    """The summary stored in the file's own metadata (the sidecar has everything)."""
+def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip,
+             input_names: Sequence[str] | None) -> dict[str, Any]:
+    """The summary stored in the file's own metadata (the sidecar has everything). The file
+    travels: file names only, no folders."""
+    summary = {k: v for k, v in request.summary().items() if v not in (None, "")}
+    summary["images"] = list(input_names or (Path(p).name for p in request.images))
+    if summary.get("rife_weights"):
+        summary["rife_weights"] = Path(summary["rife_weights"]).name
     return {"img2vid": __version__, "engine": request.engine.value,
             "seed": clip.info.get("seed", request.seed),
-            "inputs": [image.sha256 for image in images],
-            "request": {k: v for k, v in request.summary().items() if v not in (None, "")}}
+            "inputs": [image.sha256 for image in images], "request": summary}
 
 
 def library_versions() -> dict[str, str]:

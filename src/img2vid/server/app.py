@@ -17,6 +17,8 @@ from img2vid import __version__
 from img2vid.config import Settings
 from img2vid.jobs import JobQueue
 from img2vid.server import api
+from img2vid.server.guard import Guard
+from img2vid.server.parking import Parking, ParkingGate
 from img2vid.server.security import require_token
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,15 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
     def healthz() -> JSONResponse:
         return api.health(queue)
 
-    if settings.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Range"],
-                           expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"])
+    # Always present, even with no origins listed: Gradio then leaves CORS to us instead of
+    # echoing any localhost origin with credentials.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
+                       allow_methods=["GET", "POST", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "Range"],
+                       expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"])
     if ui:
         _mount_ui(app, settings, queue)
+    app.add_middleware(Guard, server=settings.server)  # outermost: checked before anything
     return app
 
 
@@ -79,21 +83,30 @@ def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
+    from gradio.utils import get_upload_folder
+
     from img2vid.server.webui import WebUI
 
     token = settings.server.token
-    blocks = WebUI(settings, queue).build()
-    output_dir = str(settings.output.directory.resolve())
+    upload_limit = int(settings.server.max_upload_mb * 1024 * 1024)
+    parking = Parking(get_upload_folder(), limit=2 * upload_limit)
+    blocks = WebUI(settings, queue, parking).build()
     gr.mount_gradio_app(
         app, blocks, path="/",
         auth=(lambda _user, password: _matches(password, token)) if token else None,
         auth_message="This server needs its token: enter it as the password "
                      "(any user name)." if token else None,
-        allowed_paths=[output_dir],
-        blocked_paths=[str(queue.directory.resolve())],
-        max_file_size=int(settings.server.max_upload_mb * 1024 * 1024),
+        # Nothing from the output folder is served (sidecars name server folders); the player
+        # gets a copy of the video in Gradio's cache.
+        allowed_paths=[],
+        blocked_paths=[str(settings.output.directory.resolve()), str(queue.directory)],
+        max_file_size=upload_limit,
         footer_links=["api"], run_history=False, ssr_mode=False, mcp_server=False,
         show_error=True)
+    # Gradio checks that input files were uploaded only once `launch()` has run, which
+    # mounting skips; our handler checks too (Parking.claim), so an upgrade cannot reopen it.
+    blocks.has_launched = True
+    app.add_middleware(ParkingGate, parking=parking)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     # Open browser tabs hold a heartbeat stream; ending it lets the server stop promptly.
     app.state.shutdown_hooks.append(gradio_app.stop_event.set)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from img2vid.request import (
 )
 from img2vid.server import intake
 from img2vid.server.catalog import list_models
+from img2vid.server.parking import Parking
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,14 @@ NO_INTERPOLATION = "off"
 class WebUI:
     """Builds the Blocks; every Generate goes through the same JobQueue as the API."""
 
-    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+    def __init__(self, settings: Settings, queue: JobQueue, parking: Parking) -> None:
         self.settings = settings
         self.queue = queue
+        self.parking = parking
+        # Videos the player shows are linked here, inside Gradio's cache (one folder per
+        # output folder, so two servers never mix theirs).
+        digest = hashlib.sha256(str(settings.output.directory.resolve()).encode()).hexdigest()
+        self.shown_dir = parking.root / f"img2vid-shown-{digest[:12]}"
         self._session_jobs: dict[str, str] = {}  # browser session -> its running job
         self._lock = threading.Lock()
         self._thumbs: dict[tuple[str, int], np.ndarray] = {}
@@ -135,7 +144,7 @@ class WebUI:
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
             generate_btn.click(
                 self.generate, inputs=[images, *form],
-                outputs=[status, video, saved, params, seed, history, history_paths],
+                outputs=[status, video, saved, params, seed, history, history_paths, images],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
             engine.change(lambda name: (
@@ -165,6 +174,26 @@ class WebUI:
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
+        try:
+            # Only files this server received as uploads; never a path a client names.
+            parked = self.parking.claim(list(files))
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        try:
+            yield from self._generate(parked, prompt, negative, engine, model, preset,
+                                      resolution, num_frames, fps, steps, guidance, seed,
+                                      randomize, motion, zoom, focus, easing, interpolate,
+                                      request, progress)
+        finally:
+            self.parking.release(parked)  # the job has them; the photos field is cleared
+
+    def _generate(self, files: list[Path], prompt: str | None, negative: str | None,
+                  engine: str, model: str | None, preset: str, resolution: str,
+                  num_frames: str | None, fps: str | None, steps: str | None,
+                  guidance: str | None, seed: str | None, randomize: bool, motion: str,
+                  zoom: float, focus: str, easing: str, interpolate: str,
+                  request: gr.Request | None, progress: gr.Progress,
+                  ) -> Iterator[tuple[Any, ...]]:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
@@ -178,7 +207,7 @@ class WebUI:
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
         })
-        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        uploads = [intake.Upload(f.name, f) for f in files]
         try:
             job = intake.submit(self.queue, fields, uploads)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
@@ -188,14 +217,14 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, seed, skip, skip)
+            yield (_describe(job), skip, skip, skip, seed, skip, skip, skip)
             last = time.monotonic()
             version = -1
             while not job.status.terminal:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
                             "restarts.")
-                    yield (note, skip, skip, skip, skip, skip, skip)
+                    yield (note, skip, skip, skip, skip, skip, skip, skip)
                     return
                 version = self.queue.wait_for_change(version, timeout=1.0)
                 job = self.queue.get(job.id) or job
@@ -206,7 +235,7 @@ class WebUI:
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
                 progress(fraction or 0.0, desc=_describe(job))
-                yield (_describe(job), skip, skip, skip, skip, skip, skip)
+                yield (_describe(job), skip, skip, skip, skip, skip, skip, skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -215,12 +244,13 @@ class WebUI:
         if job.status is JobStatus.FAILED:
             raise gr.Error(f"Failed: {job.error}")
         if job.status is JobStatus.CANCELLED:
-            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip)
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip, None)
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
-        yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
-               str(output), _used(job.sidecar), seed, gallery, paths)
+        # Names only: where the server keeps its files is not the browser's business.
+        yield (_describe(job), self._playable(output), output.name, _used(job.sidecar), seed,
+               gallery, paths, None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -279,8 +309,22 @@ class WebUI:
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
-        return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
-                str(output), _used(data), f"Loaded the settings of {output.name}.")
+        return (*form, self._playable(output), output.name, _used(data),
+                f"Loaded the settings of {output.name}.")
+
+    def _playable(self, output: Path) -> str | None:
+        """A copy of the video in Gradio's own cache, for the player: Gradio serves nothing
+        from the output folder, whose sidecars name the server's folders."""
+        if output.suffix not in PLAYABLE or not output.is_file():
+            return None
+        shown = self.shown_dir / output.name
+        if not shown.exists():
+            shown.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(output, shown)
+            except OSError:  # another drive, or no hard links there
+                shutil.copyfile(output, shown)
+        return str(shown)
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
@@ -342,10 +386,22 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
     output = dict(sidecar.get("output", {}))
     # Gradio takes any dict with a "path" for a file to serve; this one is only information.
     output["file"] = output.pop("path", None)
-    return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-            "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
-            "engine_info": sidecar.get("engine_info"), "output": output,
-            "timings": sidecar.get("timings")}
+    return _names_only({
+        "seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
+        "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
+        "engine_info": sidecar.get("engine_info"), "output": output,
+        "timings": sidecar.get("timings")})
+
+
+def _names_only(value: Any) -> Any:
+    """Absolute paths (outputs, weights, model folders) shown as their last part."""
+    if isinstance(value, dict):
+        return {k: _names_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_names_only(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and len(Path(value).parts) > 1:
+        return Path(value).name
+    return value
 
 
 def _shown(value: object) -> str:
