@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from img2vid.config import LogSettings, OutputSettings, ServerSettings, Settings
 from img2vid.engines.base import EngineFactory
@@ -30,10 +31,12 @@ def make_settings(root: Path, **server: Any) -> Settings:
 
 
 class LiveServer:
-    def __init__(self, base_url: str, queue: JobQueue, settings: Settings) -> None:
+    def __init__(self, base_url: str, queue: JobQueue, settings: Settings,
+                 app: FastAPI) -> None:
         self.base_url = base_url
         self.queue = queue
         self.settings = settings
+        self.app = app
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
@@ -56,7 +59,7 @@ def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui:
         time.sleep(0.02)
     port = sock.getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", queue, settings)
+        yield LiveServer(f"http://127.0.0.1:{port}", queue, settings, app)
     finally:
         server.should_exit = True
         thread.join(30)

@@ -43,6 +43,9 @@ class OutputSettings(_Section):
 class ImageSettings(_Section):
     max_pixels: int = Field(120_000_000, ge=1, description="refuse images with more pixels "
                             "(decompression-bomb guard; checked before decoding)")
+    max_total_pixels: int = Field(600_000_000, ge=1, description="refuse jobs whose photos "
+                                  "add up to more pixels (decoded that is 3 bytes each: the "
+                                  "default stays under 2 GB; checked before decoding)")
     min_side: int = Field(64, ge=1, description="refuse images smaller than this on a side")
     background: str = Field("#ffffff", pattern=r"^#[0-9a-fA-F]{6}$",
                             description="colour transparent pixels are composited onto")

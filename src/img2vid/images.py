@@ -6,7 +6,8 @@ import hashlib
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,3 +160,46 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
         fmt, (width, height) = im.format or "unknown", im.size
     _check_min_side(path, width, height, settings)
     return fmt, width, height
+
+
+def check_total_pixels(sizes: Sequence[tuple[int, int]], settings: ImageSettings) -> None:
+    """A job's photos together, from their headers: refused before any is decoded."""
+    total = sum(width * height for width, height in sizes)
+    if total > settings.max_total_pixels:
+        raise InputError(f"the {len(sizes)} photos add up to {total / 1e6:.0f} MP, over the "
+                         f"{settings.max_total_pixels / 1e6:.0f} MP one job may decode "
+                         "(images.max_total_pixels); send fewer or smaller photos")
+
+
+class LazyImages(Sequence[LoadedImage]):
+    """A job's photos, decoded when an engine asks for one and forgotten soon after, so a
+    slideshow holds a couple of photos however many it has. Every header is checked (size
+    limits, the job's pixel budget) when it is made."""
+
+    KEEP = 2  # the photo being shown and the next (a crossfade needs both)
+
+    def __init__(self, paths: Sequence[str | Path], settings: ImageSettings) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.settings = settings
+        sizes = [probe_image(path, settings)[1:] for path in self.paths]
+        check_total_pixels(sizes, settings)
+        self._recent: OrderedDict[int, LoadedImage] = OrderedDict()
+        self._described: dict[int, dict[str, object]] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> LoadedImage:  # type: ignore[override]
+        if not isinstance(index, int):
+            raise TypeError("LazyImages takes one index at a time")
+        index = range(len(self.paths))[index]
+        image = self._recent.pop(index, None) or load_image(self.paths[index], self.settings)
+        self._recent[index] = image
+        while len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
+        self._described.setdefault(index, image.describe())
+        return image
+
+    def describe(self) -> list[dict[str, object]]:
+        """What the sidecar records of each photo (decoding any not yet seen)."""
+        return [self._described.get(i) or self[i].describe() for i in range(len(self))]

@@ -19,7 +19,7 @@ from img2vid.config import Settings
 from img2vid.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.engines.base import Clip, Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
-from img2vid.images import LoadedImage, load_image
+from img2vid.images import LazyImages
 from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.request import GenerationRequest
 
@@ -51,7 +51,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     t0 = time.perf_counter()
 
     postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
-    images = [load_image(path, settings.images) for path in request.images]
+    images = LazyImages(request.images, settings.images)  # headers checked; decoded as used
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()
 
@@ -70,6 +70,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                                progress=progress, cancel=cancel)
     t_encoded = time.perf_counter()
 
+    inputs = images.describe()
     sidecar_data = {
         "img2vid": __version__,
         "created": started.isoformat(timespec="seconds"),
@@ -78,7 +79,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         "seed": clip.info.get("seed", request.seed),
         "request": request.summary(),
         "engine_info": clip.info,
-        "inputs": [image.describe() for image in images],
+        "inputs": inputs,
         "settings": {"output": settings.output.model_dump(mode="json"),
                      "images": settings.images.model_dump(mode="json")},
         "versions": library_versions(),
@@ -141,7 +142,7 @@ def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCa
         return writer.close()
 
 
-def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip,
+def _comment(request: GenerationRequest, images: LazyImages, clip: Clip,
              input_names: Sequence[str] | None) -> dict[str, Any]:
     """The summary stored in the file's own metadata (the sidecar has everything). The file
     travels: file names only, no folders."""
@@ -151,7 +152,7 @@ def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip,
         summary["rife_weights"] = Path(summary["rife_weights"]).name
     return {"img2vid": __version__, "engine": request.engine.value,
             "seed": clip.info.get("seed", request.seed),
-            "inputs": [image.sha256 for image in images], "request": summary}
+            "inputs": [entry["sha256"] for entry in images.describe()], "request": summary}
 
 
 def library_versions() -> dict[str, str]:

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -161,7 +162,8 @@ SUBMIT_BODY = {"requestBody": {"required": True, "content": {
 
 router = APIRouter()
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)}
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503,
+                                           507)}
 
 
 def _queue(request: Request) -> JobQueue:
@@ -191,6 +193,10 @@ async def create_job(request: Request) -> JobOut:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
         job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+    except intake.StorageError as exc:
+        raise HTTPException(exc.status, str(exc),
+                            headers={"Retry-After": "60"} if exc.status == 503 else None
+                            ) from None
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -333,6 +339,17 @@ def get_presets() -> list[PresetOut]:
     return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
                       camera=PRESETS[Engine.CAMERA][name],
                       diffusion=PRESETS[Engine.DIFFUSION][name]) for name in PRESET_DESCRIPTIONS]
+
+
+def describe_validation(errors: Sequence[Any]) -> str:
+    """FastAPI's parameter errors as one line: `limit=0: Input should be >= 1; ...`."""
+    parts = []
+    for err in errors:
+        where = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+        given = f"={err['input']}" if "input" in err and not isinstance(
+            err["input"], (dict, list)) else ""
+        parts.append(f"{'.'.join(where) or 'request'}{given}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)[:1000]
 
 
 def health(queue: JobQueue) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from img2vid.errors import InputError
-from img2vid.images import probe_image
+from img2vid.errors import Img2VidError, InputError
+from img2vid.images import check_total_pixels, probe_image
 from img2vid.jobs import Job, JobQueue
 from img2vid.request import GenerationRequest, build_request
 from img2vid.server.catalog import check_model
@@ -29,6 +30,24 @@ class InvalidImageError(InputError):
 
 class UploadTooLargeError(InputError):
     """The uploaded images add up to more than server.max_upload_mb (HTTP 413)."""
+
+
+class StorageError(Img2VidError):
+    """The server cannot keep the upload: its disk is full (HTTP 507) or it may not write
+    there (read-only, permissions: HTTP 503). Not the client's fault; it says what to do."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def storage_error(exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError("the server's disk is full: no room for the upload; free some "
+                            "space on it (or move output.directory), then send it again", 507)
+    return StorageError(f"the server cannot write its upload folder ({exc.strerror}); its "
+                        "output.directory must be writable: fix that on the server, then "
+                        "send it again", 503)
 
 
 @dataclass(frozen=True)
@@ -56,25 +75,37 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
         raise InvalidImageError(f"{len(uploads)} images: at most {MAX_IMAGES} per job")
+    for name in ("engine", "model"):  # read before the request checks the rest
+        if not isinstance(fields.get(name), (str, type(None))):
+            raise InputError(f"{name}={fields[name]!r}: must be a name (a string)")
     model = check_model(settings, fields.get("engine"), fields.get("model"))
     if fields.get("model"):  # the job runs the model that was checked, spelled as configured
         fields = {**fields, "model": model}
 
     limit = int(settings.server.max_upload_mb * 1024 * 1024)
     job_id = queue.new_job_id()
-    folder = queue.upload_dir(job_id)
     try:
         paths, total = [], 0
-        for index, upload in enumerate(uploads):
-            dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
-            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
-            paths.append(dest)
+        try:
+            folder = queue.upload_dir(job_id)
+            for index, upload in enumerate(uploads):
+                dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
+                total += _store(upload.source, dest, limit - total,
+                                settings.server.max_upload_mb)
+                paths.append(dest)
+        except OSError as exc:
+            raise storage_error(exc) from None
         request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
+        sizes = []
         for path, upload in zip(paths, uploads):
             try:
-                probe_image(path, settings.images)
+                sizes.append(probe_image(path, settings.images)[1:])
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        try:  # from the headers: nothing has been decoded yet
+            check_total_pixels(sizes, settings.images)
+        except InputError as exc:
+            raise InvalidImageError(str(exc)) from None
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)

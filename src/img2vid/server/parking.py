@@ -95,9 +95,10 @@ class Parking:
                     if parked.in_use <= 0:
                         self._forget(path)
 
-    def parked_bytes(self, client: str) -> int:
+    def parked(self, client: str) -> dict[Path, int]:
+        """The files `client` has parked, with their sizes."""
         with self._lock:
-            return sum(f.size for f in self._files.values() if f.client == client)
+            return {p: f.size for p, f in self._files.items() if f.client == client}
 
     def _forget(self, path: Path) -> None:
         del self._files[path]

@@ -144,7 +144,12 @@ def prepare(settings: Settings, *, engine_factory: EngineFactory | None = None) 
         except OSError as exc:
             raise InputError(f"cannot create the output folder {settings.output.directory}: "
                              f"{exc.strerror}") from None
-        queue = JobQueue(settings, engine_factory=engine_factory)
+        try:
+            queue = JobQueue(settings, engine_factory=engine_factory)
+        except OSError as exc:  # read-only drive, no permission
+            raise InputError(f"cannot write in the output folder {settings.output.directory}: "
+                             f"{exc.strerror}; make it writable or choose another with "
+                             "output.directory") from None
         app = create_app(settings, queue, shutdown_grace=settings.server.shutdown_grace_s)
     except BaseException:
         if queue is not None:

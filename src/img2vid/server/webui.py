@@ -210,7 +210,7 @@ class WebUI:
         uploads = [intake.Upload(f.name, f) for f in files]
         try:
             job = intake.submit(self.queue, fields, uploads)
-        except (QueueFullError, ShuttingDownError, InputError) as exc:
+        except (QueueFullError, ShuttingDownError, InputError, intake.StorageError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
         with self._lock:
