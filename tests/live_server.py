@@ -44,12 +44,13 @@ class LiveServer:
 
 @contextmanager
 def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui: bool = False,
-                cpu_workers: int | None = None, grace: float = 0.0) -> Iterator[LiveServer]:
+                cpu_workers: int | None = None, grace: float = 0.0,
+                **http: Any) -> Iterator[LiveServer]:
     """Start the whole service (queue, API, optionally the UI) and stop it cleanly after."""
     sock = bind("127.0.0.1", 0)
     queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
     app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
-    server = make_server(app, queue)
+    server = make_server(app, queue, **http)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

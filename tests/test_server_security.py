@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,63 @@ def test_login_cookie_is_strict_and_attempts_are_rate_limited(tmp_path: Path) ->
         r = c.post("/login", data={"username": "x", "password": TOKEN})
         assert r.status_code == 429 and "retry-after" in r.headers
         assert "wrong tokens" in r.text
+
+
+# --- slow clients and crowds ------------------------------------------------------------------
+
+def closed_within(sock: socket.socket, seconds: float, drip: bytes = b"") -> float | None:
+    """Seconds until the server closes `sock` (sending `drip` every 0.2 s meanwhile)."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - start < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return time.monotonic() - start
+        if drip:
+            try:
+                sock.sendall(drip)
+            except OSError:
+                return time.monotonic() - start
+    return None
+
+
+def test_slow_headers_and_bodies_are_cut_off(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    with live_server(make_settings(tmp_path), lambda name, *_: engine, header_timeout=1.0,
+                     body_timeout=1.0) as live:
+        port = httpx.URL(live.base_url).port
+        slow = []
+        for _ in range(8):  # the issue's eight slow connections, each dripping a header
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            slow.append(s)
+        took = [closed_within(s, 5, drip=b"X-Slow: 1\r\n") for s in slow]
+        assert all(t is not None and t < 3 for t in took), took
+        body = socket.create_connection(("127.0.0.1", port))
+        body.sendall(b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\"")
+        assert (closed_within(body, 5) or 99) < 3
+        for s in [*slow, body]:
+            s.close()
+        with live.client() as c:  # and the server still answers everyone else
+            assert c.get("/healthz").status_code == 200
+
+
+def test_connections_past_the_limit_get_503(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    with live_server(make_settings(tmp_path), lambda name, *_: engine,
+                     limit_concurrency=4) as live:
+        port = httpx.URL(live.base_url).port
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        time.sleep(0.2)
+        with live.client() as c:
+            assert c.get("/healthz").status_code == 503
+        for s in held:
+            s.close()
+        time.sleep(0.2)
+        with live.client() as c:
+            assert c.get("/healthz").status_code == 200

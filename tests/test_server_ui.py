@@ -229,3 +229,32 @@ def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer,
     jobs, total = server.queue.list(limit=5)
     assert total == before + 1  # only the same-origin one
     assert jobs[0].input_names == ("a.png",)
+
+
+def test_the_api_docs_render_offline(server: LiveServer) -> None:
+    """/docs in a browser that can reach nothing but this server: Swagger UI's files come
+    with the server, so the page renders every operation."""
+    from playwright.sync_api import Route, sync_playwright
+
+    own = server.base_url.split("/")[2]
+    elsewhere: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if route.request.url.split("/")[2] == own:
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_this_server)
+            page.goto(server.base_url + "/docs")
+            page.locator(".opblock-summary-path", has_text="/api/v1/jobs/{job_id}/video"
+                         ).wait_for(timeout=30_000)
+            assert page.locator(".opblock").count() >= 6
+        finally:
+            browser.close()
+    assert elsewhere == []

@@ -46,7 +46,7 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
     # before reading, chunked bodies once they pass the bound.
     max_body = int(limit_mb * 1024 * 1024 * 4 / 3) + BODY_OVERHEAD
     app = FastAPI(title="img2vid", version=__version__, lifespan=lifespan,
-                  max_body_size=max_body,
+                  max_body_size=max_body, docs_url=None, redoc_url=None,
                   description="Turn still photos into short videos. Jobs are queued and run "
                   "one at a time per GPU; poll a job, then download its video.")
     app.state.settings = settings
@@ -73,6 +73,8 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
     def healthz() -> JSONResponse:
         return api.health(queue)
 
+    _add_docs(app)
+
     # Always present, even with no origins listed: Gradio then leaves CORS to us instead of
     # echoing any localhost origin with credentials.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
@@ -83,6 +85,25 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
         _mount_ui(app, settings, queue)
     app.add_middleware(Guard, server=settings.server)  # outermost: checked before anything
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files installed with the server (swagger-ui-bundle-v2), not
+    a CDN: the page works offline and the browser fetches nothing off this machine."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="img2vid API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png")
 
 
 def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:

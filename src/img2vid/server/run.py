@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
@@ -13,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from img2vid.config import Settings
 from img2vid.engines.base import EngineFactory
@@ -23,6 +26,12 @@ from img2vid.jobs import JobQueue
 from img2vid.server.app import create_app
 
 log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 30.0
+# Connections and requests at once; past it uvicorn answers 503. Each open UI tab holds one
+# or two (its progress stream), so this is hundreds of users for a local tool.
+CONCURRENCY_LIMIT = 256
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -98,9 +107,68 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_server(app: FastAPI, queue: JobQueue) -> Server:
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with read deadlines: a client gets `header_timeout`
+    seconds to send a request's headers (dripping bytes does not extend it) and may pause at
+    most `body_timeout` seconds while sending a body. A slow client cannot hold a
+    connection open indefinitely."""
+
+    header_timeout = HEADER_TIMEOUT_S
+    body_timeout = BODY_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase = ""
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arm(None)
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        state = self.conn.their_state
+        if state is h11.IDLE:  # waiting for headers: one deadline from the start
+            if self._phase != "headers":
+                self._phase = "headers"
+                self._arm(self.header_timeout)
+        elif state is h11.SEND_BODY:  # each piece of the body renews it
+            self._phase = "body"
+            self._arm(self.body_timeout)
+        else:  # the request is in: the app may take its time (progress streams)
+            self._phase = "app"
+            self._arm(None)
+
+    def _arm(self, seconds: float | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None if seconds is None else self.loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        if not self.transport.is_closing():
+            log.info("closing a connection from %s: too slow sending its %s",
+                     self.client[0] if self.client else "?", "headers"
+                     if self._phase == "headers" else "body")
+            self.transport.close()
+
+
+def make_server(app: FastAPI, queue: JobQueue, *, header_timeout: float = HEADER_TIMEOUT_S,
+                body_timeout: float = BODY_TIMEOUT_S,
+                limit_concurrency: int = CONCURRENCY_LIMIT) -> Server:
+    protocol = type("Protocol", (TimedH11Protocol,), {"header_timeout": header_timeout,
+                                                       "body_timeout": body_timeout})
     config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=3,
-                            server_header=False, lifespan="on", ws="none")
+                            server_header=False, lifespan="on", ws="none", http=protocol,
+                            limit_concurrency=limit_concurrency, timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=64 * 1024)
     return Server(config, app, queue)
 
 
