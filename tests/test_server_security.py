@@ -3,6 +3,8 @@ Host and Origin it answers, the login cookie and rate limit. docs/security.md ci
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import socket
@@ -265,3 +267,24 @@ def test_connections_past_the_limit_get_503(tmp_path: Path) -> None:
         time.sleep(0.2)
         with live.client() as c:
             assert c.get("/healthz").status_code == 200
+
+
+# --- 6. no server path in anything a client receives ----------------------------------------
+
+def test_no_server_path_in_served_files(server: LiveServer, client: httpx.Client) -> None:
+    import av
+
+    r = client.post("/api/v1/jobs", data={"resolution": "256", "num_frames": "4"},
+                    files=[("images", ("holiday.png", PHOTO.read_bytes(), "image/png"))])
+    job = wait_for(client, r.json()["id"], TERMINAL)
+    assert job["status"] == "succeeded", job["error"]
+    video = client.get(job["result_url"])
+    with av.open(io.BytesIO(video.content)) as container:
+        tags = json.loads(container.metadata["comment"])
+    assert tags["request"]["images"] == ["holiday.png"]
+    root = str(server.settings.output.directory.parent)
+    assert root not in video.content.decode("latin-1")
+    # Gradio serves nothing from the output folder: not the sidecar, not the video
+    output = server.settings.output.directory.resolve() / job["output"]
+    for path in (output.with_suffix(".json"), output):
+        assert client.get(f"/gradio_api/file={path}").status_code == 403, path
