@@ -21,8 +21,8 @@ from img2vid.pipeline import generate
 from img2vid.request import build_request
 from tests.conftest import run_cli
 from tests.fakes import FakeEngine
-from tests.test_server_cli import free_port
 from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
+from tests.test_server_cli import free_port
 
 
 @pytest.fixture(scope="module")

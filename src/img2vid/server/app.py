@@ -110,7 +110,6 @@ def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:
     # Gradio reads these when imported: no telemetry, no update checks, nothing off-machine.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
-
     from gradio.utils import get_upload_folder
 
     from img2vid.server.webui import WebUI
