@@ -23,6 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from img2vid import outputs
 from img2vid.config import Settings
 from img2vid.engines.base import Engine, EngineFactory, create_engine
 from img2vid.engines.memory import worker_devices
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 
 QUEUE_DIRNAME = ".img2vid-queue"  # inside the output folder; never served
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is re-queued once, then failed
+RESTART_PAUSE_S = 1.0  # before a dead worker is started again; doubles while it keeps dying
+MAX_RESTART_PAUSE_S = 30.0
+RETRY_WRITE_S = 2.0  # between tries to record job ends the database refused
+# Partial outputs older than the start by this much are left over from a killed run; newer
+# ones may be another process's still being written (checked again once this has passed).
+PARTIAL_GRACE_S = 60.0
 
 
 class JobStatus(str, Enum):
@@ -68,6 +75,10 @@ class QueueFullError(Img2VidError):
 
 class ShuttingDownError(Img2VidError):
     """The server is stopping and takes no new jobs (HTTP 503)."""
+
+
+class DamagedJobError(Img2VidError):
+    """A job's row cannot be read back (edited by hand, or a bug): that job fails."""
 
 
 @dataclass(frozen=True)
@@ -169,13 +180,23 @@ class JobStore:
         return replace(job, seq=int(cur.lastrowid or 0))
 
     def claim(self, job_id: str) -> Job | None:
-        """queued -> running (one more attempt); None if it is no longer queued."""
+        """queued -> running (one more attempt); None if it is no longer queued, or if its
+        row is damaged (that job is failed with the reason)."""
         with self._lock:
             cur = self._db.execute(
                 "UPDATE jobs SET status = 'running', started = ?, attempts = attempts + 1, "
                 "progress = NULL, error = NULL WHERE id = ? AND status = 'queued'",
                 (time.time(), job_id))
-        return self.get(job_id) if cur.rowcount == 1 else None
+            if cur.rowcount != 1:
+                return None
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        try:
+            _from_row(row)
+        except DamagedJobError as exc:
+            log.error("job %s: %s", job_id, exc)
+            self.finish(job_id, JobStatus.FAILED, error=str(exc))
+            return None
+        return self.get(job_id)
 
     def finish(self, job_id: str, status: JobStatus, *, error: str | None = None,
                output: str | None = None, sidecar: dict[str, Any] | None = None,
@@ -209,7 +230,7 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
-            job = _from_row(row)
+            job = _from_row_or_damaged(row)
             if job.status is JobStatus.QUEUED:
                 (ahead,) = self._db.execute(
                     "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND lane = ? AND seq < ?",
@@ -232,7 +253,8 @@ class JobStore:
         for job_id, lane in queued:
             per_lane[lane] = per_lane.get(lane, 0) + 1
             positions[job_id] = per_lane[lane]
-        return [replace(_from_row(r), position=positions.get(r["id"])) for r in rows], int(total)
+        return [replace(_from_row_or_damaged(r), position=positions.get(r["id"]))
+                for r in rows], int(total)
 
     def waiting(self) -> int:
         with self._lock:
@@ -287,16 +309,37 @@ class JobStore:
 
 
 def _from_row(row: sqlite3.Row) -> Job:
-    progress = json.loads(row["progress"]) if row["progress"] else None
-    return Job(id=row["id"], seq=row["seq"], status=JobStatus(row["status"]),
-               lane=Lane(row["lane"]), request=json.loads(row["request"]),
-               inputs=tuple(json.loads(row["inputs"])),
-               input_names=tuple(json.loads(row["input_names"])),
-               created=row["created"], started=row["started"], finished=row["finished"],
-               attempts=row["attempts"],
-               progress=JobProgress(**progress) if progress else None,
-               error=row["error"], output=row["output"],
-               sidecar=json.loads(row["sidecar"]) if row["sidecar"] else None)
+    try:
+        progress = json.loads(row["progress"]) if row["progress"] else None
+        job = Job(id=row["id"], seq=row["seq"], status=JobStatus(row["status"]),
+                  lane=Lane(row["lane"]), request=json.loads(row["request"]),
+                  inputs=tuple(json.loads(row["inputs"])),
+                  input_names=tuple(json.loads(row["input_names"])),
+                  created=float(row["created"]), started=row["started"],
+                  finished=row["finished"], attempts=int(row["attempts"]),
+                  progress=JobProgress(**progress) if progress else None,
+                  error=row["error"], output=row["output"],
+                  sidecar=json.loads(row["sidecar"]) if row["sidecar"] else None)
+        if not isinstance(job.request, dict) or not all(
+                isinstance(n, str) for n in (*job.inputs, *job.input_names)):
+            raise TypeError("request, inputs or input_names has the wrong type")
+        return job
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DamagedJobError(f"this job's record in the queue database is damaged "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); it cannot run: "
+                              "submit it again") from None
+
+
+def _from_row_or_damaged(row: sqlite3.Row) -> Job:
+    """A row as a Job; a damaged one as a failed job saying why (lists stay readable)."""
+    try:
+        return _from_row(row)
+    except DamagedJobError as exc:
+        created = row["created"]
+        return Job(id=str(row["id"]), seq=int(row["seq"]), status=JobStatus.FAILED,
+                   lane=Lane.CPU, request={}, inputs=(), input_names=(),
+                   created=float(created) if isinstance(created, (int, float)) else 0.0,
+                   error=str(exc))
 
 
 @dataclass
@@ -334,6 +377,11 @@ class JobQueue:
         self._closing = False
         self._stopped = False
         self._durations: list[float] = []
+        self._started_at = time.time()
+        self._down: dict[str, str] = {}  # worker thread name -> why it died (until restarted)
+        # Ends of jobs the database would not take (full, read-only): retried until it does.
+        self._unwritten: dict[str, dict[str, Any]] = {}
+        self._retrier: threading.Thread | None = None
         self.uploads.mkdir(parents=True, exist_ok=True)
         self._lockfile = _lock_directory(self.directory)
         try:
@@ -353,6 +401,11 @@ class JobQueue:
             log.error("job %s was interrupted again; marked failed", job_id)
             self._drop_uploads(job_id)
         self._sweep_uploads()
+        self._sweep_partials()
+        # A run killed moments before this start may have left one too recent to judge now.
+        sweep = threading.Timer(PARTIAL_GRACE_S, self._sweep_partials, args=(self._started_at,))
+        sweep.daemon = True
+        sweep.start()
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
@@ -464,6 +517,8 @@ class JobQueue:
         if job is None or job.status is not JobStatus.RUNNING:
             return job
         with self._lock:
+            if job_id in self._unwritten:
+                return self._as_ended(job)
             running = self._running.get(job_id)
             if running is None:
                 return job
@@ -475,6 +530,7 @@ class JobQueue:
         jobs, total = self.store.list(limit=limit, offset=offset, status=status)
         with self._lock:
             live = {k: (v.progress, v.reason) for k, v in self._running.items()}
+            jobs = [self._as_ended(j) if j.id in self._unwritten else j for j in jobs]
         out = []
         for job in jobs:
             if job.id in live and job.status is JobStatus.RUNNING:
@@ -533,6 +589,17 @@ class JobQueue:
         return {"camera": sum(lane is Lane.CPU for lane, _ in workers),
                 "diffusion": [device or "auto" for lane, device in workers if lane is Lane.GPU]}
 
+    def problems(self) -> list[str]:
+        """What keeps the queue from working as it should right now (for /healthz)."""
+        with self._lock:
+            down = dict(self._down)
+            unwritten = len(self._unwritten)
+        found = [f"worker {name} stopped ({why}); restarting it" for name, why in down.items()]
+        if unwritten:
+            found.append(f"{unwritten} finished job(s) not yet recorded: the job database "
+                         "does not accept writes (disk full or read-only?)")
+        return found
+
     def retry_after(self) -> int:
         """Seconds a client refused with 429 should wait: about one job's run time."""
         with self._lock:
@@ -546,7 +613,7 @@ class JobQueue:
         with self._lock:
             if self._closing:
                 return
-            thread = threading.Thread(target=self._work, args=(lane, device), daemon=True,
+            thread = threading.Thread(target=self._supervise, args=(lane, device), daemon=True,
                                       name=f"img2vid-{lane.value}-{device or len(self._threads)}")
             self._workers.append((lane, device))
             self._threads.append(thread)
@@ -565,12 +632,43 @@ class JobQueue:
             log.info("diffusion jobs run on %s, one at a time each", ", ".join(map(str, devices)))
         return devices[0]
 
-    def _work(self, lane: Lane, device: str | None) -> None:
+    def _supervise(self, lane: Lane, device: str | None) -> None:
+        """Run a worker; if it dies (a bug, an unexpected error), say so in problems() and
+        start it again after a pause that grows while it keeps dying."""
+        name = threading.current_thread().name
+        pause = RESTART_PAUSE_S
+        while True:
+            holding: list[str] = []
+            try:
+                self._work(lane, device, holding)
+                return  # stopped
+            except Exception as exc:
+                log.exception("worker %s died; restarting it in %.1f s", name, pause)
+                with self._changed:
+                    self._down[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    self._version += 1
+                    self._changed.notify_all()
+            for job_id in holding:  # taken off the lane but never started: put it back
+                job = self.store.get(job_id)
+                if job is not None and job.status is JobStatus.QUEUED:
+                    self._queues[lane].put(job_id)
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_RESTART_PAUSE_S)
+            with self._changed:
+                self._down.pop(name, None)
+                self._version += 1
+                self._changed.notify_all()
+                if self._closing:
+                    return
+
+    def _work(self, lane: Lane, device: str | None, holding: list[str]) -> None:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
         while True:
+            holding.clear()
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
             if job_id is None:
                 return
+            holding.append(job_id)
             if lane is Lane.GPU and not self._gpus_counted:
                 device = self._count_gpus()
             with self._changed:  # close() sets _closing under this lock: no claim after it
@@ -591,12 +689,8 @@ class JobQueue:
                 self._run(job, engines, device)
             except Exception:  # a bug in the runner, or a database error: the worker goes on
                 log.exception("job %s: unexpected failure in the worker", job_id)
-                try:
-                    self.store.finish(job_id, JobStatus.FAILED,
-                                      error="internal error; see the log")
-                    self._drop_uploads(job_id)
-                except sqlite3.Error:  # still "running" on disk: re-queued at the next start
-                    log.exception("job %s: its failure cannot be recorded either", job_id)
+                self._record_end(job_id, status=JobStatus.FAILED,
+                                 error="internal error; see the log")
             finally:
                 with self._changed:
                     self._running.pop(job_id, None)
@@ -635,17 +729,67 @@ class JobQueue:
         except Exception as exc:
             log.exception("job %s failed", job.id)
             error = f"internal error: {type(exc).__name__}: {exc}"
-        self.store.finish(job.id, status, error=error,
-                          output=str(result.output.resolve()) if result else None,
-                          sidecar=result.metadata if result else None,
-                          progress=running.progress)
-        self._drop_uploads(job.id)
+        self._record_end(job.id, status=status, error=error,
+                         output=str(result.output.resolve()) if result else None,
+                         sidecar=result.metadata if result else None,
+                         progress=running.progress)
         elapsed = time.monotonic() - t0
         with self._lock:
             self._durations.append(elapsed)
             del self._durations[:-100]
         log.info("job %s: %s in %.2f s%s", job.id, status.value, elapsed,
                  f" ({error})" if error else "")
+
+    def _as_ended(self, job: Job) -> Job:
+        """A job whose end is known but not yet in the database, as it will be (under the
+        lock)."""
+        end = self._unwritten[job.id]
+        return replace(job, status=end["status"], error=end.get("error"),
+                       output=end.get("output"), sidecar=end.get("sidecar"),
+                       progress=end.get("progress") or job.progress, finished=time.time())
+
+    def _record_end(self, job_id: str, **end: Any) -> None:
+        """Write how a job ended; if the database will not take it, keep it and retry until
+        it does, so the job does not stay "running" until a restart."""
+        try:
+            self.store.finish(job_id, **end)
+        except sqlite3.Error as exc:
+            log.error("job %s: its end cannot be written (%s); retrying every %.0f s",
+                      job_id, exc, RETRY_WRITE_S)
+            with self._changed:
+                self._unwritten[job_id] = end
+                self._version += 1
+                self._changed.notify_all()
+                if self._retrier is None or not self._retrier.is_alive():
+                    self._retrier = threading.Thread(target=self._retry_unwritten,
+                                                     name="img2vid-retry", daemon=True)
+                    self._retrier.start()
+            return
+        self._drop_uploads(job_id)
+
+    def _retry_unwritten(self) -> None:
+        while not self._stopped:
+            time.sleep(RETRY_WRITE_S)
+            with self._lock:
+                pending = dict(self._unwritten)
+            if not pending:
+                return
+            for job_id, end in pending.items():
+                try:
+                    self.store.finish(job_id, **end)
+                except sqlite3.Error:
+                    break  # still refused; the next round tries again
+                log.info("job %s: its end is recorded now", job_id)
+                self._drop_uploads(job_id)
+                with self._changed:
+                    self._unwritten.pop(job_id, None)
+                    self._version += 1
+                    self._changed.notify_all()
+
+    def _sweep_partials(self, older_than: float | None = None) -> None:
+        cutoff = (self._started_at - PARTIAL_GRACE_S) if older_than is None else older_than
+        for path in outputs.remove_stale_partials(self.settings.output.directory, cutoff):
+            log.warning("removed %s, left by a run that stopped mid-encode", path.name)
 
     def _on_progress(self, running: _Running, event: Progress) -> None:
         now = time.monotonic()

@@ -353,9 +353,12 @@ def describe_validation(errors: Sequence[Any]) -> str:
 
 
 def health(queue: JobQueue) -> JSONResponse:
-    """Liveness, queue counts and workers (no details about jobs)."""
+    """Liveness, queue counts and workers (no details about jobs). 503 while stopping or
+    degraded (a worker down, job ends the database would not take), saying why."""
     counts = queue.counts()
-    return JSONResponse({"status": "stopping" if queue.closing else "ok",
+    problems = queue.problems()
+    status = "stopping" if queue.closing else "degraded" if problems else "ok"
+    return JSONResponse({"status": status, "problems": problems,
                          "version": __version__, "queued": counts["queued"],
                          "running": counts["running"], "workers": queue.workers()},
-                        status_code=503 if queue.closing else 200)
+                        status_code=200 if status == "ok" else 503)
