@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.jobs import JobQueue, JobStatus
-from img2vid.server.api import health
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.execution.jobstore import JobStatus
+from img2vid.interfaces.server.api import health
 from tests.fakes import FakeEngine
 from tests.live_server import live_server, make_settings
 from tests.test_jobs import queue_request

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2vid.config import ImageSettings, OutputSettings, Settings
-from img2vid.images import LazyImages
-from img2vid.pipeline import generate
-from img2vid.request import build_request
+from img2vid.core.config import ImageSettings, OutputSettings, Settings
+from img2vid.core.request import build_request
+from img2vid.execution.pipeline import generate
+from img2vid.media.images import LazyImages
 from tests.conftest import run_cli
 from tests.fakes import FakeEngine
 from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from img2vid.request import Easing, Motion
+from img2vid.core.request import Easing, Motion
 from tests.fakes import FakeEngine
 from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
 

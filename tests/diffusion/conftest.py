@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the diffusion extra is not installed")
 
-from img2vid.config import Settings
-from img2vid.images import LoadedImage, load_image
+from img2vid.core.config import Settings
+from img2vid.media.images import LoadedImage, load_image
 from tests.diffusion import tiny_models
 
 ROOT = Path(__file__).resolve().parents[2]

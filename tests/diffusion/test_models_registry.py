@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.config import ModelSettings, Settings
+from img2vid.core.config import ModelSettings, Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.request import build_request
 from img2vid.engines.diffusion.job import choose_guidance, choose_shape, fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
@@ -16,8 +18,6 @@ from img2vid.engines.diffusion.loading import (
     weight_elements,
 )
 from img2vid.engines.diffusion.registry import MODELS, FrameRule
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.request import build_request
 
 
 @pytest.mark.parametrize(("name", "asked", "used"), [
@@ -161,7 +161,7 @@ def test_configured_local_dir_and_weight_counts(wan_dir: Path):
 def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch, i2vgen_dir):
     import huggingface_hub
 
-    from img2vid.config import ModelSettings, Settings
+    from img2vid.core.config import ModelSettings, Settings
     from img2vid.engines.diffusion.loading import resolve_model
     from tests.diffusion.conftest import fake_hub_cache
 

@@ -11,8 +11,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from img2vid.config import Settings
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, OutOfMemoryError
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback
+from img2vid.core.request import GenerationRequest, Quantize
+from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import (
     SVD_MOTION_BUCKET_ID,
     SVD_NOISE_AUG_STRENGTH,
@@ -42,11 +46,7 @@ from img2vid.engines.memory import (
     probe_memory,
     step_down,
 )
-from img2vid.errors import InputError, OutOfMemoryError
-from img2vid.images import LoadedImage
-from img2vid.progress import CancelToken, Progress, ProgressCallback
-from img2vid.request import GenerationRequest, Quantize
-from img2vid.seeds import resolve_seed
+from img2vid.media.images import LoadedImage
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class DiffusionEngine:
 
     def _cache_root(self) -> Path:
         """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
-        from img2vid.models_cache import cache_dir
+        from img2vid.media.models_cache import cache_dir
 
         return cache_dir(self.settings)
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from img2vid.core.request import GenerationRequest, output_size
 from img2vid.engines.diffusion.registry import ModelSpec
-from img2vid.request import GenerationRequest, output_size
 
 SVD_MOTION_BUCKET_ID = 127
 SVD_NOISE_AUG_STRENGTH = 0.02

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
     FAMILY_PIPELINES,
     FAMILY_REFERENCE,
@@ -18,7 +19,6 @@ from img2vid.engines.diffusion.registry import (
     ModelSpec,
     get_spec,
 )
-from img2vid.errors import InputError, ModelNotAvailableError
 
 log = logging.getLogger(__name__)
 
