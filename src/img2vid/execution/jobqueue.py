@@ -40,14 +40,10 @@ from img2vid.execution.jobstore import (
     lock_directory,
     unlock,
 )
-from img2vid.media import outputs
 
 log = logging.getLogger(__name__)
 
 QUEUE_DIRNAME = ".img2vid-queue"  # inside the output folder; never served
-# Partial outputs older than the start by this much are left over from a killed run; newer
-# ones may be another process's still being written (checked again once this has passed).
-PARTIAL_GRACE_S = 60.0
 
 
 class JobQueue:
@@ -96,11 +92,7 @@ class JobQueue:
             log.error("job %s was interrupted again; marked failed", job_id)
             self.discard_uploads(job_id)
         self._sweep_uploads()
-        self._sweep_partials(self._started_at - PARTIAL_GRACE_S)
-        # A run killed moments before this start left one too recent to judge now.
-        later = threading.Timer(PARTIAL_GRACE_S, self._sweep_partials, (self._started_at,))
-        later.daemon = True
-        later.start()
+        upkeep.remove_partials(self.settings.output.directory, self._started_at)
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
@@ -323,13 +315,9 @@ class JobQueue:
         return devices[0]
 
     def _supervised(self, lane: Lane, device: str | None) -> None:
-        def give_back(job_id: str) -> None:
-            job = self.store.get(job_id)
-            if job is not None and job.status is JobStatus.QUEUED:
-                self._queues[lane].put(job_id)
-
         self._health.supervise(lambda holding: self._work(lane, device, holding),
-                               closing=lambda: self._closing, give_back=give_back)
+                               closing=lambda: self._closing, store=self.store,
+                               lane=self._queues[lane])
 
     def _work(self, lane: Lane, device: str | None, holding: list[str]) -> None:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
@@ -419,10 +407,6 @@ class JobQueue:
         with self._changed:
             self._version += 1
             self._changed.notify_all()
-
-    def _sweep_partials(self, older_than: float) -> None:
-        for path in outputs.remove_stale_partials(self.settings.output.directory, older_than):
-            log.warning("removed %s, left by a run that stopped mid-encode", path.name)
 
     def _sweep_uploads(self) -> None:
         """Remove upload folders whose job has ended or never made it into the database."""

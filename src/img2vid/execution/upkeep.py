@@ -1,23 +1,44 @@
-"""Keeping the job queue going through faults: workers that die are started again, and job
-ends the database refused (full, read-only) are kept and written as soon as it takes them."""
+"""Keeping the job queue going through faults: workers that die are started again, job ends
+the database refused (full, read-only) are kept and written as soon as it takes them, and
+partial outputs of a killed run are removed at start-up."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from img2vid.execution.jobstore import Job, JobStore
+from img2vid.execution.jobstore import Job, JobStatus, JobStore
+from img2vid.media import outputs
 
 log = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 1.0  # before a dead worker is started again; doubles while it keeps dying
 MAX_RESTART_PAUSE_S = 30.0
 RETRY_WRITE_S = 2.0  # between tries to record job ends the database refused
+# Partial outputs older than the start by this much are left over from a killed run; newer
+# ones may be another process's still being written (checked again once this has passed).
+PARTIAL_GRACE_S = 60.0
+
+
+def remove_partials(directory: Path, started_at: float) -> None:
+    """At start-up: remove the partial outputs a run killed mid-encode left behind, now those
+    clearly older than this start, and once the grace has passed, the rest of them."""
+
+    def sweep(older_than: float) -> None:
+        for path in outputs.remove_stale_partials(directory, older_than):
+            log.warning("removed %s, left by a run that stopped mid-encode", path.name)
+
+    sweep(started_at - PARTIAL_GRACE_S)
+    later = threading.Timer(PARTIAL_GRACE_S, sweep, (started_at,))
+    later.daemon = True
+    later.start()
 
 
 class Workers:
@@ -29,9 +50,9 @@ class Workers:
         self._lock = threading.Lock()
 
     def supervise(self, work: Callable[[list[str]], None], *, closing: Callable[[], bool],
-                  give_back: Callable[[str], None]) -> None:
-        """Run `work(holding)` in this thread; if it dies, report it, hand back the job id
-        it was holding (taken off its lane, never started), pause, and run it again."""
+                  store: JobStore, lane: queue.Queue[str | None]) -> None:
+        """Run `work(holding)` in this thread; if it dies, report it, put the job it was
+        holding (taken off its lane, never started) back on `lane`, pause, run it again."""
         name = threading.current_thread().name
         pause = RESTART_PAUSE_S
         while True:
@@ -45,7 +66,9 @@ class Workers:
                     self.down[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self.notify()
             for job_id in holding:
-                give_back(job_id)
+                job = store.get(job_id)
+                if job is not None and job.status is JobStatus.QUEUED:
+                    lane.put(job_id)
             time.sleep(pause)
             pause = min(pause * 2, MAX_RESTART_PAUSE_S)
             with self._lock:

@@ -1,6 +1,6 @@
 """The photos clients upload through the WebUI before pressing Generate ("parked" in Gradio's
-upload cache): the only files the UI's handlers will open, bounded per client, and removed
-once the job that used them ends."""
+upload cache): the only files the UI's handlers will open, bounded per client, and removed as
+soon as a job has taken its own copies (or was refused)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class Parking:
             return paths
 
     def release(self, paths: list[Path]) -> None:
-        """The job that used these has ended: remove the files."""
+        """A job has its own copies of these (or was refused): remove the files."""
         with self._lock:
             for path in paths:
                 parked = self._files.get(path)

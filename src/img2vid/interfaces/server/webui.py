@@ -175,26 +175,10 @@ class WebUI:
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
-        try:
-            # Only files this server received as uploads; never a path a client names.
+        try:  # only files this server received as uploads; never a path a client names
             parked = self.parking.claim(list(files))
         except InputError as exc:
             raise gr.Error(str(exc)) from None
-        try:
-            yield from self._generate(parked, prompt, negative, engine, model, preset,
-                                      resolution, num_frames, fps, steps, guidance, seed,
-                                      randomize, motion, zoom, focus, easing, interpolate,
-                                      request, progress)
-        finally:
-            self.parking.release(parked)  # the job has them; the photos field is cleared
-
-    def _generate(self, files: list[Path], prompt: str | None, negative: str | None,
-                  engine: str, model: str | None, preset: str, resolution: str,
-                  num_frames: str | None, fps: str | None, steps: str | None,
-                  guidance: str | None, seed: str | None, randomize: bool, motion: str,
-                  zoom: float, focus: str, easing: str, interpolate: str,
-                  request: gr.Request | None, progress: gr.Progress,
-                  ) -> Iterator[tuple[Any, ...]]:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
@@ -208,11 +192,12 @@ class WebUI:
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
         })
-        uploads = [intake.Upload(f.name, f) for f in files]
         try:
-            job = intake.submit(self.queue, fields, uploads)
+            job = intake.submit(self.queue, fields, [intake.Upload(f.name, f) for f in parked])
         except (QueueFullError, ShuttingDownError, InputError, intake.StorageError) as exc:
             raise gr.Error(str(exc)) from None
+        finally:
+            self.parking.release(parked)  # the job has its own copies (or was refused)
         session = getattr(request, "session_hash", None) or job.id
         with self._lock:
             self._session_jobs[session] = job.id
