@@ -69,7 +69,6 @@ class JobQueue:
         self._closing = False
         self._stopped = False
         self._durations: list[float] = []
-        self._started_at = time.time()
         self.uploads.mkdir(parents=True, exist_ok=True)
         self._lockfile = lock_directory(self.directory)
         try:
@@ -77,9 +76,8 @@ class JobQueue:
         except sqlite3.Error as exc:
             unlock(self._lockfile)
             raise InputError(f"cannot open the job database in {self.directory}: {exc}") from None
-        self._health = upkeep.Workers(notify=self._notify)
-        self._ends = upkeep.PendingEnds(self.store, written=self.discard_uploads,
-                                        notify=self._notify)
+        self._health = upkeep.Workers(self.store, notify=self._notify, closing=lambda: self._closing)
+        self._ends = upkeep.PendingEnds(self.store, written=self.discard_uploads, notify=self._notify)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -91,8 +89,8 @@ class JobQueue:
         for job_id in failed:
             log.error("job %s was interrupted again; marked failed", job_id)
             self.discard_uploads(job_id)
-        self._sweep_uploads()
-        upkeep.remove_partials(self.settings.output.directory, self._started_at)
+        upkeep.remove_orphan_uploads(self.uploads, keep=set(self.store.ids(JobStatus.QUEUED)))
+        upkeep.remove_partials(self.settings.output.directory, started_at=time.time())
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
@@ -201,12 +199,9 @@ class JobQueue:
                                  retry_after=self.retry_after())
 
     def get(self, job_id: str) -> Job | None:
-        job = self.store.get(job_id)
+        job = self._ends.overlay(self.store.get(job_id))  # an end not yet in the database
         if job is None or job.status is not JobStatus.RUNNING:
             return job
-        ended = self._ends.overlay(job)
-        if ended is not job:
-            return ended
         with self._lock:
             running = self._running.get(job_id)
             if running is None:
@@ -217,7 +212,7 @@ class JobQueue:
     def list(self, *, limit: int = 20, offset: int = 0, status: JobStatus | None = None,
              ) -> tuple[list[Job], int]:
         jobs, total = self.store.list(limit=limit, offset=offset, status=status)
-        jobs = [self._ends.overlay(job) for job in jobs]
+        jobs = [self._ends.overlay(job) or job for job in jobs]
         with self._lock:
             live = {k: (v.progress, v.reason) for k, v in self._running.items()}
         out = []
@@ -295,8 +290,9 @@ class JobQueue:
         with self._lock:
             if self._closing:
                 return
-            thread = threading.Thread(target=self._supervised, args=(lane, device), daemon=True,
-                                      name=f"img2vid-{lane.value}-{device or len(self._threads)}")
+            thread = self._health.thread(  # restarted if it dies
+                lambda holding: self._work(lane, device, holding), self._queues[lane],
+                name=f"img2vid-{lane.value}-{device or len(self._threads)}")
             self._workers.append((lane, device))
             self._threads.append(thread)
         thread.start()
@@ -313,11 +309,6 @@ class JobQueue:
         if len(devices) > 1:
             log.info("diffusion jobs run on %s, one at a time each", ", ".join(map(str, devices)))
         return devices[0]
-
-    def _supervised(self, lane: Lane, device: str | None) -> None:
-        self._health.supervise(lambda holding: self._work(lane, device, holding),
-                               closing=lambda: self._closing, store=self.store,
-                               lane=self._queues[lane])
 
     def _work(self, lane: Lane, device: str | None, holding: list[str]) -> None:
         engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
@@ -407,10 +398,3 @@ class JobQueue:
         with self._changed:
             self._version += 1
             self._changed.notify_all()
-
-    def _sweep_uploads(self) -> None:
-        """Remove upload folders whose job has ended or never made it into the database."""
-        keep = set(self.store.ids(JobStatus.QUEUED))
-        for folder in self.uploads.iterdir():
-            if folder.name not in keep:
-                shutil.rmtree(folder, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,6 +28,13 @@ RETRY_WRITE_S = 2.0  # between tries to record job ends the database refused
 PARTIAL_GRACE_S = 60.0
 
 
+def remove_orphan_uploads(uploads: Path, keep: set[str]) -> None:
+    """Remove upload folders whose job has ended or never made it into the database."""
+    for folder in uploads.iterdir():
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def remove_partials(directory: Path, started_at: float) -> None:
     """At start-up: remove the partial outputs a run killed mid-encode left behind, now those
     clearly older than this start, and once the grace has passed, the rest of them."""
@@ -42,15 +50,24 @@ def remove_partials(directory: Path, started_at: float) -> None:
 
 
 class Workers:
-    """Which workers are down, and why (for /healthz)."""
+    """Worker threads that are started again when they die; which are down, and why."""
 
-    def __init__(self, notify: Callable[[], None]) -> None:
+    def __init__(self, store: JobStore, *, notify: Callable[[], None],
+                 closing: Callable[[], bool]) -> None:
+        self.store = store
         self.notify = notify
+        self.closing = closing
         self.down: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def supervise(self, work: Callable[[list[str]], None], *, closing: Callable[[], bool],
-                  store: JobStore, lane: queue.Queue[str | None]) -> None:
+    def thread(self, work: Callable[[list[str]], None], lane: queue.Queue[str | None], *,
+               name: str) -> threading.Thread:
+        """A daemon thread that runs `work` under supervise()."""
+        return threading.Thread(target=self.supervise, args=(work, lane), name=name,
+                                daemon=True)
+
+    def supervise(self, work: Callable[[list[str]], None],
+                  lane: queue.Queue[str | None]) -> None:
         """Run `work(holding)` in this thread; if it dies, report it, put the job it was
         holding (taken off its lane, never started) back on `lane`, pause, run it again."""
         name = threading.current_thread().name
@@ -66,7 +83,7 @@ class Workers:
                     self.down[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self.notify()
             for job_id in holding:
-                job = store.get(job_id)
+                job = self.store.get(job_id)
                 if job is not None and job.status is JobStatus.QUEUED:
                     lane.put(job_id)
             time.sleep(pause)
@@ -74,7 +91,7 @@ class Workers:
             with self._lock:
                 self.down.pop(name, None)
             self.notify()
-            if closing():
+            if self.closing():
                 return
 
     def problems(self) -> list[str]:
@@ -114,8 +131,10 @@ class PendingEnds:
             return
         self.written(job_id)
 
-    def overlay(self, job: Job) -> Job:
+    def overlay(self, job: Job | None) -> Job | None:
         """`job` as it will be stored, if its end is still pending."""
+        if job is None:
+            return None
         with self._lock:
             end = self._ends.get(job.id)
         if end is None:
