@@ -47,13 +47,7 @@ class LoadedImage:
 def load_image(path: str | Path, settings: ImageSettings | None = None) -> LoadedImage:
     """Load `path` as 8-bit RGB, or raise InputError with one line saying what is wrong."""
     settings = settings or ImageSettings()
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty (0 bytes)")
+    path = _existing_file(Path(path))
     digest = file_sha256(path)
     notes: list[str] = []
     with _open_checked(path, settings) as im:
@@ -69,6 +63,16 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
         log.warning(note)
     return LoadedImage(pixels=pixels, path=str(path), sha256=digest, source_format=fmt,
                        notes=tuple(notes))
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+    return path
 
 
 @contextmanager
@@ -153,9 +157,7 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
     corrupt still passes and is caught when the job loads it.
     """
     settings = settings or ImageSettings()
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise InputError(f"{path} is empty or missing")
+    path = _existing_file(Path(path))
     with _open_checked(path, settings) as im:
         fmt, (width, height) = im.format or "unknown", im.size
     _check_min_side(path, width, height, settings)
