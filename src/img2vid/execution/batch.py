@@ -18,7 +18,7 @@ from typing import Any
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
-from img2vid.core.request import GenerationRequest, OutputFormat, build_request
+from img2vid.core.request import PATH_FIELDS, GenerationRequest, OutputFormat, build_request
 from img2vid.engines.base import EngineFactory, create_engine
 from img2vid.execution.items import DONE, FAILED, PENDING, SKIPPED, BatchItem, ItemResult
 from img2vid.execution.pool import run_local
@@ -96,6 +96,7 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
 
 def _item(name: str, images: Sequence[str], fields: dict[str, Any]) -> BatchItem:
     images = tuple(os.path.abspath(p) for p in images)
+    fields = _absolute_paths(fields, Path.cwd())
     try:
         return BatchItem(name, images, build_request(images=images, **fields))
     except InputError as exc:
@@ -149,8 +150,22 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
                                    "(or images) to a path"))
             continue
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
+        row = _absolute_paths(row, path.parent)
         items.append(_item(name, resolved, merge_options(options, row)))
     return items
+
+
+def _absolute_paths(fields: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Files a row names (audio, style...) found from `base`, as absolute paths any worker
+    can open; a value that is not a file there (a hub id) is left as it is."""
+    fields = dict(fields)
+    for name in PATH_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            candidate = base / Path(value).expanduser()
+            if candidate.exists():
+                fields[name] = os.path.abspath(candidate)
+    return fields
 
 
 def _key(name: str) -> str:
@@ -261,6 +276,9 @@ def is_done(item: BatchItem) -> bool:
     if old != new:
         return False
     try:
+        if item.request.audio and (data.get("audio") or {}).get("sha256") != file_sha256(
+                Path(item.request.audio)):
+            return False  # the same path now holds another track
         return hashes == [file_sha256(Path(p)) for p in item.images]
     except OSError:
         return False

@@ -76,8 +76,8 @@ class JobQueue:
         except sqlite3.Error as exc:
             unlock(self._lockfile)
             raise InputError(f"cannot open the job database in {self.directory}: {exc}") from None
-        self._health = upkeep.Workers(self.store, notify=self._notify, closing=lambda: self._closing)
-        self._ends = upkeep.PendingEnds(self.store, written=self.discard_uploads, notify=self._notify)
+        self._health = upkeep.Workers(self.store, self._notify, closing=lambda: self._closing)
+        self._ends = upkeep.PendingEnds(self.store, self.discard_uploads, self._notify)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ def remove_partials(directory: Path, started_at: float) -> None:
 class Workers:
     """Worker threads that are started again when they die; which are down, and why."""
 
-    def __init__(self, store: JobStore, *, notify: Callable[[], None],
+    def __init__(self, store: JobStore, notify: Callable[[], None], *,
                  closing: Callable[[], bool]) -> None:
         self.store = store
         self.notify = notify
@@ -103,7 +103,7 @@ class Workers:
 class PendingEnds:
     """Job ends not yet in the database: kept in memory (clients see them) and retried."""
 
-    def __init__(self, store: JobStore, *, written: Callable[[str], None],
+    def __init__(self, store: JobStore, written: Callable[[str], None],
                  notify: Callable[[], None]) -> None:
         self.store = store
         self.written = written  # called once a job's end is in the database

@@ -7,7 +7,7 @@ import logging
 import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,9 +180,11 @@ class LazyImages(Sequence[LoadedImage]):
 
     KEEP = 2  # the photo being shown and the next (a crossfade needs both)
 
-    def __init__(self, paths: Sequence[str | Path], settings: ImageSettings) -> None:
+    def __init__(self, paths: Sequence[str | Path], settings: ImageSettings, *,
+                 transform: Callable[[LoadedImage], LoadedImage] | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.settings = settings
+        self.transform = transform  # applied to each photo as it is decoded
         sizes = [probe_image(path, settings)[1:] for path in self.paths]
         check_total_pixels(sizes, settings)
         self._recent: OrderedDict[int, LoadedImage] = OrderedDict()
@@ -195,7 +197,11 @@ class LazyImages(Sequence[LoadedImage]):
         if not isinstance(index, int):
             raise TypeError("LazyImages takes one index at a time")
         index = range(len(self.paths))[index]
-        image = self._recent.pop(index, None) or load_image(self.paths[index], self.settings)
+        image = self._recent.pop(index, None)
+        if image is None:
+            image = load_image(self.paths[index], self.settings)
+            if self.transform is not None:
+                image = self.transform(image)
         self._recent[index] = image
         while len(self._recent) > self.KEEP:
             self._recent.popitem(last=False)

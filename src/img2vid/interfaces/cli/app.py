@@ -20,6 +20,7 @@ from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_r
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
+from img2vid.interfaces.cli.upscale import add_upscale_parser
 
 log = logging.getLogger("img2vid")
 
@@ -280,7 +281,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
+    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_upscale_parser,
+    add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ import binascii
 import copy
 import json
 import re
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +22,7 @@ from img2vid.core.errors import InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine, GenerationRequest
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake
+from img2vid.interfaces.server import intake, shown
 from img2vid.interfaces.server.catalog import list_models
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -87,8 +86,7 @@ class PresetOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    request = dict(job.request)
-    request["images"] = list(job.input_names)  # the client's names, not server paths
+    request = shown.client_request(job)
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -98,22 +96,7 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested, error=job.error,
         result_url=f"/api/v1/jobs/{job.id}/video" if done else None,
         output=Path(job.output).name if job.output else None,
-        request=request, sidecar=client_sidecar(job))
-
-
-def client_sidecar(job: Job) -> dict[str, Any] | None:
-    """The job's sidecar as a client sees it: its own file names instead of the server's
-    paths (uploads, outputs), and without the server's settings."""
-    if not job.sidecar:
-        return None
-    sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
-    sidecar["inputs"] = [{**entry, "path": name}
-                         for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
-    if isinstance(sidecar.get("output"), dict):
-        sidecar["output"] = {**sidecar["output"],
-                             "path": Path(sidecar["output"].get("path", "")).name}
-    return sidecar
+        request=request, sidecar=shown.client_sidecar(job))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -133,6 +116,10 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
             {"type": "string", "description": "base64 image bytes, or a data: URL"})
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
+    for name, what in intake.FILE_FIELDS.items():
+        props[name] = ({"type": "string", "format": "binary", "description": what}
+                       if multipart else
+                       {"type": "string", "description": f"{what}: base64 bytes or a data: URL"})
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema
@@ -193,7 +180,9 @@ async def create_job(request: Request) -> JobOut:
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+        files = {name: fields.pop(name) for name in list(fields)
+                 if isinstance(fields[name], intake.Upload)}
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, files)
     except intake.StorageError as exc:
         raise HTTPException(exc.status, str(exc),
                             headers={"Retry-After": "60"} if exc.status == 503 else None
@@ -212,15 +201,21 @@ async def create_job(request: Request) -> JobOut:
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    form = await request.form(max_files=intake.MAX_IMAGES, max_fields=100,
+    form = await request.form(max_files=intake.MAX_IMAGES + len(intake.FILE_FIELDS),
+                              max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
+            if key in intake.FILE_FIELDS and key not in fields:
+                if value.filename:  # an HTML form sends an unused file input as no name
+                    fields[key] = intake.Upload(value.filename, value.file)
+                continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images'")
+                                         "'images'" + "".join(f", {k} as '{k}'"
+                                                              for k in intake.FILE_FIELDS))
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -228,7 +223,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads
+    uploaded = {k: v for k, v in fields.items() if isinstance(v, intake.Upload)}
+    return {**intake.clean_fields(fields), **uploaded}, uploads
 
 
 async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
@@ -247,17 +243,21 @@ async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Uplo
     for index, item in enumerate(images):
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
-        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, index)))
-    return {k: v for k, v in body.items() if v is not None}, uploads
+        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
+    fields: dict[str, Any] = {k: v for k, v in body.items() if v is not None}
+    for name in intake.FILE_FIELDS:
+        if isinstance(fields.get(name), str):
+            fields[name] = intake.Upload(name, _decode_base64(fields[name], name))
+    return fields, uploads
 
 
-def _decode_base64(text: str, index: int) -> bytes:
+def _decode_base64(text: str, what: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(400, f"images[{index}] is not valid base64") from None
+        raise HTTPException(400, f"{what} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")
@@ -340,17 +340,6 @@ def get_presets() -> list[PresetOut]:
     return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
                       camera=PRESETS[Engine.CAMERA][name],
                       diffusion=PRESETS[Engine.DIFFUSION][name]) for name in PRESET_DESCRIPTIONS]
-
-
-def describe_validation(errors: Sequence[Any]) -> str:
-    """FastAPI's parameter errors as one line: `limit=0: Input should be >= 1; ...`."""
-    parts = []
-    for err in errors:
-        where = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
-        given = f"={err['input']}" if "input" in err and not isinstance(
-            err["input"], (dict, list)) else ""
-        parts.append(f"{'.'.join(where) or 'request'}{given}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)[:1000]
 
 
 def health(queue: JobQueue) -> JSONResponse:

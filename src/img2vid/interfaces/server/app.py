@@ -17,7 +17,7 @@ from starlette.routing import Mount
 from img2vid import __version__
 from img2vid.core.config import Settings
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.interfaces.server import api
+from img2vid.interfaces.server import api, shown
 from img2vid.interfaces.server.guard import Guard
 from img2vid.interfaces.server.parking import Parking, ParkingGate
 from img2vid.interfaces.server.security import require_token
@@ -64,7 +64,7 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         # One line, as every other error, and as the 422 schema the API declares says.
-        return JSONResponse({"detail": api.describe_validation(exc.errors())},
+        return JSONResponse({"detail": shown.describe_validation(exc.errors())},
                             status_code=422)
 
     app.include_router(api.router, prefix="/api/v1", dependencies=[Depends(require_token)])

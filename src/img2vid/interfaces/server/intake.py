@@ -21,7 +21,13 @@ MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["ima
                        if getattr(m, "max_length", None))
 # Fields a client may not set: `images` arrive as uploads, and these name server paths.
 SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RIFE weights "
-                                      "in the server's config instead"}
+                                      "in the server's config instead",
+                      "upscale_model": "it names a file or model on the server; set "
+                                       "models.upscale_model in the server's config instead",
+                      "style_weights": "it names a folder on the server; set "
+                                       "models.style_weights in the server's config instead"}
+# Request fields that name a file: a client uploads the file itself, one of each at most.
+FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting"}
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -59,8 +65,9 @@ class Upload:
     source: IO[bytes] | bytes | Path
 
 
-def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]) -> Job:
-    """Validate, store the images with the job, queue it.
+def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
+           files: Mapping[str, Upload] | None = None) -> Job:
+    """Validate, store the images (and `files`: audio, style) with the job, queue it.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
@@ -72,6 +79,14 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
+    files = dict(files or {})
+    for name, what in FILE_FIELDS.items():
+        if fields.get(name) not in (None, ""):
+            raise InvalidImageError(f"{name} ({what}) must be uploaded as a file, not given as "
+                                    "a path")
+    unknown = set(files) - set(FILE_FIELDS)
+    if unknown:
+        raise InvalidImageError(f"unexpected file field {sorted(unknown)[0]!r}")
     if not uploads:
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
@@ -87,6 +102,7 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     job_id = queue.new_job_id()
     try:
         paths, total = [], 0
+        stored: dict[str, Path] = {}
         try:
             folder = queue.upload_dir(job_id)
             for index, upload in enumerate(uploads):
@@ -94,9 +110,17 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
                 total += _store(upload.source, dest, limit - total,
                                 settings.server.max_upload_mb)
                 paths.append(dest)
+            for name, upload in files.items():
+                # kept under the client's own (cleaned) name: the sidecar shows that name
+                dest = folder / name / _safe_name(upload.name, name)
+                dest.parent.mkdir(exist_ok=True)
+                total += _store(upload.source, dest, limit - total,
+                                settings.server.max_upload_mb)
+                stored[name] = dest
         except OSError as exc:
             raise storage_error(exc) from None
-        request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
+        request = build_request(images=tuple(str(p) for p in paths),
+                                **{**dict(fields), **{k: str(v) for k, v in stored.items()}})
         sizes = []
         for path, upload in zip(paths, uploads):
             try:
@@ -107,6 +131,11 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             check_total_pixels(sizes, settings.images)
         except InputError as exc:
             raise InvalidImageError(str(exc)) from None
+        _probe_files(stored, settings)
+        if request.audio:  # the server's default format may be one without sound
+            from img2vid.postprocess.audio import refuse_for_format
+
+            refuse_for_format(request.format or settings.output.format)
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)
@@ -137,6 +166,29 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
                 raise too_large
             out.write(chunk)
     return written
+
+
+def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
+    """A bad soundtrack or style image is refused now (400), not when the job runs."""
+    if "audio" in stored:
+        from img2vid.postprocess.audio import probe_audio
+
+        try:
+            probe_audio(stored["audio"])
+        except InputError as exc:
+            raise InvalidImageError(str(exc)) from None
+    if "style" in stored:
+        try:
+            probe_image(stored["style"], settings.images)
+        except InputError as exc:
+            raise InvalidImageError(str(exc).replace(str(stored["style"]),
+                                                     stored["style"].name)) from None
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    """A client's file name made safe to store: no folders, plain characters only."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.replace("\\", "/")).name)[-100:]
+    return cleaned.lstrip(".") or fallback
 
 
 def _safe_suffix(name: str) -> str:

@@ -25,10 +25,12 @@ from img2vid.core.request import (
     Easing,
     Motion,
     PresetName,
+    Upscaler,
+    VideoCodec,
 )
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake
+from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
+from img2vid.interfaces.server import intake, shown
 from img2vid.interfaces.server.catalog import list_models
 from img2vid.interfaces.server.parking import Parking
 from img2vid.media.outputs import STAGING_PREFIX
@@ -40,6 +42,7 @@ PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 FROM_PRESET = "preset"
 NO_INTERPOLATION = "off"
+NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -124,6 +127,30 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
+                    with gr.Accordion("Finishing: sound, upscale, style, codec", open=False,
+                                      elem_id="finishing"):
+                        audio = gr.File(label="Soundtrack (mp4, webm, mkv outputs)",
+                                        file_types=["audio"], type="filepath",
+                                        elem_id="audio")
+                        with gr.Row():
+                            audio_offset = gr.Textbox(label="Start in the track (s)",
+                                                      placeholder="0", elem_id="audio-offset")
+                            fit_to_audio = gr.Checkbox(False, label="Last as long as the track",
+                                                       elem_id="fit-to-audio")
+                        with gr.Row():
+                            upscale = gr.Dropdown([NO_UPSCALE, "2", "4"], value=NO_UPSCALE,
+                                                  label="Upscale", elem_id="upscale")
+                            upscaler = gr.Dropdown([u.value for u in Upscaler],
+                                                   value=Upscaler.MODEL.value, label="Upscaler "
+                                                   "(model: the server's)", elem_id="upscaler")
+                        style = gr.File(label="Style painting (optional)",
+                                        file_types=["image"], type="filepath", elem_id="style")
+                        style_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05,
+                                                   label="Style strength",
+                                                   elem_id="style-strength")
+                        codec = gr.Dropdown([c.value for c in VideoCodec],
+                                            value=VideoCodec.H264.value,
+                                            label="Video codec (mp4)", elem_id="codec")
                     with gr.Row():
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
@@ -143,8 +170,10 @@ class WebUI:
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+            finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                         style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form],
+                self.generate, inputs=[images, *form, *finishing],
                 outputs=[status, video, saved, params, seed, history, history_paths, images],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -170,13 +199,18 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, audio: str | None = None,
+                 audio_offset: str | None = None, fit_to_audio: bool = False,
+                 upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
+                 style: str | None = None, style_strength: float = 1.0,
+                 codec: str = VideoCodec.H264.value, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
+        extra_names = [name for name, path in (("audio", audio), ("style", style)) if path]
         try:  # only files this server received as uploads; never a path a client names
-            parked = self.parking.claim(list(files))
+            parked = self.parking.claim([*files, *(p for p in (audio, style) if p)])
         except InputError as exc:
             raise gr.Error(str(exc)) from None
         seed = str(seed or "").strip()
@@ -191,9 +225,17 @@ class WebUI:
             "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+            "audio_offset": _text(audio_offset) if audio else None,
+            "fit_to_audio": True if audio and fit_to_audio else None,
+            "upscale": None if upscale == NO_UPSCALE else upscale,
+            "upscaler": upscaler if upscale != NO_UPSCALE else None,
+            "style_strength": style_strength if style else None,
+            "codec": None if codec == VideoCodec.H264.value else codec,
         })
+        photos = [intake.Upload(f.name, f) for f in parked[:len(files)]]
+        extra = dict(zip(extra_names, (intake.Upload(f.name, f) for f in parked[len(files):])))
         try:
-            job = intake.submit(self.queue, fields, [intake.Upload(f.name, f) for f in parked])
+            job = intake.submit(self.queue, fields, photos, extra)
         except (QueueFullError, ShuttingDownError, InputError, intake.StorageError) as exc:
             raise gr.Error(str(exc)) from None
         finally:
@@ -203,7 +245,7 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, seed, skip, skip, skip)
+            yield (shown.describe(job), skip, skip, skip, seed, skip, skip, skip)
             last = time.monotonic()
             version = -1
             while not job.status.terminal:
@@ -220,8 +262,8 @@ class WebUI:
                     continue
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
-                progress(fraction or 0.0, desc=_describe(job))
-                yield (_describe(job), skip, skip, skip, skip, skip, skip, skip)
+                progress(fraction or 0.0, desc=shown.describe(job))
+                yield (shown.describe(job), skip, skip, skip, skip, skip, skip, skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -235,8 +277,8 @@ class WebUI:
         output = Path(job.output or "")
         gallery, paths = self.history()
         # Names only: where the server keeps its files is not the browser's business.
-        yield (_describe(job), self._playable(output), output.name, _used(job.sidecar), seed,
-               gallery, paths, None)
+        yield (shown.describe(job), self._playable(output), output.name,
+               shown.parameters_used(job.sidecar), seed, gallery, paths, None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -295,7 +337,7 @@ class WebUI:
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
-        return (*form, self._playable(output), output.name, _used(data),
+        return (*form, self._playable(output), output.name, shown.parameters_used(data),
                 f"Loaded the settings of {output.name}.")
 
     def _playable(self, output: Path) -> str | None:
@@ -343,51 +385,6 @@ def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
     scale = short_side / min(height, width)
     return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
                       interpolation=cv2.INTER_AREA)
-
-
-def _describe(job: Job) -> str:
-    """One status line: queue position, stage with step and ETA, or the outcome."""
-    if job.status is JobStatus.QUEUED:
-        return f"Queued: position {job.position} in line."
-    if job.status is JobStatus.RUNNING:
-        p = job.progress
-        if p is None:
-            return "Starting..."
-        text = f"{p.stage}: step {p.step}" + (f" of {p.total}" if p.total else "")
-        if p.fraction is not None:
-            text += f" ({p.fraction:.0%})"
-        if p.eta_s is not None:
-            text += f", about {p.eta_s:.0f} s left"
-        return text + (" (cancelling)" if job.cancel_requested else "")
-    if job.status is JobStatus.SUCCEEDED:
-        took = (job.finished or 0) - (job.started or 0)
-        return f"Done in {took:.1f} s: {Path(job.output or '').name}"
-    return f"{job.status.value.capitalize()}: {job.error or ''}"
-
-
-def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The parameters actually used, from the sidecar (request as resolved, engine details)."""
-    if not sidecar:
-        return None
-    output = dict(sidecar.get("output", {}))
-    # Gradio takes any dict with a "path" for a file to serve; this one is only information.
-    output["file"] = output.pop("path", None)
-    return _names_only({
-        "seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-        "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
-        "engine_info": sidecar.get("engine_info"), "output": output,
-        "timings": sidecar.get("timings")})
-
-
-def _names_only(value: Any) -> Any:
-    """Absolute paths (outputs, weights, model folders) shown as their last part."""
-    if isinstance(value, dict):
-        return {k: _names_only(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_names_only(v) for v in value]
-    if isinstance(value, str) and os.path.isabs(value) and len(Path(value).parts) > 1:
-        return Path(value).name
-    return value
 
 
 def _shown(value: object) -> str:
