@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from img2vid.core.errors import InputError
-from img2vid.core.request import Engine, GenerationRequest, build_request, output_size
+from img2vid.core.request import EngineKind, GenerationRequest, build_request, output_size
 
 
 @pytest.mark.parametrize("fields, expected", [
@@ -39,7 +39,7 @@ def test_no_images_is_refused():
 
 def test_camera_is_the_default_and_standard_preset_fills_values():
     r = build_request(images=["a.png"])
-    assert r.engine is Engine.CAMERA
+    assert r.engine is EngineKind.CAMERA
     assert (r.resolution, r.fps, r.duration, r.num_frames) == (1080, 30, 5.0, 150)
 
 
@@ -48,7 +48,7 @@ def test_model_selects_diffusion_and_its_presets():
                 "max": (1024, 32, 100)}
     for preset, (res, frames, steps) in expected.items():
         r = build_request(images=["a.png"], model="i2vgen-xl", preset=preset)
-        assert r.engine is Engine.DIFFUSION
+        assert r.engine is EngineKind.DIFFUSION
         assert (r.resolution, r.num_frames, r.num_inference_steps) == (res, frames, steps)
         assert (r.guidance_scale, r.fps) == (None, None)  # each model's own defaults
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.errors import InputError, ModelLoadError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
     FAMILY_PIPELINES,
     FAMILY_REFERENCE,
@@ -256,7 +256,7 @@ def load_pipeline(resolved: ResolvedModel, torch_dtype: Any) -> Any:
         pipe = cls.from_pretrained(resolved.path, dtype=torch_dtype,
                                    variant=resolved.variant, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot load {resolved.spec.name} from {resolved.path}: "
-                         f"{_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load {resolved.spec.name} from {resolved.path}: "
+                             f"{_first_line(exc)}") from None
     pipe.set_progress_bar_config(disable=True)  # progress goes through our callback instead
     return pipe

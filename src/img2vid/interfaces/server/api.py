@@ -17,9 +17,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from img2vid import __version__
 from img2vid.core.errors import InputError
-from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine, GenerationRequest
+from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, EngineKind, GenerationRequest
+from img2vid.core.sidecar import Sidecar
+from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake, shown
@@ -60,7 +61,7 @@ class JobOut(BaseModel):
     result_url: str | None = Field(description="GET this for the video once succeeded")
     output: str | None = Field(description="file name of the result in the output folder")
     request: dict[str, Any] = Field(description="the request as resolved (presets applied)")
-    sidecar: dict[str, Any] | None = Field(description="the result's JSON sidecar")
+    sidecar: Sidecar | None = Field(description="the result's JSON sidecar")
 
 
 class JobListOut(BaseModel):
@@ -86,7 +87,7 @@ class PresetOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    request = shown.client_request(job)
+    request = _client_request(job)
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -96,7 +97,40 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested, error=job.error,
         result_url=f"/api/v1/jobs/{job.id}/video" if done else None,
         output=Path(job.output).name if job.output else None,
-        request=request, sidecar=shown.client_sidecar(job))
+        request=request, sidecar=client_sidecar(job))
+
+
+def client_sidecar(job: Job) -> Sidecar | None:
+    """The job's sidecar as a client sees it: its own file names instead of the server's
+    paths (uploads, outputs), and without the server's settings."""
+    if not job.sidecar:
+        return None
+    info = Sidecar.model_validate(job.sidecar)
+    names = list(job.input_names)
+    request = None
+    if info.request is not None:
+        client = _client_request(job, info.request.summary())
+        request = info.request.model_copy(update={
+            "images": tuple(client["images"]),
+            **{name: client[name] for name in intake.FILE_FIELDS if name in client}})
+    return info.model_copy(update={
+        "settings": None,
+        "request": request,
+        "engine_info": shown.names_only(info.engine_info),  # model folders, weights
+        "inputs": [entry.model_copy(update={"path": name})
+                   for entry, name in zip(info.inputs or [], names)],
+        "output": info.output.model_copy(update={"path": Path(info.output.path).name}),
+    })
+
+
+def _client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request with the client's file names in place of the server's upload paths."""
+    request = dict(job.request if request is None else request)
+    request["images"] = list(job.input_names)
+    for name in intake.FILE_FIELDS:
+        if request.get(name):
+            request[name] = Path(request[name]).name
+    return request
 
 
 def _iso(ts: float | None) -> str | None:
@@ -338,8 +372,8 @@ def get_models(request: Request) -> list[ModelOut]:
 def get_presets() -> list[PresetOut]:
     """What each preset fills in, per engine."""
     return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
-                      camera=PRESETS[Engine.CAMERA][name],
-                      diffusion=PRESETS[Engine.DIFFUSION][name]) for name in PRESET_DESCRIPTIONS]
+                      camera=PRESETS[EngineKind.CAMERA][name],
+                      diffusion=PRESETS[EngineKind.DIFFUSION][name]) for name in PRESET_DESCRIPTIONS]
 
 
 def health(queue: JobQueue) -> JSONResponse:

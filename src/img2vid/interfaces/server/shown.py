@@ -8,24 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobstore import Job, JobStatus
-from img2vid.interfaces.server import intake
-
-
-def client_sidecar(job: Job) -> dict[str, Any] | None:
-    """The job's sidecar as a client sees it: its own file names instead of the server's
-    paths (uploads, outputs), and without the server's settings."""
-    if not job.sidecar:
-        return None
-    sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = client_request(job, sidecar.get("request", {}))
-    sidecar["inputs"] = [{**entry, "path": name}
-                         for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
-    if isinstance(sidecar.get("output"), dict):
-        sidecar["output"] = {**sidecar["output"],
-                             "path": Path(sidecar["output"].get("path", "")).name}
-    return names_only(sidecar)
-
 
 TEXT_KEYS = frozenset({"prompt", "negative_prompt", "ignored_prompt"})
 
@@ -43,16 +27,6 @@ def names_only(value: Any, key: str = "") -> Any:
     if isinstance(value, str) and os.path.isabs(value) and len(Path(value).parts) > 1:
         return Path(value).name
     return value
-
-
-def client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A request with the client's file names in place of the server's upload paths."""
-    request = dict(job.request if request is None else request)
-    request["images"] = list(job.input_names)
-    for name in intake.FILE_FIELDS:
-        if request.get(name):
-            request[name] = Path(request[name]).name
-    return request
 
 
 def describe(job: Job) -> str:
@@ -75,18 +49,20 @@ def describe(job: Job) -> str:
     return f"{job.status.value.capitalize()}: {job.error or ''}"
 
 
-def parameters_used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The parameters actually used, from the sidecar (request as resolved, engine details)."""
+def parameters_used(sidecar: Sidecar | dict[str, Any] | None) -> dict[str, Any] | None:
+    """The parameters actually used, from the sidecar (request as resolved, engine details),
+    with names in place of the server's paths."""
     if not sidecar:
         return None
-    output = dict(sidecar.get("output", {}))
+    info = Sidecar.model_validate(sidecar)
+    output = info.output.model_dump(mode="json")
     # Gradio takes any dict with a "path" for a file to serve; this one is only information.
     output["file"] = output.pop("path", None)
-    return names_only({
-        "seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-        "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
-        "engine_info": sidecar.get("engine_info"), "output": output,
-        "timings": sidecar.get("timings")})
+    request = info.request.summary() if info.request else {}
+    return names_only({"seed": info.seed, "engine": info.engine,
+                       "request": {k: v for k, v in request.items() if k != "images"},
+                       "engine_info": info.engine_info, "output": output,
+                       "timings": info.timings})
 
 
 def describe_validation(errors: Sequence[Any]) -> str:
