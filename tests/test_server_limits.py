@@ -100,7 +100,7 @@ def test_ui_uploads_are_bounded_per_client_and_removed_after_the_job(
         server: LiveServer, client: httpx.Client) -> None:
     from gradio_client import Client, handle_file
 
-    parking = server.app.state.parking
+    parking = server.state.parking
     limit = 2 * 1024 * 1024  # twice max_upload_mb
     chunk = os.urandom(900 * 1024)
     paths = []
