@@ -38,6 +38,7 @@ class LiveServer:
         self.queue = queue
         self.settings = settings
         self.app = app  # set when requests go to the ASGI app in process
+        self.state: Any = getattr(app, "state", None)  # the app's state (parking...)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         if self.app is not None:
@@ -70,17 +71,19 @@ def app_server(settings: Settings, engine_factory: EngineFactory | None, *, ui: 
     queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
     app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
     with TestClient(app):  # runs the lifespan
-        yield LiveServer("http://testserver", queue, settings, app)
+        # a loopback name: the server answers only to its own names (DNS-rebinding guard)
+        yield LiveServer("http://127.0.0.1", queue, settings, app)
 
 
 @contextmanager
 def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui: bool = False,
-                cpu_workers: int | None = None, grace: float = 0.0) -> Iterator[LiveServer]:
+                cpu_workers: int | None = None, grace: float = 0.0,
+                **http: Any) -> Iterator[LiveServer]:
     """Start the whole service (queue, API, optionally the UI) and stop it cleanly after."""
     sock = bind("127.0.0.1", 0)
     queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
     app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
-    server = make_server(app, queue)
+    server = make_server(app, queue, **http)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -90,7 +93,9 @@ def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui:
         time.sleep(0.02)
     port = sock.getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", queue, settings)
+        live = LiveServer(f"http://127.0.0.1:{port}", queue, settings)
+        live.state = app.state
+        yield live
     finally:
         server.should_exit = True
         thread.join(30)

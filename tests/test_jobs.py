@@ -138,34 +138,6 @@ def test_a_broken_torch_while_counting_gpus_does_not_stop_the_gpu_lane(tmp_path:
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 2
 
 
-def test_a_database_error_fails_one_job_not_the_worker(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import sqlite3
-
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine(),
-                     cpu_workers=1)
-    finish, failures = queue.store.finish, []
-
-    def disk_full_for_the_first(job_id, status, **kwargs):  # type: ignore[no-untyped-def]
-        if not failures or failures[0] == job_id:
-            failures.append(job_id)
-            raise sqlite3.OperationalError("database or disk is full")
-        return finish(job_id, status, **kwargs)
-
-    monkeypatch.setattr(queue.store, "finish", disk_full_for_the_first)
-    queue.start()
-    try:
-        first, second = queue_request(queue), queue_request(queue)
-        done = queue.wait(second.id, timeout=30)
-        first_now = queue.get(first.id)
-    finally:
-        queue.stop()
-    assert failures == [first.id, first.id]  # its result, then its failure: neither stored
-    # still "running" on disk, so the next start re-queues it; the worker ran the next job
-    assert first_now is not None and first_now.status is JobStatus.RUNNING
-    assert done is not None and done.status is JobStatus.SUCCEEDED
-
-
 def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:
     engine = FakeEngine(delay=0.05)
     queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: engine)

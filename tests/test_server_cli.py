@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -103,3 +104,61 @@ def test_serve_without_the_server_extra_says_how_to_get_it(workdir: Path,
 
     assert err == ("img2vid: error: img2vid serve needs the server extra (uvicorn is not "
                    f"installed); install it with: {install_command('server')}\n")
+
+
+def wait_until_up(proc: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return
+        except httpx.TransportError:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("source", ["token-file", "environment"])
+def test_exposed_serve_takes_its_token_without_showing_it_in_ps(tmp_path: Path,
+                                                               source: str) -> None:
+    """`serve --host 0.0.0.0` with the token from a file or IMG2VID_SERVER__TOKEN: the token
+    guards the API, is nowhere in the process's command line, and the server answers to this
+    machine's own name but not to another one (DNS rebinding)."""
+    secret = "tok-" + "x7" * 12
+    port = free_port()
+    args = ["serve", "--host", "0.0.0.0", "--port", str(port)]
+    env = {}
+    if source == "token-file":
+        (tmp_path / "token").write_text(secret + "\n")
+        args += ["--token-file", "token"]
+    else:
+        env["IMG2VID_SERVER__TOKEN"] = secret
+    proc = start_cli(*args, cwd=tmp_path, env=env)
+    try:
+        wait_until_up(proc, port)
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert secret.encode() not in cmdline
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/v1/jobs", timeout=10).status_code == 401
+        good = {"Authorization": f"Bearer {secret}"}
+        assert httpx.get(f"{base}/api/v1/jobs", headers=good, timeout=10).status_code == 200
+        mine = {**good, "Host": f"{socket.gethostname()}:{port}"}
+        assert httpx.get(f"{base}/api/v1/jobs", headers=mine, timeout=10).status_code == 200
+        rebound = {**good, "Host": f"rebind.attacker.example:{port}"}
+        assert httpx.get(f"{base}/api/v1/jobs", headers=rebound, timeout=10).status_code == 400
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "without a token" not in err and secret not in out + err
+
+
+def test_an_empty_token_file_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("\n")
+    proc = start_cli("serve", "--port", str(free_port()), "--token-file", "token", cwd=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err == ("img2vid: error: --token-file: token is empty; put the token on its first "
+                   "line\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import av
@@ -85,11 +86,16 @@ def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
             assert state["duration"] == pytest.approx(16 / 8, abs=0.05)
             assert (state["width"], state["height"]) == (384, 256)
             assert page.locator("#status").inner_text().startswith("Done in")
+            # the file's name, never where the server keeps it
             saved = page.locator("#saved").get_by_role("textbox").input_value()
-            assert Path(saved).parent == server.settings.output.directory.resolve()
-            assert Path(saved).is_file()
+            assert saved == Path(saved).name and saved.endswith(".mp4")
+            assert (server.settings.output.directory / saved).is_file()
             params = "".join(page.locator("#params").inner_text().split())
             assert '"preset":"preview"' in params and '"num_frames":16' in params
+            root = str(server.settings.output.directory.parent)
+            assert root not in page.content() and root not in params
+            # the photos are removed once the job has them; the field says so
+            assert "coffee" not in page.locator("#photos").inner_text()
 
             # The history shows it; one click puts its settings back into the form.
             page.locator("#frames").get_by_role("textbox").fill("99")
@@ -115,7 +121,8 @@ def test_gradio_client_gets_a_video_back(server: LiveServer) -> None:
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == 6
         assert (stream.codec_context.width, stream.codec_context.height) == (384, 256)
-    assert Path(saved).is_file()
+    assert (server.settings.output.directory / saved).is_file()
+    assert str(server.settings.output.directory.parent) not in str(params)
     assert params["seed"] == 1234 and params["request"]["prompt"] == "a client"
     assert seed == "1234"
 
@@ -160,3 +167,113 @@ def test_cancel_in_the_ui_stops_the_job(server: LiveServer) -> None:
     assert video is None and saved == ""
     latest = server.queue.list(limit=1)[0][0]
     assert latest.status.value == "cancelled" and latest.output is None
+
+
+ATTACK_PAGE = """<!doctype html><meta charset="utf-8"><title>some other site</title><script>
+async function photo() {
+  const canvas = document.createElement("canvas"); canvas.width = 200; canvas.height = 160;
+  const ctx = canvas.getContext("2d"); ctx.fillStyle = "#c84"; ctx.fillRect(0, 0, 200, 160);
+  return await new Promise(done => canvas.toBlob(done, "image/png"));
+}
+async function attempt(name, run) {
+  try { window.results[name] = await run(); } catch (e) { window.results[name] = "blocked"; }
+}
+async function attack(target) {
+  window.results = {};
+  const form = new FormData();
+  form.append("images", await photo(), "a.png"); form.append("num_frames", "4");
+  // a "simple" request: no preflight, the response is opaque but the server acts on it
+  await attempt("submit_no_cors", async () => {
+    await fetch(target + "/api/v1/jobs", {method: "POST", mode: "no-cors", body: form,
+                                          credentials: "include"});
+    return "sent"; });
+  const call = JSON.stringify({data: [[{path: "/etc/hostname",
+                                        meta: {_type: "gradio.FileData"}}]]});
+  await attempt("gradio_no_cors", async () => {
+    await fetch(target + "/gradio_api/call/generate", {method: "POST", mode: "no-cors",
+      body: call, credentials: "include"}); return "sent"; });
+  await attempt("gradio_cors", async () => {
+    const r = await fetch(target + "/gradio_api/call/generate", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: call, credentials: "include"});
+    return await r.text(); });
+  await attempt("read_jobs", async () => (await fetch(target + "/api/v1/jobs",
+                                                      {credentials: "include"})).text());
+  await attempt("read_config", async () => (await fetch(target + "/config",
+                                                        {credentials: "include"})).text());
+  return window.results;
+}
+</script>"""
+
+
+def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer,
+                                                          tmp_path: Path) -> None:
+    """The attack from a web page the user happens to visit, in a real browser: a page on
+    another local port (another origin) sends the requests a browser lets any page send."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    (tmp_path / "index.html").write_text(ATTACK_PAGE)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    before = server.queue.list(limit=1)[1]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{site.server_address[1]}/index.html")
+                results = page.evaluate("target => attack(target)", server.base_url)
+                assert results["submit_no_cors"] == "sent"  # the browser did send it...
+                for read in ("gradio_cors", "read_jobs", "read_config"):
+                    assert results[read] == "blocked", (read, results[read])
+                # ...and the server's own page, same browser, still works
+                own = browser.new_page()
+                own.goto(server.base_url + "/")
+                status = own.evaluate("""async () => {
+                    const canvas = document.createElement("canvas");
+                    canvas.width = 200; canvas.height = 160;
+                    const blob = await new Promise(d => canvas.toBlob(d, "image/png"));
+                    const form = new FormData();
+                    form.append("images", blob, "a.png"); form.append("num_frames", "4");
+                    const r = await fetch("/api/v1/jobs", {method: "POST", body: form});
+                    return r.status; }""")
+                assert status == 202
+            finally:
+                browser.close()
+    finally:
+        site.shutdown()
+    jobs, total = server.queue.list(limit=5)
+    assert total == before + 1  # only the same-origin one
+    assert jobs[0].input_names == ("a.png",)
+
+
+def test_the_api_docs_render_offline(server: LiveServer) -> None:
+    """/docs in a browser that can reach nothing but this server: Swagger UI's files come
+    with the server, so the page renders every operation."""
+    from playwright.sync_api import Route, sync_playwright
+
+    own = server.base_url.split("/")[2]
+    elsewhere: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if route.request.url.split("/")[2] == own:
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_this_server)
+            page.goto(server.base_url + "/docs")
+            page.locator(".opblock-summary-path", has_text="/api/v1/jobs/{job_id}/video"
+                         ).wait_for(timeout=30_000)
+            assert page.locator(".opblock").count() >= 6
+        finally:
+            browser.close()
+    assert elsewhere == []

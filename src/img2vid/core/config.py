@@ -48,6 +48,9 @@ class OutputSettings(_Section):
 class ImageSettings(_Section):
     max_pixels: int = Field(120_000_000, ge=1, description="refuse images with more pixels "
                             "(decompression-bomb guard; checked before decoding)")
+    max_total_pixels: int = Field(600_000_000, ge=1, description="refuse jobs whose photos "
+                                  "add up to more pixels (decoded that is 3 bytes each: the "
+                                  "default stays under 2 GB; checked before decoding)")
     min_side: int = Field(64, ge=1, description="refuse images smaller than this on a side")
     background: str = Field("#ffffff", pattern=r"^#[0-9a-fA-F]{6}$",
                             description="colour transparent pixels are composited onto")
@@ -65,7 +68,11 @@ class ServerSettings(_Section):
     workers: int = Field(1, ge=1, le=64, description="camera-engine jobs run at once")
     max_upload_mb: float = Field(20, gt=0)
     queue_limit: int = Field(100, ge=1, description="queued jobs before 429")
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list, description="other web origins "
+                                    "(scheme://host:port) whose pages may call the API")
+    allowed_hosts: list[str] = Field(default_factory=list, description="names clients reach "
+                                     "this server by, besides loopback and IP addresses "
+                                     "(DNS-rebinding guard); '*' turns the check off")
     shutdown_grace_s: float = Field(5.0, ge=0, le=3600, description="on Ctrl-C/SIGTERM, "
                                     "seconds a running job may take to finish before it is "
                                     "stopped and re-queued")

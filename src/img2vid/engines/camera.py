@@ -202,8 +202,9 @@ class CameraEngine:
         log.debug("camera: %s %dx%d, %d frames, %d photo(s), focus %s (%s), %d threads",
                   request.motion.value, out_w, out_h, num_frames, len(images), info["focus"],
                   sources[0], self.threads)
-        planner = FramePlanner(request, [i.pixels for i in images], framings, timeline,
-                               out_w, out_h)
+        # Photos by index, each fetched when its segment starts: with the pipeline's
+        # LazyImages only the photos on screen are decoded.
+        planner = FramePlanner(request, _Pixels(images), framings, timeline, out_w, out_h)
         frames = self._stream(planner, BLENDS[request.transition_style], progress, cancel)
         return Clip(frames, fps, out_w, out_h, num_frames, info)
 
@@ -245,6 +246,19 @@ def stream_frames(plan: Callable[[int], Callable[[], np.ndarray]], total: int, t
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Pixels(Sequence[np.ndarray]):
+    """The pixels of a sequence of photos, looked up only when asked for."""
+
+    def __init__(self, images: Sequence[LoadedImage]) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        return self.images[index].pixels
 
 
 def _lower_thread_priority() -> None:

@@ -24,6 +24,7 @@ from img2vid.core.errors import InputError
 from img2vid.core.progress import Progress
 from img2vid.core.request import GenerationRequest
 from img2vid.engines.base import EngineFactory, create_engine
+from img2vid.execution import upkeep
 from img2vid.execution.failures import describe_failure
 from img2vid.execution.jobstore import (
     Job,
@@ -76,6 +77,8 @@ class JobQueue:
         except sqlite3.Error as exc:
             unlock(self._lockfile)
             raise InputError(f"cannot open the job database in {self.directory}: {exc}") from None
+        self._health = upkeep.Workers(self.store, self._notify, closing=lambda: self._closing)
+        self._ends = upkeep.PendingEnds(self.store, self.discard_uploads, self._notify)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -87,7 +90,8 @@ class JobQueue:
         for job_id in failed:
             log.error("job %s was interrupted again; marked failed", job_id)
             self.discard_uploads(job_id)
-        self._sweep_uploads()
+        upkeep.remove_orphan_uploads(self.uploads, keep=set(self.store.ids(JobStatus.QUEUED)))
+        upkeep.remove_partials(self.settings.output.directory, started_at=time.time())
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
@@ -147,6 +151,7 @@ class JobQueue:
             if thread.is_alive():
                 log.error("worker %s did not stop in time", thread.name)
         self._threads.clear()
+        self._ends.stop()
         self.store.close()
         unlock(self._lockfile)
         log.info("job queue stopped")
@@ -195,7 +200,7 @@ class JobQueue:
                                  retry_after=self.retry_after())
 
     def get(self, job_id: str) -> Job | None:
-        job = self.store.get(job_id)
+        job = self._ends.overlay(self.store.get(job_id))  # an end not yet in the database
         if job is None or job.status is not JobStatus.RUNNING:
             return job
         with self._lock:
@@ -208,6 +213,7 @@ class JobQueue:
     def list(self, *, limit: int = 20, offset: int = 0, status: JobStatus | None = None,
              ) -> tuple[list[Job], int]:
         jobs, total = self.store.list(limit=limit, offset=offset, status=status)
+        jobs = [self._ends.overlay(job) or job for job in jobs]
         with self._lock:
             live = {k: (v.progress, v.reason) for k, v in self._running.items()}
         out = []
@@ -268,6 +274,10 @@ class JobQueue:
         return {"camera": sum(lane is Lane.CPU for lane, _ in workers),
                 "diffusion": [device or "auto" for lane, device in workers if lane is Lane.GPU]}
 
+    def problems(self) -> list[str]:
+        """What keeps the queue from working as it should right now (for /healthz)."""
+        return self._health.problems() + self._ends.problems()
+
     def retry_after(self) -> int:
         """Seconds a client refused with 429 should wait: about one job's run time."""
         with self._lock:
@@ -281,8 +291,9 @@ class JobQueue:
         with self._lock:
             if self._closing:
                 return
-            thread = threading.Thread(target=self._work, args=(lane, device), daemon=True,
-                                      name=f"img2vid-{lane.value}-{device or len(self._threads)}")
+            thread = self._health.thread(  # restarted if it dies
+                lambda holding: self._work(lane, device, holding), self._queues[lane],
+                name=f"img2vid-{lane.value}-{device or len(self._threads)}")
             self._workers.append((lane, device))
             self._threads.append(thread)
         thread.start()
@@ -300,12 +311,14 @@ class JobQueue:
             log.info("diffusion jobs run on %s, one at a time each", ", ".join(map(str, devices)))
         return devices[0]
 
-    def _work(self, lane: Lane, device: str | None) -> None:
+    def _work(self, lane: Lane, device: str | None, holding: list[str]) -> None:
         engines: EnginePool | None = None  # this worker's engines, on its device
         while True:
+            holding.clear()
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
             if job_id is None:
                 return
+            holding.append(job_id)
             if lane is Lane.GPU and not self._gpus_counted:
                 device = self._count_gpus()
             if engines is None or engines.device != device:
@@ -329,12 +342,8 @@ class JobQueue:
                 self._run(job, engines)
             except Exception:  # a bug in the runner, or a database error: the worker goes on
                 log.exception("job %s: unexpected failure in the worker", job_id)
-                try:
-                    self.store.finish(job_id, JobStatus.FAILED,
-                                      error="internal error; see the log")
-                    self.discard_uploads(job_id)
-                except sqlite3.Error:  # still "running" on disk: re-queued at the next start
-                    log.exception("job %s: its failure cannot be recorded either", job_id)
+                self._ends.record(job_id, status=JobStatus.FAILED,
+                                  error="internal error; see the log")
             finally:
                 with self._changed:
                     self._running.pop(job_id, None)
@@ -351,7 +360,7 @@ class JobQueue:
         else:
             outcome = run_request(request, self.settings, engines, label=f"job {job.id}",
                                   progress=lambda event: self._on_progress(running, event),
-                                  cancel=running.token)
+                                  cancel=running.token, input_names=job.input_names)
         result, error = outcome.result, outcome.failure and outcome.failure.message
         status = JobStatus.SUCCEEDED if result else JobStatus.FAILED
         if outcome.cancelled:
@@ -360,11 +369,10 @@ class JobQueue:
                 log.info("job %s: stopped for shutdown and re-queued", job.id)
                 return
             status, error = JobStatus.CANCELLED, "cancelled while running"
-        self.store.finish(job.id, status, error=error,
+        self._ends.record(job.id, status=status, error=error,
                           output=str(result.output.resolve()) if result else None,
                           sidecar=result.metadata if result else None,
                           progress=running.progress)
-        self.discard_uploads(job.id)
         with self._lock:
             self._durations.append(outcome.seconds)
             del self._durations[:-100]
@@ -386,10 +394,3 @@ class JobQueue:
         with self._changed:
             self._version += 1
             self._changed.notify_all()
-
-    def _sweep_uploads(self) -> None:
-        """Remove upload folders whose job has ended or never made it into the database."""
-        keep = set(self.store.ids(JobStatus.QUEUED))
-        for folder in self.uploads.iterdir():
-            if folder.name not in keep:
-                shutil.rmtree(folder, ignore_errors=True)

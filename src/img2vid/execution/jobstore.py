@@ -7,6 +7,7 @@ once, then fails it with the reason.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any
 from img2vid.core.errors import Img2VidError, InputError
 from img2vid.core.progress import CancelToken, Progress
 from img2vid.execution.lanes import Lane
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is re-queued once, then failed
 
@@ -40,6 +43,10 @@ class QueueFullError(Img2VidError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DamagedJobError(Img2VidError):
+    """A job's row cannot be read back (edited by hand, or a bug): that job fails."""
 
 
 class ShuttingDownError(Img2VidError):
@@ -145,13 +152,23 @@ class JobStore:
         return replace(job, seq=int(cur.lastrowid or 0))
 
     def claim(self, job_id: str) -> Job | None:
-        """queued -> running (one more attempt); None if it is no longer queued."""
+        """queued -> running (one more attempt); None if it is no longer queued, or if its
+        row is damaged (that job is failed with the reason; the worker goes on)."""
         with self._lock:
             cur = self._db.execute(
                 "UPDATE jobs SET status = 'running', started = ?, attempts = attempts + 1, "
                 "progress = NULL, error = NULL WHERE id = ? AND status = 'queued'",
                 (time.time(), job_id))
-        return self.get(job_id) if cur.rowcount == 1 else None
+            if cur.rowcount != 1:
+                return None
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        try:
+            _from_row(row)
+        except DamagedJobError as exc:
+            log.error("job %s: %s", job_id, exc)
+            self.finish(job_id, JobStatus.FAILED, error=str(exc))
+            return None
+        return self.get(job_id)
 
     def finish(self, job_id: str, status: JobStatus, *, error: str | None = None,
                output: str | None = None, sidecar: dict[str, Any] | None = None,
@@ -185,7 +202,7 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
-            job = _from_row(row)
+            job = _from_row_or_damaged(row)
             if job.status is JobStatus.QUEUED:
                 (ahead,) = self._db.execute(
                     "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND lane = ? AND seq < ?",
@@ -208,7 +225,8 @@ class JobStore:
         for job_id, lane in queued:
             per_lane[lane] = per_lane.get(lane, 0) + 1
             positions[job_id] = per_lane[lane]
-        return [replace(_from_row(r), position=positions.get(r["id"])) for r in rows], int(total)
+        return [replace(_from_row_or_damaged(r), position=positions.get(r["id"]))
+                for r in rows], int(total)
 
     def waiting(self) -> int:
         with self._lock:
@@ -263,16 +281,37 @@ class JobStore:
 
 
 def _from_row(row: sqlite3.Row) -> Job:
-    progress = json.loads(row["progress"]) if row["progress"] else None
-    return Job(id=row["id"], seq=row["seq"], status=JobStatus(row["status"]),
-               lane=Lane(row["lane"]), request=json.loads(row["request"]),
-               inputs=tuple(json.loads(row["inputs"])),
-               input_names=tuple(json.loads(row["input_names"])),
-               created=row["created"], started=row["started"], finished=row["finished"],
-               attempts=row["attempts"],
-               progress=JobProgress(**progress) if progress else None,
-               error=row["error"], output=row["output"],
-               sidecar=json.loads(row["sidecar"]) if row["sidecar"] else None)
+    try:
+        progress = json.loads(row["progress"]) if row["progress"] else None
+        job = Job(id=row["id"], seq=row["seq"], status=JobStatus(row["status"]),
+                  lane=Lane(row["lane"]), request=json.loads(row["request"]),
+                  inputs=tuple(json.loads(row["inputs"])),
+                  input_names=tuple(json.loads(row["input_names"])),
+                  created=float(row["created"]), started=row["started"],
+                  finished=row["finished"], attempts=int(row["attempts"]),
+                  progress=JobProgress(**progress) if progress else None,
+                  error=row["error"], output=row["output"],
+                  sidecar=json.loads(row["sidecar"]) if row["sidecar"] else None)
+        if not isinstance(job.request, dict) or not all(
+                isinstance(n, str) for n in (*job.inputs, *job.input_names)):
+            raise TypeError("request, inputs or input_names has the wrong type")
+        return job
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DamagedJobError(f"this job's record in the queue database is damaged "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); it cannot run: "
+                              "submit it again") from None
+
+
+def _from_row_or_damaged(row: sqlite3.Row) -> Job:
+    """A row as a Job; a damaged one as a failed job saying why (lists stay readable)."""
+    try:
+        return _from_row(row)
+    except DamagedJobError as exc:
+        created = row["created"]
+        return Job(id=str(row["id"]), seq=int(row["seq"]), status=JobStatus.FAILED,
+                   lane=Lane.CPU, request={}, inputs=(), input_names=(),
+                   created=float(created) if isinstance(created, (int, float)) else 0.0,
+                   error=str(exc))
 
 
 @dataclass

@@ -7,6 +7,7 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -35,7 +36,7 @@ from img2vid.engines.base import Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
 from img2vid.media import outputs
 from img2vid.media.encode import EncodedInfo, EncodeOptions, open_writer
-from img2vid.media.images import LoadedImage, load_image
+from img2vid.media.images import LazyImages
 from img2vid.postprocess import style
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from img2vid.postprocess.audio import Soundtrack
 
 log = logging.getLogger(__name__)
+
+# Request fields that name files: the video's own tags keep only their names.
+PATH_FIELDS = ("audio", "style", "style_weights", "rife_weights", "upscale_model")
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,16 @@ class GenerationResult:
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             engine: Engine | None = None, overwrite: bool = False) -> GenerationResult:
+             engine: Engine | None = None, overwrite: bool = False,
+             input_names: Sequence[str] | None = None) -> GenerationResult:
     """Make the video `request` describes and save it with its sidecar.
 
     `output` is what -o says (see outputs.resolve_output): a file whose extension picks the
     container, a PNG frame folder, or a folder for a timestamped name; an existing output is
     replaced only with `overwrite`. Nothing is left behind on failure or cancellation:
     frames go to a hidden temporary file that is renamed into place only when the encoder
-    has finished.
+    has finished. `input_names` are the photos' names as the client knows them (the server's
+    uploads); the file's own tags carry names, never server paths.
     """
     progress = progress or no_progress
     cancel = cancel or CancelToken()
@@ -84,9 +90,10 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     request, soundtrack = _soundtrack(request, fmt)  # a bad sound file fails before any work
     styliser = style.prepare(request, settings)  # the painting and weights, checked now
     outputs.ensure_writable(target.directory)
-    images = [load_image(path, settings.images) for path in request.images]
-    if styliser is not None:
-        images = styliser.apply(images)  # once, before the engine: every frame shares it
+    # Headers checked now; each photo is decoded (and stylised, once for all its frames)
+    # when the engine asks for it, so memory does not grow with the number of photos.
+    images = LazyImages(request.images, settings.images,
+                        transform=styliser.apply_one if styliser is not None else None)
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()
 
@@ -97,7 +104,8 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
-                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")),
+                            comment=json.dumps(_comment(request, images, clip, input_names),
+                                               separators=(",", ":")),
                             codec=request.codec or VideoCodec.H264,
                             encoder=request.encoder or settings.output.encoder,
                             gif_max_side=settings.output.gif_max_side)
@@ -114,7 +122,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         seed=clip.info.get("seed", request.seed),
         request=asked,
         engine_info=clip.info,
-        inputs=[InputImage(**image.describe()) for image in images],
+        inputs=[InputImage(**entry) for entry in images.describe()],
         settings={"output": settings.output.model_dump(mode="json"),
                   "images": settings.images.model_dump(mode="json")},
         versions=library_versions(),
@@ -230,25 +238,24 @@ def _encode(clip: Clip, path: Path, options: EncodeOptions, progress: ProgressCa
 UPSCALE_NOTE_ABOVE = 2.0  # photos enlarged more than this look soft: say so once
 
 
-def _upscale_notes(request: GenerationRequest, images: list[LoadedImage],
-                   clip: Clip) -> list[str]:
+def _upscale_notes(request: GenerationRequest, images: LazyImages, clip: Clip) -> list[str]:
     """One note when the camera engine enlarges a photo more than 2x, with a resolution
-    that keeps it at most 2x."""
-    if request.engine is not EngineName.CAMERA or not images:
+    that keeps it at most 2x (from the photos' headers: nothing is decoded again)."""
+    if request.engine is not EngineName.CAMERA or not len(images):
         return []
     # the crop fills the frame: the photo is scaled to cover it (before any --upscale)
     width, height = clip.width / (request.upscale or 1), clip.height / (request.upscale or 1)
-    scales = [max(width / image.width, height / image.height) for image in images]
-    worst = max(range(len(images)), key=scales.__getitem__)
+    scales = [max(width / w, height / h) for w, h in images.sizes]
+    worst = max(range(len(scales)), key=scales.__getitem__)
     scale = scales[worst]
     if scale <= UPSCALE_NOTE_ABOVE:
         return []
-    image = images[worst]
+    (w, h), path = images.sizes[worst], images.paths[worst]
     short = min(clip.width, clip.height)
     fitting = [r for r in RESOLUTIONS if r * scale / short <= UPSCALE_NOTE_ABOVE]
     suggestion = (f"--resolution {max(fitting)} keeps it sharper" if fitting else
                   "a larger photo keeps it sharper")
-    return [f"{Path(image.path).name} ({image.width}x{image.height}) is enlarged {scale:.1f}x "
+    return [f"{path.name} ({w}x{h}) is enlarged {scale:.1f}x "
             f"to {clip.width}x{clip.height} and will look soft; {suggestion}"]
 
 
@@ -259,12 +266,18 @@ def _gif_notes(encoded: EncodedInfo, clip: Clip, cap: int) -> list[str]:
             f"{cap}; set it to 0 to keep {clip.width}x{clip.height})"]
 
 
-def _comment(request: GenerationRequest, images: list[LoadedImage], clip: Clip) -> dict[str, Any]:
-    """The summary stored in the file's own metadata (the sidecar has everything)."""
+def _comment(request: GenerationRequest, images: LazyImages, clip: Clip,
+             input_names: Sequence[str] | None) -> dict[str, Any]:
+    """The summary stored in the file's own metadata (the sidecar has everything). The file
+    travels: file names only, no folders."""
+    summary = {k: v for k, v in request.summary().items() if v not in (None, "")}
+    summary["images"] = list(input_names or (Path(p).name for p in request.images))
+    for name in PATH_FIELDS:
+        if summary.get(name):
+            summary[name] = Path(summary[name]).name
     return {"img2vid": __version__, "engine": request.engine.value,
             "seed": clip.info.get("seed", request.seed),
-            "inputs": [image.sha256 for image in images],
-            "request": {k: v for k, v in request.summary().items() if v not in (None, "")}}
+            "inputs": [entry["sha256"] for entry in images.describe()], "request": summary}
 
 
 def library_versions() -> dict[str, str]:

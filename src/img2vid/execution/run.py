@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +45,8 @@ class Outcome:
 def run_request(request: GenerationRequest, settings: Settings, engines: EnginePool, *,
                 output: Path | None = None, progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None, label: str = "request",
-                overwrite: bool = False) -> Outcome:
+                overwrite: bool = False,
+                input_names: Sequence[str] | None = None) -> Outcome:
     """Generate `request` with an engine from `engines` and save it (to `output` if given).
 
     `label` names the request in the log ("job 1f2e...", "photo.jpg").
@@ -56,7 +58,8 @@ def run_request(request: GenerationRequest, settings: Settings, engines: EngineP
         pipeline.require_extras(request)  # before the engine loads: name the missing extra
         engine = engines.engine_for(request)
         result = pipeline.generate(request, settings, output=output, progress=progress,
-                                   cancel=cancel, engine=engine, overwrite=overwrite)
+                                   cancel=cancel, engine=engine, overwrite=overwrite,
+                                   input_names=input_names)
     except Exception as exc:
         engines.note_failure(request, exc)
         failure = describe_failure(exc, request.engine.value)

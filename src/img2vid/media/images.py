@@ -7,7 +7,8 @@ import hashlib
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,13 +82,7 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
     """Load `path` as 8-bit RGB, or raise InputError with one line saying what is wrong."""
     settings = settings or ImageSettings()
     _check_not_url(path)
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty (0 bytes)")
+    path = _existing_file(Path(path))
     digest = file_sha256(path)
     notes: list[str] = []
     with _open_checked(path, settings) as im:
@@ -103,6 +98,16 @@ def load_image(path: str | Path, settings: ImageSettings | None = None) -> Loade
         log.warning(note)
     return LoadedImage(pixels=pixels, path=str(path), sha256=digest, source_format=fmt,
                        notes=tuple(notes))
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+    return path
 
 
 @contextmanager
@@ -213,10 +218,57 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
     """
     settings = settings or ImageSettings()
     _check_not_url(path)
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise InputError(f"{path} is empty or missing")
+    path = _existing_file(Path(path))
     with _open_checked(path, settings) as im:
         fmt, (width, height) = im.format or "unknown", im.size
     _check_min_side(path, width, height, settings)
     return fmt, width, height
+
+
+def check_total_pixels(sizes: Sequence[tuple[int, int]], settings: ImageSettings) -> None:
+    """A job's photos together, from their headers: refused before any is decoded."""
+    total = sum(width * height for width, height in sizes)
+    if total > settings.max_total_pixels:
+        raise InputError(f"the {len(sizes)} photos add up to {total / 1e6:.0f} MP, over the "
+                         f"{settings.max_total_pixels / 1e6:.0f} MP one job may decode "
+                         "(images.max_total_pixels); send fewer or smaller photos")
+
+
+class LazyImages(Sequence[LoadedImage]):
+    """A job's photos, decoded when an engine asks for one and forgotten soon after, so a
+    slideshow holds a couple of photos however many it has. Every header is checked (size
+    limits, the job's pixel budget) when it is made."""
+
+    KEEP = 2  # the photo being shown and the next (a crossfade needs both)
+
+    def __init__(self, paths: Sequence[str | Path], settings: ImageSettings, *,
+                 transform: Callable[[LoadedImage], LoadedImage] | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.settings = settings
+        self.transform = transform  # applied to each photo as it is decoded
+        self.sizes = [probe_image(path, settings)[1:] for path in self.paths]
+        check_total_pixels(self.sizes, settings)
+        self._recent: OrderedDict[int, LoadedImage] = OrderedDict()
+        self._described: dict[int, dict[str, object]] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> LoadedImage:  # type: ignore[override]
+        if not isinstance(index, int):
+            raise TypeError("LazyImages takes one index at a time")
+        index = range(len(self.paths))[index]
+        image = self._recent.pop(index, None)
+        if image is None:
+            image = load_image(self.paths[index], self.settings)
+            if self.transform is not None:
+                image = self.transform(image)
+        self._recent[index] = image
+        while len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
+        self._described.setdefault(index, image.describe())
+        return image
+
+    def describe(self) -> list[dict[str, object]]:
+        """What the sidecar records of each photo (decoding any not yet seen)."""
+        return [self._described.get(i) or self[i].describe() for i in range(len(self))]

@@ -112,6 +112,20 @@ def staging_path(directory: Path, extension: str) -> Path:
     return directory / f"{STAGING_PREFIX}{uuid.uuid4().hex}{extension}"
 
 
+def remove_stale_partials(directory: Path, older_than: float) -> list[Path]:
+    """Remove staged outputs last written before `older_than` (a process killed mid-encode
+    leaves one); newer ones may belong to a run still writing them."""
+    removed = []
+    for staged in directory.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if staged.lstat().st_mtime < older_than:
+                discard(staged)
+                removed.append(staged)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
 def discard(staged: Path) -> None:
     """Remove a staged (incomplete) output, file or folder, if it is there."""
     if staged.is_dir():

@@ -207,6 +207,9 @@ class Styliser:
                         notes=(*image.notes, f"stylised after {Path(self.style.path).name}"))
                 for image in images]
 
+    def apply_one(self, image: LoadedImage) -> LoadedImage:
+        return self.apply([image])[0]
+
     def describe(self) -> dict[str, Any]:
         return {"image": Path(self.style.path).name, "sha256": self.style.sha256,
                 "strength": self.strength,

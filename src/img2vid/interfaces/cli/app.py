@@ -251,14 +251,30 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
                    "only; 0.0.0.0 for the network, with --token)")
     p.add_argument("--port", type=int, help="port, 1 to 65535 (default 7860)")
-    p.add_argument("--token", help="bearer token every API call and the UI login must give "
-                   "(or set server.token / IMG2VID_SERVER__TOKEN)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", help="bearer token every API call and the UI login must "
+                       "give. Other users of this machine can see it in `ps`: prefer "
+                       "--token-file or IMG2VID_SERVER__TOKEN")
+    token.add_argument("--token-file", metavar="PATH", help="read the token from this file "
+                       "(its first line)")
     p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU, "
                    "1 to 64 (diffusion jobs always run one at a time per GPU)")
     p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
                    help="devices for diffusion jobs, one job at a time each, e.g. "
                    "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")
     p.set_defaults(handler=_serve)
+
+
+def _read_token(path: str) -> str:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--token-file: cannot read {path}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise InputError(f"--token-file: {path} is empty; put the token on its first line")
+    return token
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -269,6 +285,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
                  if getattr(args, k) is not None}
+    if args.token_file:
+        overrides["token"] = _read_token(args.token_file)
     models = settings.models.model_dump()
     if args.devices is not None:
         models["devices"] = args.devices

@@ -23,7 +23,7 @@ from img2vid.core.sidecar import Sidecar
 from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake
+from img2vid.interfaces.server import intake, shown
 from img2vid.interfaces.server.catalog import list_models
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -113,15 +113,10 @@ def client_sidecar(job: Job) -> Sidecar | None:
         request = info.request.model_copy(update={
             "images": tuple(client["images"]),
             **{name: client[name] for name in intake.FILE_FIELDS if name in client}})
-    engine_info = info.engine_info
-    if isinstance(engine_info, dict) and isinstance(engine_info.get("depth"), dict) \
-            and engine_info["depth"].get("map"):  # the parallax depth map: its name only
-        engine_info = {**engine_info, "depth": {**engine_info["depth"],
-                                                "map": Path(engine_info["depth"]["map"]).name}}
     return info.model_copy(update={
         "settings": None,
         "request": request,
-        "engine_info": engine_info,
+        "engine_info": shown.names_only(info.engine_info),  # model folders, weights
         "inputs": [entry.model_copy(update={"path": name})
                    for entry, name in zip(info.inputs or [], names)],
         "output": info.output.model_copy(update={"path": Path(info.output.path).name}),
@@ -189,7 +184,8 @@ SUBMIT_BODY = {"requestBody": {"required": True, "content": {
 
 router = APIRouter()
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)}
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503,
+                                           507)}
 
 
 def _queue(request: Request) -> JobQueue:
@@ -226,6 +222,10 @@ async def create_job(request: Request) -> Any:
         files = {name: fields.pop(name) for name in list(fields)
                  if isinstance(fields[name], intake.Upload)}
         job = await run_in_threadpool(intake.submit, queue, fields, uploads, files, dry_run)
+    except intake.StorageError as exc:
+        raise HTTPException(exc.status, str(exc),
+                            headers={"Retry-After": "60"} if exc.status == 503 else None
+                            ) from None
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -388,9 +388,12 @@ def get_presets() -> list[PresetOut]:
 
 
 def health(queue: JobQueue) -> JSONResponse:
-    """Liveness, queue counts and workers (no details about jobs)."""
+    """Liveness, queue counts and workers (no details about jobs). 503 while stopping or
+    degraded (a worker down, job ends the database would not take), saying why."""
     counts = queue.counts()
-    return JSONResponse({"status": "stopping" if queue.closing else "ok",
+    problems = queue.problems()
+    status = "stopping" if queue.closing else "degraded" if problems else "ok"
+    return JSONResponse({"status": status, "problems": problems,
                          "version": __version__, "queued": counts["queued"],
                          "running": counts["running"], "workers": queue.workers()},
-                        status_code=503 if queue.closing else 200)
+                        status_code=200 if status == "ok" else 503)

@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Mount
@@ -16,7 +17,9 @@ from starlette.routing import Mount
 from img2vid.core.config import Settings
 from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.interfaces.server import api
+from img2vid.interfaces.server import api, shown
+from img2vid.interfaces.server.guard import Guard
+from img2vid.interfaces.server.parking import Parking, ParkingGate
 from img2vid.interfaces.server.security import require_token
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
     # before reading, chunked bodies once they pass the bound.
     max_body = int(limit_mb * 1024 * 1024 * 4 / 3) + BODY_OVERHEAD
     app = FastAPI(title="img2vid", version=__version__, lifespan=lifespan,
-                  max_body_size=max_body,
+                  max_body_size=max_body, docs_url=None, redoc_url=None,
                   description="Turn still photos into short videos. Jobs are queued and run "
                   "one at a time per GPU; poll a job, then download its video.")
     app.state.settings = settings
@@ -58,42 +61,80 @@ def create_app(settings: Settings, queue: JobQueue, *, ui: bool = True,
                       "images per request (server.max_upload_mb)")
         return JSONResponse({"detail": detail}, status_code=413)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # One line, as every other error, and as the 422 schema the API declares says.
+        return JSONResponse({"detail": shown.describe_validation(exc.errors())},
+                            status_code=422)
+
     app.include_router(api.router, prefix="/api/v1", dependencies=[Depends(require_token)])
 
     @app.get("/healthz", tags=["health"], summary="Health")
     def healthz() -> JSONResponse:
         return api.health(queue)
 
-    if settings.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Range"],
-                           expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"])
+    _add_docs(app)
+
+    # Always present, even with no origins listed: Gradio then leaves CORS to us instead of
+    # echoing any localhost origin with credentials.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
+                       allow_methods=["GET", "POST", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "Range"],
+                       expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"])
     if ui:
         _mount_ui(app, settings, queue)
+    app.add_middleware(Guard, server=settings.server)  # outermost: checked before anything
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files installed with the server (swagger-ui-bundle-v2), not
+    a CDN: the page works offline and the browser fetches nothing off this machine."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="img2vid API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png")
 
 
 def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:
     # Gradio reads these when imported: no telemetry, no update checks, nothing off-machine.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
+    from gradio.utils import get_upload_folder
 
     from img2vid.interfaces.server.webui import WebUI
 
     token = settings.server.token
-    blocks = WebUI(settings, queue).build()
-    output_dir = str(settings.output.directory.resolve())
+    upload_limit = int(settings.server.max_upload_mb * 1024 * 1024)
+    parking = Parking(get_upload_folder(), limit=2 * upload_limit)
+    app.state.parking = parking
+    blocks = WebUI(settings, queue, parking).build()
     gr.mount_gradio_app(
         app, blocks, path="/",
         auth=(lambda _user, password: _matches(password, token)) if token else None,
         auth_message="This server needs its token: enter it as the password "
                      "(any user name)." if token else None,
-        allowed_paths=[output_dir],
-        blocked_paths=[str(queue.directory.resolve())],
-        max_file_size=int(settings.server.max_upload_mb * 1024 * 1024),
+        # Nothing from the output folder is served (sidecars name server folders); the player
+        # gets a copy of the video in Gradio's cache.
+        allowed_paths=[],
+        blocked_paths=[str(settings.output.directory.resolve()), str(queue.directory)],
+        max_file_size=upload_limit,
         footer_links=["api"], run_history=False, ssr_mode=False, mcp_server=False,
         show_error=True)
+    # Gradio checks that input files were uploaded only once `launch()` has run, which
+    # mounting skips; our handler checks too (Parking.claim), so an upgrade cannot reopen it.
+    blocks.has_launched = True
+    app.add_middleware(ParkingGate, parking=parking)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     # Open browser tabs hold a heartbeat stream; ending it lets the server stop promptly.
     app.state.shutdown_hooks.append(gradio_app.stop_event.set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -9,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from img2vid.core.errors import InputError
+from img2vid.core.errors import Img2VidError, InputError
 from img2vid.core.request import GenerationRequest, build_request
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server.catalog import check_depth, check_model
-from img2vid.media.images import probe_image
+from img2vid.media.images import check_total_pixels, probe_image
 
 MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["images"].metadata
                        if getattr(m, "max_length", None))
@@ -36,6 +37,24 @@ class InvalidImageError(InputError):
 
 class UploadTooLargeError(InputError):
     """The uploaded images add up to more than server.max_upload_mb (HTTP 413)."""
+
+
+class StorageError(Img2VidError):
+    """The server cannot keep the upload: its disk is full (HTTP 507) or it may not write
+    there (read-only, permissions: HTTP 503). Not the client's fault; it says what to do."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def storage_error(exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError("the server's disk is full: no room for the upload; free some "
+                            "space on it (or move output.directory), then send it again", 507)
+    return StorageError(f"the server cannot write its upload folder ({exc.strerror}); its "
+                        "output.directory must be writable: fix that on the server, then "
+                        "send it again", 503)
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,9 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
         raise InvalidImageError(f"{len(uploads)} images: at most {MAX_IMAGES} per job")
+    for name in ("engine", "model"):  # read before the request checks the rest
+        if not isinstance(fields.get(name), (str, type(None))):
+            raise InputError(f"{name}={fields[name]!r}: must be a name (a string)")
     model = check_model(settings, fields.get("engine"), fields.get("model"), missing_ok=dry_run)
     if fields.get("model"):  # the job runs the model that was checked, spelled as configured
         fields = {**fields, "model": model}
@@ -83,27 +105,37 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
 
     limit = int(settings.server.max_upload_mb * 1024 * 1024)
     job_id = queue.new_job_id()
-    folder = queue.upload_dir(job_id)
     try:
         paths, total = [], 0
-        for index, upload in enumerate(uploads):
-            dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
-            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
-            paths.append(dest)
         stored: dict[str, Path] = {}
-        for name, upload in files.items():
-            # kept under the client's own (cleaned) name: the sidecar shows that name
-            dest = folder / name / _safe_name(upload.name, name)
-            dest.parent.mkdir(exist_ok=True)
-            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
-            stored[name] = dest
+        try:
+            folder = queue.upload_dir(job_id)
+            for index, upload in enumerate(uploads):
+                dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
+                total += _store(upload.source, dest, limit - total,
+                                settings.server.max_upload_mb)
+                paths.append(dest)
+            for name, upload in files.items():
+                # kept under the client's own (cleaned) name: the sidecar shows that name
+                dest = folder / name / _safe_name(upload.name, name)
+                dest.parent.mkdir(exist_ok=True)
+                total += _store(upload.source, dest, limit - total,
+                                settings.server.max_upload_mb)
+                stored[name] = dest
+        except OSError as exc:
+            raise storage_error(exc) from None
         request = build_request(images=tuple(str(p) for p in paths),
                                 **{**dict(fields), **{k: str(v) for k, v in stored.items()}})
+        sizes = []
         for path, upload in zip(paths, uploads):
             try:
-                probe_image(path, settings.images)
+                sizes.append(probe_image(path, settings.images)[1:])
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        try:  # from the headers: nothing has been decoded yet
+            check_total_pixels(sizes, settings.images)
+        except InputError as exc:
+            raise InvalidImageError(str(exc)) from None
         _probe_files(stored, settings)
         if request.audio:  # the server's default format may be one without sound
             from img2vid.postprocess.audio import refuse_for_format

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +29,10 @@ from img2vid.core.request import (
 )
 from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake
+from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
+from img2vid.interfaces.server import intake, shown
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.parking import Parking
 from img2vid.interfaces.server.thumbnails import first_frame
 from img2vid.interfaces.server.webform import (
     FROM_PRESET,
@@ -50,9 +54,14 @@ MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 class WebUI:
     """Builds the Blocks; every Generate goes through the same JobQueue as the API."""
 
-    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+    def __init__(self, settings: Settings, queue: JobQueue, parking: Parking) -> None:
         self.settings = settings
         self.queue = queue
+        self.parking = parking
+        # Videos the player shows are linked here, inside Gradio's cache (one folder per
+        # output folder, so two servers never mix theirs).
+        digest = hashlib.sha256(str(settings.output.directory.resolve()).encode()).hexdigest()
+        self.shown_dir = parking.root / f"img2vid-shown-{digest[:12]}"
         self._session_jobs: dict[str, str] = {}  # browser session -> its running job
         self._lock = threading.Lock()
         self._thumbs: dict[tuple[str, int], np.ndarray] = {}
@@ -179,7 +188,7 @@ class WebUI:
                          style_strength, codec]
             generate_btn.click(
                 self.generate, inputs=[images, *form, *finishing, depth_map, depth_of_field],
-                outputs=[status, video, saved, params, seed, history, history_paths],
+                outputs=[status, video, saved, params, seed, history, history_paths, images],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
             check_btn.click(self.check, inputs=[images, *form], outputs=[status, params])
@@ -199,8 +208,9 @@ class WebUI:
 
     def check(self, files: list[str] | None, *form: Any) -> tuple[str, dict[str, Any]]:
         """The plan a run would follow (model, size, frames, dtypes, memory), nothing queued."""
-        try:
-            return plan_markdown(self.queue, files, form)
+        try:  # headers are read: only files this server received as uploads
+            return plan_markdown(self.queue, [str(f) for f in self.parking.verify(files or [])],
+                                 form)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -222,6 +232,12 @@ class WebUI:
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
+        extra_names = [name for name, path in
+                       (("audio", audio), ("style", style), ("depth", depth_map)) if path]
+        try:  # only files this server received as uploads; never a path a client names
+            parked = self.parking.claim([*files, *(p for p in (audio, style, depth_map) if p)])
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
         seed = str(seed or "").strip() or None
         if engine == "diffusion" and (randomize or not seed):
             seed = str(random.randrange(2**31))  # the camera engine draws nothing: no seed
@@ -231,27 +247,27 @@ class WebUI:
                   **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
                                      style_strength, codec),
                   **intake.clean_fields({"depth_of_field": depth_of_field or None})}
-        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
-        extra = {name: intake.Upload(Path(path).name, Path(path))
-                 for name, path in (("audio", audio), ("style", style), ("depth", depth_map))
-                 if path}
+        photos = [intake.Upload(f.name, f) for f in parked[:len(files)]]
+        extra = dict(zip(extra_names, (intake.Upload(f.name, f) for f in parked[len(files):])))
         try:
-            job = intake.submit(self.queue, fields, uploads, extra)
-        except (QueueFullError, ShuttingDownError, InputError) as exc:
+            job = intake.submit(self.queue, fields, photos, extra)
+        except (QueueFullError, ShuttingDownError, InputError, intake.StorageError) as exc:
             raise gr.Error(str(exc)) from None
+        finally:
+            self.parking.release(parked)  # the job has its own copies (or was refused)
         session = getattr(request, "session_hash", None) or job.id
         with self._lock:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, seed, skip, skip)
+            yield (shown.describe(job), skip, skip, skip, seed, skip, skip, skip)
             last = time.monotonic()
             version = -1
             while not job.status.terminal:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
                             "restarts.")
-                    yield (note, skip, skip, skip, skip, skip, skip)
+                    yield (note, skip, skip, skip, skip, skip, skip, skip)
                     return
                 version = self.queue.wait_for_change(version, timeout=1.0)
                 job = self.queue.get(job.id) or job
@@ -261,8 +277,8 @@ class WebUI:
                     continue
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
-                progress(fraction or 0.0, desc=_describe(job))
-                yield (_describe(job), skip, skip, skip, skip, skip, skip)
+                progress(fraction or 0.0, desc=shown.describe(job))
+                yield (shown.describe(job), skip, skip, skip, skip, skip, skip, skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -271,12 +287,13 @@ class WebUI:
         if job.status is JobStatus.FAILED:
             raise gr.Error(f"Failed: {job.error}")
         if job.status is JobStatus.CANCELLED:
-            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip)
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip, None)
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
-        yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
-               str(output), _used(job.sidecar), seed, gallery, paths)
+        # Names only: where the server keeps its files is not the browser's business.
+        yield (shown.describe(job), self._playable(output), output.name,
+               shown.parameters_used(job.sidecar), seed, gallery, paths, None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -335,8 +352,22 @@ class WebUI:
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
-        return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
-                str(output), _used(info), f"Loaded the settings of {output.name}.")
+        return (*form, self._playable(output), output.name, shown.parameters_used(info),
+                f"Loaded the settings of {output.name}.")
+
+    def _playable(self, output: Path) -> str | None:
+        """A copy of the video in Gradio's own cache, for the player: Gradio serves nothing
+        from the output folder, whose sidecars name the server's folders."""
+        if output.suffix not in PLAYABLE or not output.is_file():
+            return None
+        shown = self.shown_dir / output.name
+        if not shown.exists():
+            shown.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(output, shown)
+            except OSError:  # another drive, or no hard links there
+                shutil.copyfile(output, shown)
+        return str(shown)
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
@@ -354,39 +385,6 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _describe(job: Job) -> str:
-    """One status line: queue position, stage with step and ETA, or the outcome."""
-    if job.status is JobStatus.QUEUED:
-        return f"Queued: position {job.position} in line."
-    if job.status is JobStatus.RUNNING:
-        p = job.progress
-        if p is None:
-            return "Starting..."
-        text = f"{p.stage}: step {p.step}" + (f" of {p.total}" if p.total else "")
-        if p.fraction is not None:
-            text += f" ({p.fraction:.0%})"
-        if p.eta_s is not None:
-            text += f", about {p.eta_s:.0f} s left"
-        return text + (" (cancelling)" if job.cancel_requested else "")
-    if job.status is JobStatus.SUCCEEDED:
-        took = (job.finished or 0) - (job.started or 0)
-        return f"Done in {took:.1f} s: {Path(job.output or '').name}"
-    return f"{job.status.value.capitalize()}: {job.error or ''}"
-
-
-def _used(sidecar: Sidecar | dict[str, Any] | None) -> dict[str, Any] | None:
-    """The parameters actually used, from the sidecar (request as resolved, engine details)."""
-    if not sidecar:
-        return None
-    info = Sidecar.model_validate(sidecar)
-    output = info.output.model_dump(mode="json")
-    # Gradio takes any dict with a "path" for a file to serve; this one is only information.
-    output["file"] = output.pop("path", None)
-    request = info.request.summary() if info.request else {}
-    return {"seed": info.seed, "engine": info.engine,
-            "request": {k: Path(v).name if k in intake.FILE_FIELDS and v else v
-                        for k, v in request.items() if k != "images"},
-            "engine_info": info.engine_info, "output": output, "timings": info.timings}
 
 
 def _shown(value: object) -> str:
