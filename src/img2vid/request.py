@@ -138,6 +138,8 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
+    last_image: str | None = Field(None, min_length=1, description="image the video ends on "
+                                   "(diffusion models trained for it: Wan FLF2V, Wan 2.2 A14B)")
     engine: Engine | None = Field(None, description="camera (default) or diffusion "
                                   "(chosen automatically when --model is given)")
     model: str | None = Field(None, description="diffusion model name or local folder")

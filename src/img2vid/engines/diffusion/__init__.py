@@ -24,7 +24,7 @@ from img2vid.engines.memory import (
     step_down,
 )
 from img2vid.errors import InputError, OutOfMemoryError
-from img2vid.images import LoadedImage
+from img2vid.images import LoadedImage, load_image
 from img2vid.progress import CancelToken, Progress, ProgressCallback
 from img2vid.request import GenerationRequest
 from img2vid.seeds import resolve_seed
@@ -110,6 +110,8 @@ class DiffusionEngine:
                  shape.height, shape.num_frames, plan.dtypes, plan.device, plan.memory.reason)
 
         seed = resolve_seed(request.seed)
+        last = (load_image(request.last_image, self.settings.images)
+                if request.last_image is not None else None)
         job = DiffusionJob(
             image=fit_image(image.pixels, shape.width, shape.height),
             prompt=request.prompt if spec.uses_prompt else "",
@@ -117,7 +119,8 @@ class DiffusionEngine:
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=choices.num_inference_steps,
             guidance_scale=choices.guidance_scale, fps=choices.fps,
-            decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request))
+            decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
+            last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
         try:
@@ -147,6 +150,7 @@ class DiffusionEngine:
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
             **job.options,
+            **({"last_image": last.describe()} if last else {}),
             **extras,
             "warnings": list(plan.notes),
         }

@@ -6,7 +6,7 @@ from typing import Any
 
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import Shape
+from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 
 class Wan(Family):
@@ -25,6 +25,18 @@ class Wan(Family):
         name = index.get("_class_name")
         return name == "WanImageToVideoPipeline" or (
             name == "WanPipeline" and bool(index.get("expand_timesteps")))
+
+    def takes_last_image(self, index: dict[str, Any], config: ConfigReader) -> bool:
+        # Wan 2.1 FLF2V has a positional embedding for two CLIP images (pos_embed_seq_len);
+        # Wan 2.2 A14B (two experts, boundary_ratio) was trained with first-last-frame
+        # conditioning too. The 2.1 I2V and 2.2 TI2V models were not.
+        return (index.get("boundary_ratio") is not None
+                or config("transformer").get("pos_embed_seq_len") is not None)
+
+    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+        if job.last_image is None:
+            return base
+        return {**base, "last_image": job.last_image}
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B
