@@ -35,6 +35,7 @@ test: $(VENV)/.dev browser
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 # CPU benchmarks, one after another (run them on an idle machine); the diffusion benchmark
 # wants a GPU: python benchmarks/diffusion_bench.py --device cuda --model i2vgen-xl

@@ -3,7 +3,7 @@
     python benchmarks/batch_bench.py [--photos 12] [--preset preview] [--skip-ray]
 
 The job: N photos (scikit-image's public-domain photos, cycled and mirrored so every file is
-different), one 720p clip each through `img2vid.batch.run_batch` with the camera engine,
+different), one 720p clip each through `img2vid.execution.batch.run_batch` with the camera engine,
 into a fresh folder per variant (nothing skipped):
 
 - local, 1 worker: one clip at a time (each clip still renders and encodes on several threads);
@@ -36,9 +36,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from img2vid.batch import DONE, run_batch
-from img2vid.config import Settings
-from img2vid.request import build_request
+from img2vid.core.config import Settings
+from img2vid.core.request import build_request
+from img2vid.execution.batch import DONE, run_batch
 
 RESULTS = ROOT / "benchmarks" / "results"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",

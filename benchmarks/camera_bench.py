@@ -47,13 +47,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from img2vid import pipeline
-from img2vid.config import Settings
-from img2vid.encode import EncodeOptions, open_writer
+from img2vid.core.config import Settings
+from img2vid.core.progress import CancelToken, no_progress
+from img2vid.core.request import GenerationRequest, build_request
 from img2vid.engines.camera import CameraEngine
-from img2vid.images import LoadedImage, load_image
-from img2vid.progress import CancelToken, no_progress
-from img2vid.request import GenerationRequest, build_request
+from img2vid.execution import pipeline
+from img2vid.media.encode import EncodeOptions, open_writer
+from img2vid.media.images import LoadedImage, load_image
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 SOURCE_SIZE = (3200, 1800)

@@ -173,8 +173,8 @@ def photo(path: Path, side: int = 1024) -> Path:
 
 def engine_run(engine: Any, folder: Path, image: Any, side: int, frames: int, steps: int,
                memory: str) -> dict[str, Any]:
-    from img2vid.progress import CancelToken
-    from img2vid.request import build_request
+    from img2vid.core.progress import CancelToken
+    from img2vid.core.request import build_request
 
     # SVD takes no prompt and its own guidance scale; the real prompt's length does not
     # change the compute (CLIP pads to 77 tokens)
@@ -333,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
     from img2vid.engines.diffusion import DiffusionEngine, runtime
-    from img2vid.images import load_image
-    from img2vid.pipeline import library_versions
+    from img2vid.execution.pipeline import library_versions
+    from img2vid.media.images import load_image
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU here (use --device cpu --reduced)")

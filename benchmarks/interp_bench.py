@@ -116,7 +116,7 @@ def load_rife(weights: str | None, device: str) -> tuple[object | None, str]:
         import torch  # noqa: F401
     except ImportError:
         return None, "torch not installed"
-    from img2vid.models_cache import DownloadError, cache_dir, download_rife
+    from img2vid.media.models_cache import DownloadError, cache_dir, download_rife
     from img2vid.postprocess.rife import RifeInterpolator
 
     try:

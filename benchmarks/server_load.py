@@ -152,10 +152,10 @@ async def run_load(base: str, jobs: int, clients: int) -> tuple[Load, dict[str, 
 def direct_jobs_per_minute(n: int) -> float:
     """The peer: the same job, one after another, through pipeline.generate in-process."""
     sys.path.insert(0, str(ROOT / "src"))
-    from img2vid.config import LogSettings, OutputSettings, Settings
+    from img2vid.core.config import LogSettings, OutputSettings, Settings
+    from img2vid.core.request import build_request
     from img2vid.engines.base import create_engine
-    from img2vid.pipeline import generate
-    from img2vid.request import build_request
+    from img2vid.execution.pipeline import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.jpg"

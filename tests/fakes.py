@@ -8,12 +8,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from img2vid.config import Settings
-from img2vid.engines.base import Clip
-from img2vid.errors import Img2VidError
-from img2vid.images import LoadedImage
-from img2vid.progress import CancelToken, Progress, ProgressCallback
-from img2vid.request import GenerationRequest, output_size
+from img2vid.core.clip import Clip
+from img2vid.core.config import Settings
+from img2vid.core.errors import Img2VidError
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback
+from img2vid.core.request import GenerationRequest, output_size
+from img2vid.media.images import LoadedImage
 
 
 class FakeEngine:

@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 
-from img2vid.config import LogSettings, OutputSettings, ServerSettings, Settings
+from img2vid.core.config import LogSettings, OutputSettings, ServerSettings, Settings
 from img2vid.engines.base import EngineFactory
-from img2vid.jobs import JobQueue, JobStatus
-from img2vid.server.app import create_app
-from img2vid.server.run import bind, make_server
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.execution.jobstore import JobStatus
+from img2vid.interfaces.server.app import create_app
+from img2vid.interfaces.server.run import bind, make_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PHOTO = EXAMPLES / "coffee.png"  # 600 x 400

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import img2vid.batch
-from img2vid import cli
-from img2vid.batch import (
+import img2vid.execution.pool
+from img2vid.core.config import ModelSettings, Settings
+from img2vid.core.errors import ModelNotAvailableError, OutOfMemoryError
+from img2vid.core.progress import CancelToken, Progress
+from img2vid.core.request import OutputFormat, build_request, output_size
+from img2vid.execution.batch import (
     DONE,
     FAILED,
     PENDING,
@@ -23,11 +26,8 @@ from img2vid.batch import (
     assign_outputs,
     run_batch,
 )
-from img2vid.config import ModelSettings, Settings
-from img2vid.errors import ModelNotAvailableError, OutOfMemoryError
-from img2vid.outputs import STAGING_PREFIX
-from img2vid.progress import CancelToken, Progress
-from img2vid.request import OutputFormat, build_request, output_size
+from img2vid.interfaces.cli import app as cli
+from img2vid.media.outputs import STAGING_PREFIX
 from tests.batchkit import FAST, bad_files, decode, make_photo
 from tests.fakes import FakeEngine, Overlap
 
@@ -444,7 +444,7 @@ def test_a_camera_only_batch_does_not_count_gpus(tmp_path, monkeypatch):
     def no_torch(configured):
         raise AssertionError("counting GPUs imports torch; a camera batch needs none")
 
-    monkeypatch.setattr(img2vid.batch, "worker_devices", no_torch)
+    monkeypatch.setattr(img2vid.execution.pool, "worker_devices", no_torch)
     manifest = _mixed_manifest(tmp_path, camera=2, diffusion=0)
     result = run_batch(str(manifest), FAST, Settings(), output_dir=tmp_path / "out",
                        factory=CountingFactory())

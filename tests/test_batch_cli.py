@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from img2vid.outputs import STAGING_PREFIX
+from img2vid.media.outputs import STAGING_PREFIX
 from tests.batchkit import decode, make_photo
 from tests.conftest import run_cli, start_cli
 

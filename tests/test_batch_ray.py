@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from img2vid.batch import DONE, FAILED, PENDING, SKIPPED, run_batch
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.execution.batch import DONE, FAILED, PENDING, SKIPPED, run_batch
 from tests.batchkit import (
     FAST,
     bad_files,

@@ -16,16 +16,18 @@ import numpy as np
 import pytest
 from skimage.registration import phase_cross_correlation
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import CancelledError
+from img2vid.core.progress import CancelToken, Progress, no_progress
+from img2vid.core.request import Easing, Motion, build_request
 from img2vid.engines import camera as cam
-from img2vid.engines import create_engine
-from img2vid.engines.camera import (
+from img2vid.engines import create_engine, geometry
+from img2vid.engines.camera import CameraEngine, Timeline
+from img2vid.engines.geometry import (
     Camera,
-    CameraEngine,
     Framing,
     Pyramid,
     Slide,
-    Timeline,
     View,
     camera_at,
     eased,
@@ -34,10 +36,7 @@ from img2vid.engines.camera import (
     warp_matrix,
     window_corners,
 )
-from img2vid.errors import CancelledError
-from img2vid.images import LoadedImage, load_image
-from img2vid.progress import CancelToken, Progress, no_progress
-from img2vid.request import Easing, Motion, build_request
+from img2vid.media.images import LoadedImage, load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ALL_MOTIONS = list(Motion)
@@ -194,7 +193,7 @@ def test_static_full_size_render_is_the_photo_itself() -> None:
 
 def test_banded_warp_equals_one_whole_frame_warp(astronaut: LoadedImage) -> None:
     framing = Framing.fit(512, 512, 1280, 720, (0.3, 0.6))
-    view = cam.plan_view(Slide(framing, Pyramid(astronaut.pixels)),
+    view = geometry.plan_view(Slide(framing, Pyramid(astronaut.pixels)),
                          camera_at(Motion.ROTATE, framing, 1.3, 0.7), 1280, 720)
     whole = cv2.warpAffine(view.pixels, view.matrix, (1280, 720),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -339,7 +338,7 @@ def test_zoom_in_keeps_the_focus_still_and_ken_burns_ends_on_it() -> None:
     assert (end.cx, end.cy) == pytest.approx((300, 560))
     start = camera_at(Motion.KEN_BURNS, framing, 2.0, 0.0)
     assert (start.cx, start.cy, start.scale) == pytest.approx((500, 400, 1.0))
-    assert camera_at(Motion.ROTATE, framing, 1.3, 1.0).angle == pytest.approx(cam.ROTATE_DEGREES)
+    assert camera_at(Motion.ROTATE, framing, 1.3, 1.0).angle == pytest.approx(geometry.ROTATE_DEGREES)
     left = [camera_at(Motion.PAN_LEFT, framing, 1.5, p).cx for p in (0, 0.5, 1)]
     assert left == sorted(left, reverse=True)
 

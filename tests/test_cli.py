@@ -59,7 +59,7 @@ def test_doctor_reports_encoders_and_config(tmp_path):
 
 
 def test_help_does_not_import_heavy_libraries(tmp_path):
-    code = ("import sys; from img2vid.cli import build_parser; build_parser(); "
+    code = ("import sys; from img2vid.interfaces.cli.app import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch','diffusers','av','cv2','gradio') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT / "src")})
@@ -102,14 +102,14 @@ def test_ctrl_c_stops_cleanly_without_partial_file(tmp_path, photo):
 
 def test_a_failure_is_one_line_on_the_terminal_and_a_traceback_in_the_log(
         workdir, photo, monkeypatch, capsys):
-    import img2vid.pipeline
-    from img2vid import cli
-    from img2vid.errors import OutOfMemoryError
+    import img2vid.execution.pipeline
+    from img2vid.core.errors import OutOfMemoryError
+    from img2vid.interfaces.cli import app as cli
 
     def out_of_memory(*args, **kwargs):
         raise OutOfMemoryError("ran out of memory at memory level minimum: try fewer frames")
 
-    monkeypatch.setattr(img2vid.pipeline, "generate", out_of_memory)
+    monkeypatch.setattr(img2vid.execution.pipeline, "generate", out_of_memory)
     code = cli.main(["generate", str(photo)])
     err = capsys.readouterr().err
     assert code == 1
@@ -119,7 +119,7 @@ def test_a_failure_is_one_line_on_the_terminal_and_a_traceback_in_the_log(
 
 
 def test_the_log_does_not_keep_the_server_token():
-    from img2vid.cli import _without_secrets
+    from img2vid.interfaces.cli.app import _without_secrets
 
     assert _without_secrets(["img2vid", "serve", "--token", "s3cret", "--port", "1"]) == [
         "img2vid", "serve", "--token", "***", "--port", "1"]

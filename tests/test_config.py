@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.config import load_settings
-from img2vid.errors import InputError
-from img2vid.request import OutputFormat
+from img2vid.core.config import load_settings
+from img2vid.core.errors import InputError
+from img2vid.core.request import OutputFormat
 
 
 def test_defaults_without_a_file(tmp_path, monkeypatch):

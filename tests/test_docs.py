@@ -1,6 +1,6 @@
 """The docs stay true: the example config is the defaults, the README leads with two commands."""
 
-from img2vid.config import Settings, load_settings
+from img2vid.core.config import Settings, load_settings
 from tests.conftest import ROOT
 
 

@@ -7,8 +7,8 @@ import av
 import numpy as np
 import pytest
 
-from img2vid.encode import GIF_MAX_SIDE, EncodeOptions, open_writer
-from img2vid.request import OutputFormat
+from img2vid.core.request import OutputFormat
+from img2vid.media.encode import GIF_MAX_SIDE, EncodeOptions, open_writer
 
 
 def _frames(n, w, h):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2vid.config import ImageSettings
-from img2vid.errors import InputError
-from img2vid.images import load_image
+from img2vid.core.config import ImageSettings
+from img2vid.core.errors import InputError
+from img2vid.media.images import load_image
 
 
 def _png_claiming(path: Path, width: int, height: int) -> Path:
@@ -83,7 +83,7 @@ def test_pixel_limit_is_configurable(tmp_path):
 
 
 def test_a_limit_above_pillows_own_is_honoured(tmp_path, monkeypatch):
-    from img2vid.images import probe_image
+    from img2vid.media.images import probe_image
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # put back after
     path = _png_claiming(tmp_path / "big.png", 15_000, 14_000)  # 210 MP, past Pillow's 179

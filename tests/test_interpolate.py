@@ -9,16 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from img2vid.engines.base import Clip
-from img2vid.errors import InputError
-from img2vid.postprocess.interpolate import (
-    FlowInterpolator,
-    interpolate_clip,
-    morph,
-    morph_pair,
-    output_timing,
-)
-from img2vid.progress import CancelToken
+from img2vid.core.clip import Clip
+from img2vid.core.errors import InputError
+from img2vid.core.progress import CancelToken
+from img2vid.postprocess.blend import morph, morph_pair
+from img2vid.postprocess.interpolate import FlowInterpolator, interpolate_clip, output_timing
 from tests.triplets import Motion, blend, photo, psnr, render_frames, triplets
 
 
@@ -187,7 +182,7 @@ def test_cancel_stops_the_stream(pan_scene):
                               cancel=cancel).frames
     next(frames)
     cancel.cancel()
-    from img2vid.errors import CancelledError
+    from img2vid.core.errors import CancelledError
 
     with pytest.raises(CancelledError):
         list(frames)
@@ -215,10 +210,10 @@ def test_morph_between_unrelated_photos_is_a_clean_crossfade():
 def test_morph_transition_in_the_camera_slideshow():
     """Two overlapping views of one photo, 16 px apart: mid-transition, morph shows one
     picture in between where the crossfade shows two ghosts."""
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
+    from img2vid.core.request import build_request
     from img2vid.engines.camera import CameraEngine
-    from img2vid.images import LoadedImage
-    from img2vid.request import build_request
+    from img2vid.media.images import LoadedImage
     from tests.conftest import EXAMPLES
 
     base = cv2.cvtColor(cv2.imread(str(EXAMPLES / "coffee.png")), cv2.COLOR_BGR2RGB)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from av.video.reformatter import ColorRange, Colorspace
 
-from img2vid.encode import EncodeOptions, open_writer
-from img2vid.errors import InputError
-from img2vid.interpolate_cmd import interpolate_file
-from img2vid.request import OutputFormat
-from img2vid.video_input import open_clip
+from img2vid.core.errors import InputError
+from img2vid.core.request import OutputFormat
+from img2vid.interfaces.cli.interpolate import interpolate_file
+from img2vid.media.encode import EncodeOptions, open_writer
+from img2vid.media.video_input import open_clip
 from tests.conftest import run_cli
 from tests.triplets import Motion, photo, psnr, render_frames
 
@@ -166,8 +166,8 @@ def test_cli_rife_with_real_weights(tmp_path, rife_weights):
 
 
 def test_pipeline_runs_the_stages_and_records_them(tmp_path, settings, photo):
-    from img2vid.pipeline import generate
-    from img2vid.request import build_request
+    from img2vid.core.request import build_request
+    from img2vid.execution.pipeline import generate
     from tests.fakes import FakeEngine
 
     request = build_request(images=(str(photo),), num_frames=5, fps=8, width=96, height=64,
@@ -180,10 +180,10 @@ def test_pipeline_runs_the_stages_and_records_them(tmp_path, settings, photo):
 
 
 def test_missing_rife_weights_fail_before_the_engine_runs(tmp_path, photo):
-    from img2vid.config import ModelSettings, Settings
-    from img2vid.errors import ModelNotAvailableError
-    from img2vid.pipeline import generate
-    from img2vid.request import build_request
+    from img2vid.core.config import ModelSettings, Settings
+    from img2vid.core.errors import ModelNotAvailableError
+    from img2vid.core.request import build_request
+    from img2vid.execution.pipeline import generate
     from tests.fakes import FakeEngine
 
     settings = Settings(models=ModelSettings(cache_dir=tmp_path / "empty-cache"))

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from img2vid import jobs
-from img2vid.config import ModelSettings, Settings
-from img2vid.errors import InputError
-from img2vid.jobs import QUEUE_DIRNAME, JobQueue, JobStatus
-from img2vid.request import build_request
+from img2vid.core.config import ModelSettings, Settings
+from img2vid.core.errors import InputError
+from img2vid.core.request import build_request
+from img2vid.execution import jobqueue as jobs
+from img2vid.execution.jobqueue import QUEUE_DIRNAME, JobQueue
+from img2vid.execution.jobstore import JobStatus
 from tests.fakes import FakeEngine, Overlap
 from tests.live_server import PHOTO, make_settings
 
@@ -252,8 +253,8 @@ def test_one_queue_folder_serves_one_server(tmp_path: Path) -> None:
 CRASHING_SERVER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from img2vid.config import LogSettings, OutputSettings, Settings
-    from img2vid.jobs import JobQueue
+    from img2vid.core.config import LogSettings, OutputSettings, Settings
+    from img2vid.execution.jobqueue import JobQueue
     from tests.fakes import FakeEngine, Overlap
 
     class DieMidJob(FakeEngine):

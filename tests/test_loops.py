@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
+from img2vid.core.progress import CancelToken, no_progress
+from img2vid.core.request import TransitionStyle, build_request
 from img2vid.postprocess import apply
 from img2vid.postprocess.loops import FrameStore, pingpong, reverse, seam_length, seamless
-from img2vid.progress import CancelToken, no_progress
-from img2vid.request import TransitionStyle, build_request
 from tests.triplets import Motion, photo, psnr, render_frames
 
 

@@ -8,12 +8,12 @@ from datetime import datetime
 import av
 import pytest
 
-from img2vid import outputs
-from img2vid.errors import CancelledError
-from img2vid.outputs import DiskFullError
-from img2vid.pipeline import generate
-from img2vid.progress import CancelToken
-from img2vid.request import build_request
+from img2vid.core.errors import CancelledError
+from img2vid.core.progress import CancelToken
+from img2vid.core.request import build_request
+from img2vid.execution.pipeline import generate
+from img2vid.media import outputs
+from img2vid.media.outputs import DiskFullError
 from tests.fakes import FakeEngine, FakeFailure
 
 
@@ -139,7 +139,7 @@ def test_cancel_leaves_no_partial_file(settings, photo):
 
 
 def test_full_disk_is_one_clear_error_and_no_partial_file(settings, photo, monkeypatch):
-    from img2vid import encode
+    from img2vid.media import encode
 
     original = encode.MP4Writer.write
 

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from img2vid.errors import InputError
-from img2vid.request import Engine, GenerationRequest, build_request, output_size
+from img2vid.core.errors import InputError
+from img2vid.core.request import Engine, GenerationRequest, build_request, output_size
 
 
 @pytest.mark.parametrize("fields, expected", [

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.images import file_sha256
-from img2vid.models_cache import (
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.media.images import file_sha256
+from img2vid.media.models_cache import (
     RIFE_SHA256,
     DownloadError,
     download_rife,
@@ -207,9 +207,9 @@ def test_rife_runs_on_the_gpu_the_engine_used(random_state, tmp_path, monkeypatc
                                               engine_device, rife_device):
     import img2vid.postprocess.rife as rife_module
     from img2vid import postprocess
-    from img2vid.engines.base import Clip
-    from img2vid.progress import CancelToken, no_progress
-    from img2vid.request import build_request
+    from img2vid.core.clip import Clip
+    from img2vid.core.progress import CancelToken, no_progress
+    from img2vid.core.request import build_request
 
     chosen: list[str | None] = []
 

@@ -16,9 +16,10 @@ import av
 import httpx
 import pytest
 
-from img2vid.errors import InputError, OutOfMemoryError
-from img2vid.jobs import QUEUE_DIRNAME, JobStore
-from img2vid.request import build_request
+from img2vid.core.errors import InputError, OutOfMemoryError
+from img2vid.core.request import build_request
+from img2vid.execution.jobqueue import QUEUE_DIRNAME
+from img2vid.execution.jobstore import JobStore
 from tests.fakes import FakeEngine
 from tests.live_server import (
     PHOTO,

@@ -93,9 +93,9 @@ def test_serve_without_the_server_extra_says_how_to_get_it(workdir: Path,
                                                          ) -> None:
     import sys
 
-    from img2vid import cli
+    from img2vid.interfaces.cli import app as cli
 
-    monkeypatch.delitem(sys.modules, "img2vid.server.run", raising=False)
+    monkeypatch.delitem(sys.modules, "img2vid.interfaces.server.run", raising=False)
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an install without it gives
     assert cli.main(["serve", "--port", "1"]) == 2
     err = capsys.readouterr().err

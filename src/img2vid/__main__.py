@@ -1,5 +1,5 @@
 """`python -m img2vid` runs the CLI."""
 
-from img2vid.cli import main
+from img2vid.interfaces.cli.app import main
 
 raise SystemExit(main())

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the diffusion extra is not installed")
 
-from img2vid.config import Settings
-from img2vid.images import LoadedImage, load_image
+from img2vid.core.config import Settings
+from img2vid.media.images import LoadedImage, load_image
 from tests.diffusion import tiny_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +92,23 @@ def fake_hub_cache(home: Path, repo_id: str, source: Path) -> str:
     (repo / "refs" / "main").write_text(commit)
     shutil.copytree(source, repo / "snapshots" / commit, dirs_exist_ok=True)
     return commit
+
+
+@pytest.fixture(scope="session")
+def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Every registered model's tiny hub-layout replica, installed in one Hugging Face cache
+    (built once per session). Returns the cache folder and each model's commit."""
+    from img2vid.engines.diffusion import runtime
+    from img2vid.engines.diffusion.loading import allow_patterns
+    from img2vid.engines.diffusion.registry import MODELS
+    from tests.diffusion import replicas
+
+    runtime.import_libraries()  # the builders' save/load chatter goes to the log
+    work = tmp_path_factory.mktemp("replica-repos")
+    cache = tmp_path_factory.mktemp("hf") / "hub"
+    commits = {}
+    for name, spec in MODELS.items():
+        repo = replicas.BUILDERS[name](work / name)
+        commits[name] = replicas.commit_of(name)
+        replicas.install(repo, spec.hub_id, commits[name], cache, allow_patterns(spec))
+    return cache, commits

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import img2vid.engines.diffusion as diffusion
-from img2vid.batch import DONE, FAILED, PENDING, SKIPPED, run_batch
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.execution.batch import DONE, FAILED, PENDING, SKIPPED, run_batch
 from tests.batchkit import decode
 
 

@@ -110,8 +110,8 @@ def test_models_table_and_download_errors(tmp_path):
 
 def test_help_and_parser_do_not_import_torch(tmp_path):
     # building the CLI, importing the diffusion engine and creating it cost no torch import
-    code = ("import sys; from img2vid import cli; cli.build_parser(); "
-            "from img2vid.config import Settings; from img2vid.engines import create_engine; "
+    code = ("import sys; from img2vid.interfaces.cli import app as cli; cli.build_parser(); "
+            "from img2vid.core.config import Settings; from img2vid.engines import create_engine; "
             "create_engine('diffusion', Settings()); "
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'huggingface_hub') "
             "if m in sys.modules))")

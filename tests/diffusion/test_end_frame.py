@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2vid.errors import InputError
-from img2vid.images import file_sha256
-from img2vid.progress import CancelToken
-from img2vid.request import build_request
+from img2vid.core.errors import InputError
+from img2vid.media.images import file_sha256
+from img2vid.core.progress import CancelToken
+from img2vid.core.request import build_request
 from tests.diffusion.conftest import frames_of
 from tests.diffusion.tiny_wan22 import build_wan22_a14b
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from img2vid.encode import EncodeOptions, open_writer
-from img2vid.errors import CancelledError, InputError, OutOfMemoryError
-from img2vid.progress import CancelToken, Progress
-from img2vid.request import OutputFormat, build_request
+from img2vid.core.errors import CancelledError, InputError, OutOfMemoryError
+from img2vid.core.progress import CancelToken, Progress
+from img2vid.core.request import OutputFormat, build_request
+from img2vid.media.encode import EncodeOptions, open_writer
 from tests.diffusion.conftest import frames_of
 
 SMALL = {"width": 96, "height": 64, "num_frames": 4, "num_inference_steps": 2}
@@ -316,7 +316,7 @@ def test_int8_weights_run_and_report_the_size_saved(engine, wan_dir, small_photo
 
 def test_magcache_calibrates_once_then_uses_the_ratios(wan_dir, small_photo, loaded_photo,
                                                      tmp_path):
-    from img2vid.config import ModelSettings, Settings
+    from img2vid.core.config import ModelSettings, Settings
     from img2vid.engines.diffusion import DiffusionEngine
 
     engine = DiffusionEngine(Settings(models=ModelSettings(cache_dir=tmp_path)))
@@ -457,7 +457,7 @@ def test_a_pinned_engine_makes_its_gpu_current_for_the_job(wan_dir, small_photo,
                                                             monkeypatch):
     from contextlib import nullcontext
 
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
     from img2vid.engines.diffusion import DiffusionEngine, runtime
 
     pinned = runtime.on_device("cuda:1")
@@ -476,7 +476,7 @@ def test_a_pinned_engine_makes_its_gpu_current_for_the_job(wan_dir, small_photo,
 
 def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, small_photo,
                                                                      loaded_photo):
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
     from img2vid.engines.diffusion import DiffusionEngine
 
     engine = DiffusionEngine(Settings())
@@ -489,10 +489,10 @@ def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, sm
 
 
 def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
+    from img2vid.core.request import Quantize
     from img2vid.engines.diffusion.job import Choices, Shape
     from img2vid.engines.diffusion.loading import resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
-    from img2vid.request import Quantize
 
     resolved = resolve_folder(wan_dir)
     choices = Choices(Shape(96, 64, 5, 96, 64, 5), 16, 2, 5.0)
@@ -509,7 +509,7 @@ def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
 def test_the_loaded_model_counts_as_free_memory_for_the_next_plan(wan_dir, small_photo,
                                                                    loaded_photo, monkeypatch):
     import img2vid.engines.diffusion as diffusion
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
     from img2vid.engines.memory import probe_memory
 
     seen: list[int] = []

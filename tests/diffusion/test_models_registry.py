@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.config import ModelSettings, Settings
+from img2vid.core.config import ModelSettings, Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.request import build_request
+from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.job import choose, choose_shape, fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
@@ -15,10 +18,7 @@ from img2vid.engines.diffusion.loading import (
     resolve_model,
     weight_census,
 )
-from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.registry import MODELS
-from img2vid.errors import InputError, ModelNotAvailableError
-from img2vid.request import build_request
 
 
 @pytest.mark.parametrize(("name", "asked", "used"), [
@@ -162,7 +162,7 @@ def test_configured_local_dir_and_weight_counts(wan_dir: Path):
 def test_a_cached_model_is_resolved_without_asking_the_hub(tmp_path, monkeypatch, i2vgen_dir):
     import huggingface_hub
 
-    from img2vid.config import ModelSettings, Settings
+    from img2vid.core.config import ModelSettings, Settings
     from img2vid.engines.diffusion.loading import resolve_model
     from tests.diffusion.conftest import fake_hub_cache
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 
-from img2vid.config import LogSettings, ModelSettings, OutputSettings, Settings
+from img2vid.core.config import LogSettings, ModelSettings, OutputSettings, Settings
 from tests.live_server import TERMINAL, live_server, submit, wait_for
 
 

@@ -126,7 +126,7 @@ def build_svd(folder: Path) -> Path:
     return target
 
 
-def build_wan(folder: Path) -> Path:
+def build_wan(folder: Path, projection: bool = False) -> Path:
     from diffusers import (
         AutoencoderKLWan,
         FlowMatchEulerDiscreteScheduler,
@@ -153,7 +153,7 @@ def build_wan(folder: Path) -> Path:
     pipe = WanImageToVideoPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        image_processor=_clip_processor(32), image_encoder=_clip_vision(32, 8, False),
+        image_processor=_clip_processor(32), image_encoder=_clip_vision(32, 8, projection),
         transformer=transformer)
     target = folder / "wan-tiny"
     pipe.save_pretrained(target)

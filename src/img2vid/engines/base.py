@@ -1,38 +1,16 @@
-"""The Engine protocol, the Clip it returns, and the registry that creates engines lazily."""
+"""The Engine protocol and the registry that creates engines lazily."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-import numpy as np
-
-from img2vid.config import Settings
-from img2vid.images import LoadedImage
-from img2vid.progress import CancelToken, ProgressCallback
-from img2vid.request import GenerationRequest
-
-
-@dataclass
-class Clip:
-    """A stream of H x W x 3 uint8 RGB frames with its rate and size known up front.
-
-    `frames` is consumed once. `info` carries what the engine actually used (sizes snapped,
-    model id, memory plan...) for the sidecar.
-    """
-
-    frames: Iterator[np.ndarray]
-    fps: float
-    width: int
-    height: int
-    num_frames: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
+from img2vid.core.clip import Clip
+from img2vid.core.config import Settings
+from img2vid.core.progress import CancelToken, ProgressCallback
+from img2vid.core.request import GenerationRequest
+from img2vid.media.images import LoadedImage
 
 
 class Engine(Protocol):

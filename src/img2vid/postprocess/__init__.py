@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
+from img2vid.core.progress import CancelToken, ProgressCallback
+from img2vid.core.request import GenerationRequest, Interpolator, LoopMode
 from img2vid.postprocess.effects import fade
 from img2vid.postprocess.loops import pingpong, reverse, seamless
-from img2vid.progress import CancelToken, ProgressCallback
-from img2vid.request import GenerationRequest, Interpolator, LoopMode
 
 if TYPE_CHECKING:
-    from img2vid.config import Settings
+    from img2vid.core.config import Settings
     from img2vid.postprocess.interpolate import Interpolator as FrameInterpolator
 
 
@@ -48,14 +48,14 @@ def preflight(request: GenerationRequest, settings: Settings | None = None) -> N
     """Raise now, before an engine runs, what apply() would raise later: RIFE asked for
     without its weights or without torch."""
     if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
-        from img2vid.models_cache import cache_dir, find_rife_weights
+        from img2vid.media.models_cache import cache_dir, find_rife_weights
 
         find_rife_weights(request.rife_weights, cache_dir(settings))
         _require_torch()
 
 
 def _require_torch() -> None:
-    from img2vid.errors import ModelNotAvailableError
+    from img2vid.core.errors import ModelNotAvailableError
 
     try:
         import torch  # noqa: F401  (only to report a missing install clearly)
@@ -74,7 +74,7 @@ def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
         from img2vid.postprocess.interpolate import FlowInterpolator
 
         return FlowInterpolator()
-    from img2vid.models_cache import cache_dir, find_rife_weights
+    from img2vid.media.models_cache import cache_dir, find_rife_weights
 
     weights = find_rife_weights(rife_weights, cache_dir(settings))
     _require_torch()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
 
 
 def fade(clip: Clip, fade_in: float, fade_out: float) -> Clip:

@@ -1,5 +1,6 @@
-"""Frame interpolation: the Interpolator protocol, the weightless optical-flow interpolator,
-the morph used between photos, and the streaming stage that raises a clip's frame rate."""
+"""Frame interpolation: the Interpolator protocol, the weightless optical-flow interpolator
+(whose pairs also morph between photos, see blend.py), and the streaming stage that raises a
+clip's frame rate."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from img2vid.engines.base import Clip
-from img2vid.errors import InputError
-from img2vid.progress import CancelToken, Progress, ProgressCallback, no_progress
+from img2vid.core.clip import Clip
+from img2vid.core.errors import InputError
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -311,30 +312,6 @@ class FlowPair:
         faded = cv2.addWeighted(self.a, 1.0 - t, self.b, t, 0.0)
         return cv2.blendLinear(moved, faded, cv2.add(trust, 1e-4),
                                cv2.subtract(1.0 + 1e-4, trust))
-
-
-def morph_pair(a: np.ndarray, b: np.ndarray, interpolator: FlowInterpolator | None = None,
-               ) -> FlowPair:
-    """Prepare a morph from photo `a` to photo `b` (same size); call `.morph(t)` per frame."""
-    return (interpolator or FlowInterpolator()).prepare(a, b)
-
-
-def morph(a: np.ndarray, b: np.ndarray, t: float,
-          interpolator: FlowInterpolator | None = None) -> np.ndarray:
-    """One morph frame at t in [0, 1] from `a` to `b` (same size, H x W x 3 uint8 RGB).
-
-    The flow interpolator carries one photo into the other; where the photos have no
-    credible correspondence it crossfades. It fits the camera engine's Transition
-    signature and is safe to call from several threads (each call makes its own
-    interpolator unless one is given). When `a` and `b` stay the same over a transition,
-    prepare once with `morph_pair(a, b)` and call `.morph(t)` per frame instead: the flow
-    is the expensive part (about 50 ms at 1080p on 2 cores).
-    """
-    if t <= 0.0:
-        return a
-    if t >= 1.0:
-        return b
-    return morph_pair(a, b, interpolator).morph(t)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-from img2vid.engines.base import Clip
-from img2vid.request import TransitionStyle
+from img2vid.core.clip import Clip
+from img2vid.core.request import TransitionStyle
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,6 @@ def pingpong(clip: Clip, ram_budget: int = DEFAULT_RAM_BUDGET) -> Clip:
                 {**clip.info, "loop": "pingpong"})
 
 
-Blend = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-
-
-def crossfade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """(1 - t) a + t b, rounded."""
-    import cv2
-
-    return cv2.addWeighted(a, 1.0 - t, b, t, 0.0)
-
-
 def seam_length(num_frames: int, fps: float, seconds: float) -> int:
     """Frames in a seamless loop's seam: `seconds` long, at most a third of the clip."""
     return max(1, min(round(seconds * fps), num_frames // 3))
@@ -147,14 +137,16 @@ def seamless(clip: Clip, seconds: float = 1.0,
         log.warning("a seamless loop needs at least 3 frames; the clip has %d: left as is", n)
         return clip
     k = seam_length(n, clip.fps, seconds)
+    # cv2 and the flow code load only when a seamless loop is made
+    from img2vid.postprocess.blend import Blend, crossfade, morph
+    from img2vid.postprocess.interpolate import FlowInterpolator
+
     blend: Blend = crossfade
     if style is TransitionStyle.MORPH:
-        from img2vid.postprocess.interpolate import FlowInterpolator
-
         flow = FlowInterpolator()
 
         def blend(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-            return flow.prepare(a, b).morph(t)
+            return morph(a, b, t, flow)
 
     def frames() -> Iterator[np.ndarray]:
         head = FrameStore(ram_budget)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from img2vid.errors import InputError
+from img2vid.core.errors import InputError
 from img2vid.postprocess.interpolate import FlowInterpolator
 
 if TYPE_CHECKING:

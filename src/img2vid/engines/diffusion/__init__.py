@@ -10,8 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from img2vid.config import Settings
-from img2vid.engines.base import Clip
+from img2vid.core.clip import Clip
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, OutOfMemoryError
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback
+from img2vid.core.request import GenerationRequest
+from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
@@ -23,11 +27,7 @@ from img2vid.engines.memory import (
     probe_memory,
     step_down,
 )
-from img2vid.errors import InputError, OutOfMemoryError
-from img2vid.images import LoadedImage, load_image
-from img2vid.progress import CancelToken, Progress, ProgressCallback
-from img2vid.request import GenerationRequest
-from img2vid.seeds import resolve_seed
+from img2vid.media.images import LoadedImage, load_image
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class DiffusionEngine:
 
     def _cache_root(self) -> Path:
         """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
-        from img2vid.models_cache import cache_dir
+        from img2vid.media.models_cache import cache_dir
 
         return cache_dir(self.settings)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from img2vid.core.request import GenerationRequest
     from img2vid.engines.diffusion.job import DiffusionJob, Shape
     from img2vid.engines.diffusion.steps import StepReporter
-    from img2vid.request import GenerationRequest
 
 ConfigReader = Callable[[str], dict[str, Any]]
 

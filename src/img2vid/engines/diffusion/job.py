@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from img2vid.request import GenerationRequest, output_size
+from img2vid.core.request import GenerationRequest, output_size
 
 if TYPE_CHECKING:
     from img2vid.engines.diffusion.registry import ModelSpec

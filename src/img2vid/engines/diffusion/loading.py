@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
     FAMILIES,
     MODELS,
@@ -18,7 +20,6 @@ from img2vid.engines.diffusion.registry import (
     family_of,
     get_spec,
 )
-from img2vid.errors import InputError, ModelNotAvailableError
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +231,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _from_snapshot(spec: ModelSpec, folder: Path) -> ResolvedModel:
+    """A downloaded registered model: its shape rules come from its own configs (the same as
+    the registry's for the real repos; a fine-tune or a test replica may differ)."""
     revision = folder.name if folder.parent.name == "snapshots" else None
-    return ResolvedModel(spec=spec, path=folder, source="hub", revision=revision,
-                         variant=_variant_present(folder, spec.variant))
+    rules = spec.family.shape_rules(lambda component: read_config(folder, component))
+    return ResolvedModel(spec=dataclasses.replace(spec, rules=rules), path=folder, source="hub",
+                         revision=revision, variant=_variant_present(folder, spec.variant))
 
 
 def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
@@ -360,11 +364,15 @@ def load_pipeline(resolved: ResolvedModel, dtypes: dict[str, Any]) -> Any:
 def load_failure(exc: BaseException) -> str:
     """The real cause of a failed load. A tokenizer folder with only spiece.model (LTX-Video,
     CogVideoX) needs sentencepiece to convert; without it transformers names tiktoken."""
-    import importlib.util
-
     text = _first_line(exc)
-    if importlib.util.find_spec("sentencepiece") is None and (
-            "tiktoken" in text or "sentencepiece" in text.lower() or "tokenizer" in text.lower()):
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        missing = True
+    else:
+        missing = False
+    if missing and ("tiktoken" in text or "sentencepiece" in text.lower()
+                    or "tokenizer" in text.lower()):
         return ("its tokenizer is a SentencePiece model (spiece.model) and the sentencepiece "
                 "package is missing: pip install 'img2vid[diffusion]' (or pip install "
                 "sentencepiece)")

@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from img2vid.config import Settings
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError
+from img2vid.core.request import GenerationRequest, Quantize
 from img2vid.engines.diffusion.family import Family
 from img2vid.engines.diffusion.job import Choices, choose
 from img2vid.engines.diffusion.loading import (
@@ -28,8 +30,6 @@ from img2vid.engines.memory import (
     Workload,
     plan_memory,
 )
-from img2vid.errors import InputError
-from img2vid.request import GenerationRequest, Quantize
 
 log = logging.getLogger(__name__)
 

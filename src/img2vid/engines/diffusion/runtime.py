@@ -12,11 +12,11 @@ from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import Any
 
+from img2vid.core.errors import InputError
+from img2vid.core.request import GenerationRequest, Quantize, StepCache
 from img2vid.engines.diffusion.family import Family
 from img2vid.engines.diffusion.registry import ModelSpec
 from img2vid.engines.memory import MemoryPlan, peak_rss_bytes
-from img2vid.errors import InputError
-from img2vid.request import GenerationRequest, Quantize, StepCache
 
 log = logging.getLogger(__name__)
 

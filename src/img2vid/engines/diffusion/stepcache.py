@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from img2vid.request import StepCache
+from img2vid.core.request import StepCache
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from img2vid.progress import CancelToken, Progress, ProgressCallback
+from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 
 
 class StepReporter:

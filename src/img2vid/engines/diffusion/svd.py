@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.core.request import GenerationRequest
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
@@ -13,7 +14,6 @@ from img2vid.engines.diffusion.family import (
     vae_scale,
 )
 from img2vid.engines.diffusion.job import DiffusionJob, Shape
-from img2vid.request import GenerationRequest
 
 MIN_GUIDANCE_SCALE = 1.0  # guidance ramps from this on the first frame to guidance_scale
 MOTION_BUCKET_ID = 127  # the pipeline's defaults

@@ -1,0 +1,381 @@
+"""GenerationRequest: the one typed, validated request every interface builds, with presets."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from img2vid.core.errors import InputError
+
+
+class Engine(str, Enum):
+    CAMERA = "camera"
+    DIFFUSION = "diffusion"
+
+
+class Motion(str, Enum):
+    STATIC = "static"
+    ZOOM_IN = "zoom-in"
+    ZOOM_OUT = "zoom-out"
+    PAN_LEFT = "pan-left"
+    PAN_RIGHT = "pan-right"
+    PAN_UP = "pan-up"
+    PAN_DOWN = "pan-down"
+    KEN_BURNS = "ken-burns"
+    ROTATE = "rotate"
+
+
+class Easing(str, Enum):
+    LINEAR = "linear"
+    EASE_IN_OUT = "ease-in-out"
+    EASE_IN = "ease-in"
+    EASE_OUT = "ease-out"
+
+
+class OutputFormat(str, Enum):
+    MP4 = "mp4"  # H.264, plays everywhere
+    WEBM = "webm"  # VP9
+    GIF = "gif"
+    PNG = "png"  # a folder of numbered PNG frames
+    MKV = "mkv"  # FFV1, lossless
+
+    @property
+    def extension(self) -> str:
+        return "" if self is OutputFormat.PNG else f".{self.value}"
+
+
+class Interpolator(str, Enum):
+    FLOW = "flow"  # weightless optical flow (OpenCV DIS)
+    RIFE = "rife"  # learned, needs weights
+
+
+class LoopMode(str, Enum):
+    NONE = "none"
+    PINGPONG = "pingpong"  # forwards then backwards (boomerang)
+    SEAMLESS = "seamless"  # the end blends back into the start
+
+
+class TransitionStyle(str, Enum):
+    CROSSFADE = "crossfade"
+    MORPH = "morph"  # frame interpolation carries one photo into the next
+
+
+class MemoryLevel(str, Enum):
+    AUTO = "auto"  # the planner picks the lightest level that fits
+    HIGH = "high"  # everything resident on the GPU
+    BALANCED = "balanced"  # whole models move to the GPU when used (model CPU offload)
+    LOW = "low"  # blocks stream to the GPU (group offload with CUDA streams)
+    MINIMUM = "minimum"  # layer by layer (sequential / leaf offload)
+
+
+class StepCache(str, Enum):
+    NONE = "none"
+    FIRST_BLOCK = "first-block"  # skip the rest of a step when the first block barely changed
+    MAGCACHE = "magcache"  # skip steps by residual magnitude ratios
+
+
+class Quantize(str, Enum):
+    NONE = "none"
+    INT8 = "int8"  # int8 weight-only (torchao)
+    FP8 = "fp8"  # fp8 storage, computed in the model dtype
+
+
+class PresetName(str, Enum):
+    PREVIEW = "preview"
+    STANDARD = "standard"
+    HIGH = "high"
+    MAX = "max"
+
+
+# Short side of the output in pixels; the long side follows the photo's aspect ratio.
+RESOLUTIONS = (256, 360, 480, 512, 540, 576, 720, 768, 1024, 1080, 1440, 2160)
+ENCODE_SPEEDS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)
+MAX_FRAMES = 3600
+
+# Values a preset fills in when the request leaves them unset, per engine.
+PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
+    Engine.CAMERA: {
+        PresetName.PREVIEW: {"resolution": 720, "fps": 24, "duration": 4.0, "crf": 23,
+                             "encode_speed": "veryfast"},
+        PresetName.STANDARD: {"resolution": 1080, "fps": 30, "duration": 5.0, "crf": 18,
+                              "encode_speed": "medium"},
+        PresetName.HIGH: {"resolution": 1440, "fps": 30, "duration": 6.0, "crf": 17,
+                          "encode_speed": "slow"},
+        PresetName.MAX: {"resolution": 2160, "fps": 30, "duration": 8.0, "crf": 16,
+                         "encode_speed": "slow"},
+    },
+    # A diffusion preset is a quality tier relative to the model: size, frames, steps,
+    # guidance and fps come from the model's registry entry (engines/diffusion/registry.py)
+    # when the request leaves them unset; only the encoding is set here.
+    Engine.DIFFUSION: {name: {"crf": 18, "encode_speed": "medium"} for name in PresetName},
+}
+
+PRESET_DESCRIPTIONS = {
+    PresetName.PREVIEW: "fast look: camera 720p 24 fps 4 s; diffusion: the model's size, about "
+                        "half its frames and steps (I2VGen-XL 512p, 8 frames, 30 steps)",
+    PresetName.STANDARD: "default: camera 1080p 30 fps 5 s; diffusion: the model's native size, "
+                         "frames and steps (I2VGen-XL 512p, 16 frames, 50 steps)",
+    PresetName.HIGH: "camera 1440p 30 fps 6 s; diffusion: native, 1.5x the steps "
+                     "(I2VGen-XL 768p, 24 frames, 80 steps)",
+    PresetName.MAX: "camera 2160p 30 fps 8 s; diffusion: native, 2x the steps "
+                    "(I2VGen-XL 1024p, 32 frames, 100 steps)",
+}
+
+
+class GenerationRequest(BaseModel):
+    """Everything needed to make one video. Frozen; presets are resolved when it is built.
+
+    Field names follow diffusers' vocabulary where the two engines share a meaning.
+    Unset optional fields are filled from the preset for the chosen engine.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    images: tuple[str, ...] = Field(min_length=1, max_length=200,
+                                    description="input image path(s); several make a slideshow")
+    last_image: str | None = Field(None, min_length=1, description="image the video ends on "
+                                   "(diffusion models trained for it: Wan FLF2V, Wan 2.2 A14B)")
+    engine: Engine | None = Field(None, description="camera (default) or diffusion "
+                                  "(chosen automatically when --model is given)")
+    model: str | None = Field(None, description="diffusion model name or local folder")
+    revision: str | None = Field(None, min_length=1, max_length=100,
+                                 description="hub commit, branch or tag of a named model "
+                                 "(default: the commit first downloaded, kept in a lock file)")
+    preset: PresetName = Field(PresetName.STANDARD, description="preset filling unset values: "
+                               "preview, standard, high, max")
+    prompt: str = Field("", max_length=2000, description="what should happen in the video")
+    negative_prompt: str = Field("", max_length=2000, description="what to avoid")
+    resolution: int | None = Field(None, description="short side in px, aspect ratio kept: "
+                                   + ", ".join(map(str, RESOLUTIONS)))
+    width: int | None = Field(None, ge=64, le=4096, description="output width in px")
+    height: int | None = Field(None, ge=64, le=4096, description="output height in px")
+    num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
+    fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
+                            "default the model's own)")
+    duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
+                                   "(frames = duration x fps)")
+    num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
+    guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
+                                         "(default the model's own)")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
+    motion: Motion = Field(Motion.KEN_BURNS, description="camera move")
+    zoom: float = Field(1.3, ge=1.0, le=4.0, description="zoom amount (1.0 = none)")
+    focus: tuple[float, float] | Literal["auto"] = Field(
+        "auto", description="point the move aims at, as x,y fractions (0.6,0.4), or auto "
+        "(largest face, else the centre)")
+    easing: Easing = Field(Easing.EASE_IN_OUT, description="speed curve of the move")
+    fade_in: float = Field(0.0, ge=0, le=30, description="fade from black, seconds")
+    fade_out: float = Field(0.0, ge=0, le=30, description="fade to black, seconds")
+    transition: float = Field(1.0, ge=0, le=10, description="crossfade between images, seconds")
+    transition_style: TransitionStyle = Field(TransitionStyle.CROSSFADE,
+                                              description="crossfade or morph between images")
+    interpolate: int | None = Field(None, ge=2, le=4, description="multiply the frame rate by "
+                                    "2, 3 or 4 with frame interpolation")
+    target_fps: int | None = Field(None, ge=1, le=240, description="interpolate up to this "
+                                   "frame rate")
+    interpolator: Interpolator = Field(Interpolator.FLOW, description="flow (weightless) or "
+                                       "rife (learned weights)")
+    rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
+                                     "(default: the downloaded one)")
+    loop: LoopMode = Field(LoopMode.NONE, description="none, pingpong or seamless")
+    reverse: bool = Field(False, description="play the clip backwards")
+    format: OutputFormat | None = Field(None, description="mp4, webm, gif, png (frame folder), "
+                                        "mkv (lossless FFV1); default from config")
+    crf: int | None = Field(None, ge=0, le=51, description="encoder quality (lower is better)")
+    encode_speed: str | None = Field(None, description="x264-style speed preset: "
+                                     + ", ".join(ENCODE_SPEEDS))
+    memory: MemoryLevel = Field(MemoryLevel.AUTO, description="diffusion memory level: auto, "
+                                "high, balanced, low, minimum")
+    motion_bucket_id: int | None = Field(None, ge=0, le=255, description="SVD motion strength "
+                                         "(default 127)")
+    noise_aug_strength: float | None = Field(None, ge=0, le=1, description="SVD noise added to "
+                                             "the photo (default 0.02)")
+    compile: bool = Field(False, description="torch.compile the denoiser (slow first run)")
+    attention: str | None = Field(None, max_length=40, pattern=r"^[a-z0-9_]+$",
+                                  description="attention backend for transformer models "
+                                  "(e.g. flash, sage, _native_cudnn)")
+    step_cache: StepCache = Field(StepCache.NONE, description="skip work between steps: none, "
+                                  "first-block, magcache")
+    quantize: Quantize = Field(Quantize.NONE, description="denoiser weights: none, int8, fp8")
+
+    @field_validator("focus", mode="before")
+    @classmethod
+    def _parse_focus(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() != "auto":
+            parts = value.replace(" ", "").split(",")
+            if len(parts) != 2:
+                raise ValueError("expected x,y fractions such as 0.6,0.4, or auto")
+            try:
+                return (float(parts[0]), float(parts[1]))
+            except ValueError:
+                raise ValueError("expected x,y fractions such as 0.6,0.4, or auto") from None
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("focus")
+    @classmethod
+    def _check_focus(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and not all(0.0 <= v <= 1.0 for v in value):
+            raise ValueError("x and y must each be between 0 and 1")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _check_resolution(cls, value: int | None) -> int | None:
+        if value is not None and value not in RESOLUTIONS:
+            raise ValueError("must be one of " + ", ".join(map(str, RESOLUTIONS)))
+        return value
+
+    @field_validator("encode_speed")
+    @classmethod
+    def _check_speed(cls, value: str | None) -> str | None:
+        if value is not None and value not in ENCODE_SPEEDS:
+            raise ValueError("must be one of " + ", ".join(ENCODE_SPEEDS))
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """Pick the engine, then fill unset values from the preset."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if v is not None}
+        if isinstance(data.get("images"), (str, bytes)):
+            data["images"] = (data["images"],)
+        engine = data.get("engine") or (Engine.DIFFUSION if data.get("model") else Engine.CAMERA)
+        try:
+            engine = Engine(engine)
+            preset = PresetName(data.get("preset", PresetName.STANDARD))
+        except ValueError:
+            return data  # the field validators report the bad value
+        data["engine"] = engine
+        explicit_size = "width" in data or "height" in data
+        for key, value in PRESETS[engine][preset].items():
+            if key == "resolution" and explicit_size:
+                continue
+            if key == "duration" and "num_frames" in data:
+                continue
+            if key == "num_frames" and "duration" in data:
+                continue
+            if key == "duration" and isinstance(data.get("images"), (list, tuple)):
+                value = value * max(1, len(data["images"]))  # a preset's length is per photo
+            data.setdefault(key, value)
+        return data
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> GenerationRequest:
+        if self.num_frames is not None and self.duration is not None and self.fps:
+            if abs(self.num_frames - self.duration * self.fps) >= 1:
+                raise ValueError(
+                    f"num_frames={self.num_frames} disagrees with duration={self.duration:g} s "
+                    f"at fps={self.fps}: give one of them")
+        if self.num_frames is None and self.duration is not None and self.fps:
+            object.__setattr__(self, "num_frames", max(1, round(self.duration * self.fps)))
+        if self.num_frames is not None and self.num_frames > MAX_FRAMES:
+            raise ValueError(f"duration x fps gives {self.num_frames} frames; "
+                             f"the limit is {MAX_FRAMES}")
+        if self.num_frames is not None and self.duration is None and self.fps:
+            object.__setattr__(self, "duration", self.num_frames / self.fps)
+        if self.duration and self.fade_in + self.fade_out > self.duration + 1e-9:
+            raise ValueError(f"fade_in + fade_out ({self.fade_in + self.fade_out:g} s) is longer "
+                             f"than the clip ({self.duration:g} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_interpolation(self) -> GenerationRequest:
+        if self.interpolate is not None and self.target_fps is not None:
+            raise ValueError("give interpolate or target_fps, not both")
+        if self.target_fps is not None and self.fps and self.target_fps < self.fps:
+            raise ValueError(f"target_fps={self.target_fps} is below fps={self.fps}; "
+                             "interpolation only adds frames")
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (the sidecar's `request`)."""
+        return self.model_dump(mode="json")
+
+
+def build_request(**fields: Any) -> GenerationRequest:
+    """Build a request, turning validation failures into one InputError line.
+
+    The message names the field, the value given and what is allowed.
+    """
+    try:
+        return GenerationRequest(**fields)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field, its value and the allowed range."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        field = loc[0] if loc else ""
+        given = err.get("input")
+        reason = _reason(field, err)
+        if field and not isinstance(given, dict):
+            parts.append(f"{field}={_short(given)}: {reason}")
+        else:
+            parts.append(reason)
+    return "invalid request: " + "; ".join(parts)
+
+
+def _reason(field: str, err: dict[str, Any]) -> str:
+    kind = err["type"]
+    info = GenerationRequest.model_fields.get(field)
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
+        bounds = {name: getattr(meta, name) for meta in info.metadata
+                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
+        high = bounds.get("le")
+        if "ge" in bounds and high is not None:
+            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
+        if "gt" in bounds and high is not None:
+            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
+    if kind == "enum":
+        return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error" and field == "focus":
+        return "expected x,y fractions such as 0.6,0.4, or auto"
+    return str(err["msg"]).lower()
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 1 (not 1.0 or 1e+00), 0.5, 9223372036854775807."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def output_size(request: GenerationRequest, source_width: int, source_height: int,
+                multiple: int = 2) -> tuple[int, int]:
+    """Output (width, height): the request's, or the resolution with the photo's aspect ratio.
+
+    Sides are rounded to `multiple` (2 for 4:2:0 video; models ask for 8, 16 or 32).
+    """
+    aspect = source_width / source_height
+    width, height = request.width, request.height
+    if width and height:
+        pass
+    elif width:
+        height = width / aspect
+    elif height:
+        width = height * aspect
+    else:
+        short = request.resolution or 720
+        width, height = (short * aspect, short) if aspect >= 1 else (short, short / aspect)
+
+    def snap(v: float) -> int:
+        return max(multiple, int(math.floor(v / multiple + 0.5)) * multiple)
+
+    return snap(width), snap(height)

@@ -1,0 +1,47 @@
+"""Which registry models this machine has: cache state and size on disk (for `models` and the server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from img2vid.core.config import Settings
+
+
+def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]]:
+    """One row per registry model with its download size and cache state (and its size on
+    disk with `sizes`, which walks the whole Hugging Face cache)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from img2vid.engines.diffusion.registry import MODELS
+
+    cache_dir = str(settings.models.cache_dir) if settings.models.cache_dir else None
+    on_disk = _cached_sizes(cache_dir) if sizes else {}
+    rows = []
+    for spec in MODELS.values():
+        local = settings.models.local_dirs.get(spec.name)
+        index = try_to_load_from_cache(spec.hub_id, "model_index.json", cache_dir=cache_dir)
+        rows.append({
+            "name": spec.name,
+            "hub_id": spec.hub_id,
+            "pipeline": spec.pipeline_class,
+            "family": spec.family.name,
+            "revision": spec.revision,
+            "defaults": spec.describe_defaults(),
+            "download_gb": spec.download_gb,
+            "cached": isinstance(index, str) or local is not None,
+            "size_on_disk_bytes": on_disk.get(spec.hub_id),
+            "local_dir": str(local) if local else None,
+            "description": spec.description,
+        })
+    return rows
+
+
+def _cached_sizes(cache_dir: str | None) -> dict[str, int]:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return {}
+    return {repo.repo_id: repo.size_on_disk for repo in info.repos if repo.repo_type == "model"}

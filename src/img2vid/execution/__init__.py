@@ -1,0 +1,1 @@
+"""Running requests: the generation pipeline, the job queue, batch runs and Ray."""

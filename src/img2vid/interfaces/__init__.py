@@ -1,0 +1,1 @@
+"""What users drive: the command line and the server (REST API and WebUI)."""

@@ -1,0 +1,1 @@
+"""The `img2vid` command line: the argparse app (app.py) and one module per command."""

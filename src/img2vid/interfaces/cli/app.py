@@ -1,0 +1,339 @@
+"""Command line: `img2vid generate | doctor | ...`; flags are generated from GenerationRequest."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from img2vid import __version__
+from img2vid.core.config import Settings, load_settings
+from img2vid.core.errors import CancelledError, Img2VidError, InputError
+from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
+from img2vid.interfaces.cli.interpolate import add_interpolate_parser
+from img2vid.interfaces.cli.models import add_models_command
+
+log = logging.getLogger("img2vid")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- generate -------------------------------------------------------------------------------
+
+def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("images",),
+                          ) -> None:
+    """One --kebab-case flag per GenerationRequest field, typed and documented by the model.
+
+    Values stay strings here; the request validates them, so the CLI, API and UI share
+    the same checks and messages.
+    """
+    group = parser.add_argument_group("generation options (unset values come from --preset)")
+    for name, field in GenerationRequest.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        choices = _enum_choices(field.annotation)
+        help_text = field.description or ""
+        if _is_bool(field.annotation):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+            continue
+        metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+        group.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
+
+
+def request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields given on the command line (unset ones are left to the preset)."""
+    return {name: getattr(args, name) for name in GenerationRequest.model_fields
+            if name != "images" and getattr(args, name, None) is not None}
+
+
+def request_from_args(args: argparse.Namespace, images: Sequence[str]) -> GenerationRequest:
+    return build_request(images=tuple(images), **request_fields(args))
+
+
+def _enum_choices(annotation: Any) -> list[str]:
+    for arg in (typing.get_args(annotation) or (annotation,)):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+    return []
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool or (isinstance(annotation, types.UnionType)
+                                  and bool in typing.get_args(annotation))
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    presets = "; ".join(f"{p.value}: {d}" for p, d in PRESET_DESCRIPTIONS.items())
+    p = sub.add_parser("generate", help="make a video from one or more photos",
+                       description="Make a video from one or more photos. Presets: " + presets)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input photo(s)")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: a timestamped "
+                   "name in output.directory)")
+    p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
+                   "the output path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_request_arguments(p)
+    p.set_defaults(handler=_generate)
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.execution.pipeline import generate
+
+    request = request_from_args(args, args.images)
+    log.info("request: %s", request.summary())
+    with ProgressBars(enabled=not args.quiet) as bars:
+        result = generate(request, settings, output=args.output, progress=bars)
+    if args.json:
+        print(json.dumps(result.metadata, indent=2))
+    else:
+        print(result.output)
+    return 0
+
+
+# --- batch ----------------------------------------------------------------------------------
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="make a video for each photo of a folder, glob or manifest",
+        description="Make a video for each photo of a folder, a glob or a manifest (CSV with a "
+        "header row, or JSONL), into one folder as <photo name>.mp4 with its sidecar, plus "
+        "batch_report.json and .csv. Manifest rows give image (or images, ';'-separated) and "
+        "any generation option as a column (prompt, seed, motion, duration...); a row's "
+        "values override the command line's for that row. Running the same command again "
+        "skips the videos already made for the same request (resume after Ctrl-C or a crash).")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="folder of photos, a glob in "
+                   "quotes ('shoot/*.jpg'), or a manifest (.csv or .jsonl)")
+    p.add_argument("-o", "--output-dir", type=Path, help="folder for the videos and the "
+                   "report (default: output.directory from the config)")
+    p.add_argument("--workers", type=_positive_int, metavar="N", help="camera-engine videos "
+                   "made at once (default: the number of CPUs, of the cluster with --ray); "
+                   "diffusion videos run one at a time per GPU")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run on a Ray "
+                   "cluster: ADDRESS of `ray start --head` (host:6379), ray://host:10001, or "
+                   "nothing for $RAY_ADDRESS / the cluster on this machine. The output folder "
+                   "must be on storage every node shares")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_request_arguments(p)
+    p.set_defaults(handler=_batch)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.execution.batch import FAILED, PENDING, REPORT_STEM, run_batch
+
+    source, ray_address = args.input, args.ray
+    if source is None and ray_address and Path(ray_address).exists():
+        source, ray_address = ray_address, ""  # `--ray photos/` took INPUT as its ADDRESS
+    if source is None:
+        raise InputError("batch needs INPUT: a folder of photos, a glob or a manifest")
+    if ray_address is not None:
+        from img2vid.execution.cluster import import_ray
+
+        import_ray()  # the install hint before any work
+    bar = BatchBar(enabled=not args.quiet)
+    try:
+        result = run_batch(source, request_fields(args), settings, output_dir=args.output_dir,
+                           workers=args.workers, ray_address=ray_address, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        report = (args.output_dir or settings.output.directory) / f"{REPORT_STEM}.csv"
+        print(f"img2vid: interrupted; finished videos are kept (report: {report}), run the "
+              "same command again to make the rest", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    for name in result.ignored:
+        print(f"img2vid: ignored {name} (not a photo)", file=sys.stderr)
+    for row in result.rows:
+        if row["status"] == FAILED:
+            print(f"img2vid: failed: {row['item']}: {row['error']}", file=sys.stderr)
+    counts = result.counts
+    rate = (f", {counts['done'] / result.elapsed_s * 60:.1f} videos/min"
+            if counts["done"] and result.elapsed_s > 0 else "")
+    print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+          f"in {result.elapsed_s:.1f} s{rate}; report: {result.report_csv}")
+    if counts[PENDING]:
+        return 130
+    return 1 if counts[FAILED] else 0
+
+
+# --- doctor ---------------------------------------------------------------------------------
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check this machine: encoders, libraries, GPU, disk, "
+                       "config")
+    p.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from img2vid.interfaces.cli.doctor import report
+
+    lines, ok = report(settings, config_path=args.config)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="WebUI and REST API on one port, with a persistent job "
+                       "queue", description="Serve the WebUI at /, the REST API at /api/v1 and "
+                       "its docs at /docs. Jobs wait in a queue stored beside the outputs and "
+                       "survive restarts. Options override the config's server section.")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
+                   "only; 0.0.0.0 for the network, with --token)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--token", help="bearer token every API call and the UI login must give "
+                   "(or set server.token / IMG2VID_SERVER__TOKEN)")
+    p.add_argument("--workers", type=int, help="camera-engine jobs run at once on the CPU "
+                   "(diffusion jobs always run one at a time per GPU)")
+    p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
+                   help="devices for diffusion jobs, one job at a time each, e.g. "
+                   "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from img2vid.core.config import ModelSettings, ServerSettings
+
+    overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
+                 if getattr(args, k) is not None}
+    models = settings.models.model_dump()
+    if args.devices is not None:
+        models["devices"] = args.devices
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), **overrides})
+        models = ModelSettings.model_validate(models)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        reason = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"--{err['loc'][0]}: {reason[:1].lower()}{reason[1:]}") from None
+    settings = settings.model_copy(update={"server": server, "models": models})
+    try:
+        from img2vid.interfaces.server.run import is_loopback, prepare
+    except ImportError as exc:
+        raise InputError(f"img2vid serve needs the server extra ({exc.name} is not installed): "
+                         "pip install 'img2vid[server]'") from None
+    service = prepare(settings)
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                     if isinstance(h, logging.FileHandler)), None)
+    print(f"img2vid {__version__} is serving:")
+    for name, url in service.urls().items():
+        print(f"  {name + ':':<10} {url}")
+    print(f"  outputs:   {settings.output.directory.resolve()}")
+    if log_file:
+        print(f"  log:       {log_file}")
+    print("Press Ctrl-C to stop.", flush=True)
+    if not is_loopback(server.host) and not server.token:
+        print(f"img2vid: warning: listening on {server.host} without a token: anyone who can "
+              "reach this machine can use the server; set --token", file=sys.stderr, flush=True)
+    return service.run()
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+# Each subcommand registers itself; later features add their builders here.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config file (default: "
+                        "$IMG2VID_CONFIG or ./config.yaml)")
+    parser = _Parser(prog="img2vid", parents=[common],
+                     description="Turn a still photo into a short video, locally.")
+    parser.add_argument("--version", action="version", version=f"img2vid {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in COMMANDS:
+        before = set(sub.choices)
+        register(sub)
+        for name in set(sub.choices) - before:
+            _accept_config(sub.choices[name])
+    return parser
+
+
+def _accept_config(parser: argparse.ArgumentParser) -> None:
+    """--config is accepted after the subcommand too, also a nested one (`models list`)."""
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _accept_config(child)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log_path: Path | None = None
+    try:
+        settings = load_settings(args.config)
+        from img2vid.interfaces.cli.logs import setup_logging
+
+        log_path = setup_logging(settings.logs)
+        log.info("img2vid %s: %s", __version__, " ".join(_without_secrets(sys.argv)))
+        return args.handler(args, settings)
+    except KeyboardInterrupt:
+        log.warning("interrupted by the user")
+        print("img2vid: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except CancelledError:
+        print("img2vid: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except InputError as exc:
+        log.info("input error: %s", exc)
+        print(f"img2vid: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Img2VidError as exc:
+        log.exception("failed")
+        print(f"img2vid: error: {exc}{_log_hint(log_path)}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("internal error")
+        print(f"img2vid: internal error: {type(exc).__name__}: {exc}{_log_hint(log_path)}",
+              file=sys.stderr)
+        return 1
+
+
+def _without_secrets(argv: Sequence[str]) -> list[str]:
+    """The command line as the log records it: a --token value is not written to disk."""
+    shown = list(argv)
+    for i, arg in enumerate(shown):
+        if arg.startswith("--token="):
+            shown[i] = "--token=***"
+        elif arg == "--token" and i + 1 < len(shown):
+            shown[i + 1] = "***"
+    return shown
+
+
+def _log_hint(path: Path | None) -> str:
+    return f" (details in {path})" if path else ""

@@ -1,0 +1,98 @@
+"""`img2vid doctor`: what this machine can do, and what is missing."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from img2vid.core.config import Settings, dump_settings, find_config
+from img2vid.engines.memory import worker_devices
+
+REQUIRED_ENCODERS = ("libx264",)
+OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
+OPTIONAL_PACKAGES = {"diffusers": "diffusion", "transformers": "diffusion",
+                     "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray"}
+
+
+def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
+    """Lines to print and whether everything required is present."""
+    lines: list[str] = []
+    ok = True
+
+    def line(status: str, what: str, detail: str) -> None:
+        lines.append(f"[{status:^4}] {what:<22} {detail}")
+
+    line("ok", "python", platform.python_version())
+    for module in ("numpy", "PIL", "cv2", "av"):
+        try:
+            mod = importlib.import_module(module)
+            line("ok", module, getattr(mod, "__version__", "?"))
+        except ImportError as exc:
+            ok = False
+            line("FAIL", module, f"not importable ({exc}); reinstall img2vid")
+
+    try:
+        import av
+
+        line("ok", "ffmpeg (libavcodec)", ".".join(map(str, av.library_versions["libavcodec"])))
+        for codec in REQUIRED_ENCODERS + OPTIONAL_ENCODERS:
+            present = codec in av.codecs_available
+            required = codec in REQUIRED_ENCODERS
+            ok &= present or not required
+            line("ok" if present else ("FAIL" if required else "warn"), f"encoder {codec}",
+                 "available" if present else "missing from this PyAV build")
+    except ImportError:
+        pass
+
+    try:
+        import cv2
+
+        cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        line("ok" if cascade.is_file() else "warn", "face detector",
+             "Haar cascade bundled" if cascade.is_file() else "missing: focus auto uses centre")
+    except (ImportError, AttributeError):
+        pass
+
+    try:
+        torch = importlib.import_module("torch")
+        detail = f"{torch.__version__}"
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(i)
+                detail += (f"; cuda:{i} {torch.cuda.get_device_name(i)} "
+                           f"{free / 2**30:.1f}/{total / 2**30:.1f} GiB free")
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            detail += "; Apple MPS available"
+        else:
+            detail += "; no GPU: diffusion runs on the CPU (slow)"
+        line("ok", "torch", detail)
+        devices = worker_devices(settings.models.devices)
+        line("ok", "diffusion workers", f"{len(devices)}: " + ", ".join(
+            d or "on the best device found" for d in devices) + " (one job at a time each)")
+    except ImportError:
+        line("info", "torch", "not installed: camera engine only "
+             "(pip install 'img2vid[diffusion]')")
+    for package, extra in OPTIONAL_PACKAGES.items():
+        try:
+            line("ok", package, metadata.version(package))
+        except metadata.PackageNotFoundError:
+            line("info", package, f"not installed (pip install 'img2vid[{extra}]')")
+
+    out = settings.output.directory
+    probe = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
+    if probe is None:
+        ok = False
+        line("FAIL", "output folder", f"{out}: no existing parent folder")
+    else:
+        free = shutil.disk_usage(probe).free
+        enough = free > 1 << 30
+        line("ok" if enough else "warn", "output folder",
+             f"{out} ({free / 2**30:.1f} GiB free)" + ("" if enough else ": low on space"))
+
+    config = find_config(config_path)
+    lines.append(f"\nconfig in effect ({config or 'defaults, no config file'}):")
+    lines.extend("  " + row for row in dump_settings(settings).splitlines())
+    return lines, ok

@@ -1,0 +1,349 @@
+"""REST API under /api/v1: submit, inspect, list, cancel and download jobs; models and presets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from img2vid import __version__
+from img2vid.core.errors import InputError
+from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine, GenerationRequest
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
+from img2vid.interfaces.server import intake
+from img2vid.interfaces.server.catalog import list_models
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
+               ".gif": "image/gif"}
+
+
+# --- response schemas -----------------------------------------------------------------------
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class ProgressOut(BaseModel):
+    stage: str = Field(description="what is being counted: render, denoise, encode...")
+    step: int
+    total: int | None
+    fraction: float | None = Field(description="step / total of this stage, 0..1")
+    eta_s: float | None = Field(description="estimated seconds left in this stage")
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    engine: str | None
+    created: str
+    started: str | None
+    finished: str | None
+    attempts: int = Field(description="times a worker has started this job")
+    queue_position: int | None = Field(description="1 = next to run in its lane; "
+                                       "null unless queued")
+    progress: ProgressOut | None
+    cancel_requested: bool
+    error: str | None
+    result_url: str | None = Field(description="GET this for the video once succeeded")
+    output: str | None = Field(description="file name of the result in the output folder")
+    request: dict[str, Any] = Field(description="the request as resolved (presets applied)")
+    sidecar: dict[str, Any] | None = Field(description="the result's JSON sidecar")
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    engine: str
+    available: bool
+    description: str
+    how_to_get: str | None
+
+
+class PresetOut(BaseModel):
+    name: str
+    description: str
+    camera: dict[str, Any]
+    diffusion: dict[str, Any]
+
+
+def job_out(job: Job) -> JobOut:
+    request = dict(job.request)
+    request["images"] = list(job.input_names)  # the client's names, not server paths
+    done = job.status is JobStatus.SUCCEEDED and job.output
+    return JobOut(
+        id=job.id, status=job.status.value, engine=job.request.get("engine"),
+        created=_iso(job.created), started=_iso(job.started), finished=_iso(job.finished),
+        attempts=job.attempts, queue_position=job.position,
+        progress=ProgressOut(**job.progress.as_dict()) if job.progress else None,
+        cancel_requested=job.cancel_requested, error=job.error,
+        result_url=f"/api/v1/jobs/{job.id}/video" if done else None,
+        output=Path(job.output).name if job.output else None,
+        request=request, sidecar=client_sidecar(job))
+
+
+def client_sidecar(job: Job) -> dict[str, Any] | None:
+    """The job's sidecar as a client sees it: its own file names instead of the server's
+    paths (uploads, outputs), and without the server's settings."""
+    if not job.sidecar:
+        return None
+    sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
+    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
+    sidecar["inputs"] = [{**entry, "path": name}
+                         for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
+    if isinstance(sidecar.get("output"), dict):
+        sidecar["output"] = {**sidecar["output"],
+                             "path": Path(sidecar["output"].get("path", "")).name}
+    return sidecar
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+# --- the submission body, documented from GenerationRequest ----------------------------------
+
+def _submission_schema(multipart: bool) -> dict[str, Any]:
+    schema = _inline_refs(GenerationRequest.model_json_schema())
+    schema.pop("$defs", None)
+    schema["title"] = "JobSubmission"
+    props = schema["properties"]
+    for name in intake.SERVER_ONLY_FIELDS:
+        props.pop(name, None)
+    item = ({"type": "string", "format": "binary"} if multipart else
+            {"type": "string", "description": "base64 image bytes, or a data: URL"})
+    props["images"] = {"type": "array", "items": item, "minItems": 1,
+                       "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
+    schema["required"] = ["images"]
+    schema["additionalProperties"] = False
+    return schema
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+SUBMIT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": _submission_schema(multipart=True)},
+    "application/json": {"schema": _submission_schema(multipart=False)},
+}}}
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+router = APIRouter()
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)}
+
+
+def _queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
+@router.post("/jobs", status_code=202, response_model=JobOut, openapi_extra=SUBMIT_BODY,
+             responses=_ERRORS, summary="Submit a job")
+async def create_job(request: Request) -> JobOut:
+    """Queue a video: multipart (image files + fields) or JSON (images as base64).
+
+    Fields are those of `img2vid generate` (snake_case). Refused before queueing with the
+    CLI's messages: 400 bad images, 413 too large, 422 invalid fields, 429 queue full.
+    """
+    queue = _queue(request)
+    try:
+        # A full queue is refused before the upload is read (off the event loop: the check
+        # may wait for the database lock).
+        await run_in_threadpool(queue.check_room)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            fields, uploads = await _read_multipart(request)
+        elif content_type == "application/json":
+            fields, uploads = await _read_json(request)
+        else:
+            raise HTTPException(415, "send multipart/form-data (image files + fields) or "
+                                     "application/json (images as base64)")
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+    except intake.UploadTooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None
+    except intake.InvalidImageError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except QueueFullError as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except ShuttingDownError as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return job_out(job)
+
+
+async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+    form = await request.form(max_files=intake.MAX_IMAGES, max_fields=100,
+                              max_part_size=64 * 1024)
+    fields: dict[str, Any] = {}
+    uploads: list[intake.Upload] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key != "images":
+                raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
+                                         "'images'")
+            uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
+        elif key == "images":
+            raise HTTPException(400, "images must be uploaded as files, not text")
+        elif key in fields:
+            raise HTTPException(422, f"{key} is given more than once")
+        else:
+            fields[key] = value
+    return intake.clean_fields(fields), uploads
+
+
+async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPException(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "the JSON body must be an object with 'images' and fields")
+    images = body.pop("images", None)
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not images:
+        raise HTTPException(400, "'images' must be a list of base64-encoded photos")
+    uploads = []
+    for index, item in enumerate(images):
+        if not isinstance(item, str):
+            raise HTTPException(400, f"images[{index}] must be a base64 string")
+        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, index)))
+    return {k: v for k, v in body.items() if v is not None}, uploads
+
+
+def _decode_base64(text: str, index: int) -> bytes:
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, f"images[{index}] is not valid base64") from None
+
+
+@router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")
+def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+              status: JobStatus | None = None) -> JobListOut:
+    """Jobs, newest first, `limit` at a time."""
+    jobs, total = _queue(request).list(limit=limit, offset=offset, status=status)
+    return JobListOut(jobs=[job_out(j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get a job")
+def get_job(request: Request, job_id: str) -> JobOut:
+    """Status, progress, queue position, error, result URL and sidecar."""
+    return job_out(_find(request, job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, responses={
+    **_ERRORS, 202: {"model": JobOut, "description": "still stopping"}}, summary="Cancel")
+def cancel_job(request: Request, job_id: str, response: Response) -> JobOut:
+    """A queued job never runs; a running one stops at its next step, leaving no file.
+
+    200 once it has stopped; 202 if it is still on its way to the next step; 409 if it had
+    already ended.
+    """
+    queue = _queue(request)
+    job = _find(request, job_id)
+    if job.status.terminal:
+        raise HTTPException(409, f"job {job_id} has already {job.status.value}")
+    job = queue.cancel(job_id) or job
+    if job.status is JobStatus.RUNNING:
+        job = queue.wait(job_id, timeout=5.0) or job
+    if not job.status.terminal:
+        response.status_code = 202
+    return job_out(job)
+
+
+@router.head("/jobs/{job_id}/video", include_in_schema=False)
+@router.get("/jobs/{job_id}/video", response_class=FileResponse,
+                  responses={**_ERRORS, 200: {"content": {t: {} for t in MEDIA_TYPES.values()},
+                                              "description": "the video (Range supported)"},
+                             206: {"description": "part of the video (Range request)"}},
+                  summary="Download the video")
+def get_video(request: Request, job_id: str) -> FileResponse:
+    """The result file, with HTTP Range support. Served only by job id."""
+    job = _find(request, job_id)
+    if job.status is not JobStatus.SUCCEEDED or not job.output:
+        raise HTTPException(409, f"job {job_id} is {job.status.value}; there is no video yet"
+                            if not job.status.terminal else
+                            f"job {job_id} {job.status.value}; it has no video")
+    root = _queue(request).settings.output.directory.resolve()
+    path = Path(job.output).resolve()
+    # The path comes from our own database, but check it anyway: only files in the output
+    # folder are ever served.
+    if not path.is_relative_to(root) or not path.is_file():
+        raise HTTPException(404, f"the video of job {job_id} is no longer in the output folder"
+                            if not path.is_dir() else
+                            f"job {job_id} made a folder of PNG frames, not a single file")
+    media_type = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return FileResponse(path, media_type=media_type, filename=path.name,
+                        content_disposition_type="inline")
+
+
+def _find(request: Request, job_id: str) -> Job:
+    job = _queue(request).get(job_id) if JOB_ID.fullmatch(job_id) else None
+    if job is None:
+        raise HTTPException(404, f"no job with id {job_id[:64]!r}")
+    return job
+
+
+@router.get("/models", response_model=list[ModelOut], responses=_ERRORS, summary="Models")
+def get_models(request: Request) -> list[ModelOut]:
+    """Engines and diffusion models; unavailable ones say how to get them."""
+    return [ModelOut(**m.as_dict()) for m in list_models(_queue(request).settings)]
+
+
+@router.get("/presets", response_model=list[PresetOut], responses=_ERRORS, summary="Presets")
+def get_presets() -> list[PresetOut]:
+    """What each preset fills in, per engine (diffusion: per model, a tier relative to it)."""
+    from img2vid.engines.diffusion.registry import preset_table
+
+    return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
+                      camera=PRESETS[Engine.CAMERA][name],
+                      diffusion={**PRESETS[Engine.DIFFUSION][name],
+                                 "models": preset_table(name.value)})
+            for name in PRESET_DESCRIPTIONS]
+
+
+def health(queue: JobQueue) -> JSONResponse:
+    """Liveness, queue counts and workers (no details about jobs)."""
+    counts = queue.counts()
+    return JSONResponse({"status": "stopping" if queue.closing else "ok",
+                         "version": __version__, "queued": counts["queued"],
+                         "running": counts["running"], "workers": queue.workers()},
+                        status_code=503 if queue.closing else 200)

@@ -1,0 +1,118 @@
+"""Turning a submission (fields + uploaded images) into a queued job, shared by the API and UI."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from img2vid.core.errors import InputError
+from img2vid.core.request import GenerationRequest, build_request
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.execution.jobstore import Job
+from img2vid.interfaces.server.catalog import check_model
+from img2vid.media.images import probe_image
+
+MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["images"].metadata
+                       if getattr(m, "max_length", None))
+# Fields a client may not set: `images` arrive as uploads, and these name server paths.
+SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RIFE weights "
+                                      "in the server's config instead"}
+REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
+
+
+class InvalidImageError(InputError):
+    """An uploaded file is missing, empty, not an image, or over the pixel limits (HTTP 400)."""
+
+
+class UploadTooLargeError(InputError):
+    """The uploaded images add up to more than server.max_upload_mb (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded image: the client's file name and its bytes (a file object, bytes or path)."""
+
+    name: str
+    source: IO[bytes] | bytes | Path
+
+
+def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]) -> Job:
+    """Validate, store the images with the job, queue it.
+
+    Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
+    or ShuttingDownError; nothing is left behind when it raises.
+    """
+    settings = queue.settings
+    if "images" in fields:
+        raise InvalidImageError("images must be uploaded as files (multipart) or base64 "
+                                "strings (JSON), not given as paths")
+    for name, why in SERVER_ONLY_FIELDS.items():
+        if fields.get(name) not in (None, ""):
+            raise InputError(f"{name} cannot be set through the server: {why}")
+    if not uploads:
+        raise InvalidImageError("no image: upload at least one photo")
+    if len(uploads) > MAX_IMAGES:
+        raise InvalidImageError(f"{len(uploads)} images: at most {MAX_IMAGES} per job")
+    model = check_model(settings, fields.get("engine"), fields.get("model"))
+    if fields.get("model"):  # the job runs the model that was checked, spelled as configured
+        fields = {**fields, "model": model}
+
+    limit = int(settings.server.max_upload_mb * 1024 * 1024)
+    job_id = queue.new_job_id()
+    folder = queue.upload_dir(job_id)
+    try:
+        paths, total = [], 0
+        for index, upload in enumerate(uploads):
+            dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
+            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
+            paths.append(dest)
+        request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
+        for path, upload in zip(paths, uploads):
+            try:
+                probe_image(path, settings.images)
+            except InputError as exc:
+                raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
+    except BaseException:
+        queue.discard_uploads(job_id)
+        raise
+
+
+def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: float) -> int:
+    """Copy one upload to `dest`, refusing it as soon as it passes `budget` bytes."""
+    too_large = UploadTooLargeError(f"the uploaded images add up to more than {limit_mb:g} MB, "
+                                    "the server's limit (server.max_upload_mb); send smaller "
+                                    "files")
+    if isinstance(source, bytes):
+        if len(source) > budget:
+            raise too_large
+        dest.write_bytes(source)
+        return len(source)
+    if isinstance(source, Path):
+        size = source.stat().st_size
+        if size > budget:
+            raise too_large
+        shutil.copyfile(source, dest)
+        return size
+    written = 0
+    with dest.open("wb") as out:
+        while chunk := source.read(1 << 20):
+            written += len(chunk)
+            if written > budget:
+                raise too_large
+            out.write(chunk)
+    return written
+
+
+def _safe_suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+
+
+def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values as the request expects them: empty means unset."""
+    return {k: v for k, v in raw.items() if v is not None and v != ""}

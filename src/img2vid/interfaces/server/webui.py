@@ -1,0 +1,357 @@
+"""The Gradio WebUI: the form, live progress from the job queue, the result and a history."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from img2vid.core.config import Settings
+from img2vid.core.errors import InputError
+from img2vid.core.request import (
+    PRESET_DESCRIPTIONS,
+    RESOLUTIONS,
+    Easing,
+    Motion,
+    PresetName,
+)
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
+from img2vid.interfaces.server import intake
+from img2vid.interfaces.server.catalog import list_models
+from img2vid.media.outputs import STAGING_PREFIX
+
+log = logging.getLogger(__name__)
+
+HISTORY_SIZE = 24
+PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
+MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
+FROM_PRESET = "preset"
+NO_INTERPOLATION = "off"
+
+
+class WebUI:
+    """Builds the Blocks; every Generate goes through the same JobQueue as the API."""
+
+    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+        self.settings = settings
+        self.queue = queue
+        self._session_jobs: dict[str, str] = {}  # browser session -> its running job
+        self._lock = threading.Lock()
+        self._thumbs: dict[tuple[str, int], np.ndarray] = {}
+
+    def build(self) -> gr.Blocks:
+        models = [m for m in list_models(self.settings) if m.engine == "diffusion"]
+        ready = [m.name for m in models if m.available]
+        missing = [m for m in models if not m.available]
+        missing_text = "\n".join(f"- **{m.name}** is not available: {m.how_to_get}"
+                                 for m in missing)
+        if not models:
+            missing_text = ("No diffusion model is set up on this server; the camera engine "
+                            "needs none. Run `img2vid doctor` on the server to see what is "
+                            "missing.")
+
+        # delete_cache: Gradio keeps a copy of every video it shows; drop day-old copies.
+        with gr.Blocks(title="img2vid", analytics_enabled=False,
+                       delete_cache=(3600, 86400)) as demo:
+            gr.Markdown("# img2vid\nTurn still photos into short videos: camera moves on "
+                        "the CPU, or learned motion from a prompt with a diffusion model.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    images = gr.File(label="Photos (several make a slideshow)",
+                                     file_count="multiple", file_types=["image"],
+                                     type="filepath", elem_id="photos")
+                    prompt = gr.Textbox(label="Prompt", lines=2,
+                                        placeholder="what should happen (diffusion engine)")
+                    negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid")
+                    with gr.Row():
+                        engine = gr.Radio(["camera", "diffusion"], value="camera",
+                                          label="Engine")
+                        model = gr.Dropdown(ready, value=ready[0] if ready else None,
+                                            label="Model", interactive=False,
+                                            info="diffusion models available on this server")
+                    # how to get the models this server lacks: shown with the diffusion engine
+                    missing_note = gr.Markdown(missing_text, elem_id="missing-models",
+                                               visible=False)
+                    preset = gr.Radio([p.value for p in PresetName],
+                                      value=PresetName.STANDARD.value, label="Preset",
+                                      info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
+                                      elem_id="preset")
+                    with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                        resolution = gr.Dropdown(
+                            [FROM_PRESET, *map(str, RESOLUTIONS)], value=FROM_PRESET,
+                            label="Resolution (short side, px)", elem_id="resolution")
+                        # Text, not gr.Number: a browser number box cannot be left empty,
+                        # and empty means "from the preset". Seeds also pass 2**53.
+                        with gr.Row():
+                            num_frames = gr.Textbox(label="Frames", placeholder="from preset",
+                                                    elem_id="frames")
+                            fps = gr.Textbox(label="FPS", placeholder="preset or model default",
+                                             elem_id="fps")
+                        with gr.Row():
+                            steps = gr.Textbox(label="Steps", placeholder="from preset")
+                            guidance = gr.Textbox(label="Guidance", placeholder="model default")
+                        with gr.Row():
+                            seed = gr.Textbox(label="Seed", placeholder="random",
+                                              elem_id="seed")
+                            randomize = gr.Checkbox(True, label="Randomise seed")
+                        with gr.Row():
+                            motion = gr.Dropdown([m.value for m in Motion],
+                                                 value=Motion.KEN_BURNS.value,
+                                                 label="Camera motion")
+                            easing = gr.Dropdown([e.value for e in Easing],
+                                                 value=Easing.EASE_IN_OUT.value, label="Easing")
+                        with gr.Row():
+                            zoom = gr.Slider(1.0, 4.0, value=1.3, step=0.05, label="Zoom")
+                            focus = gr.Textbox("auto", label="Focus (x,y fractions, or auto)")
+                        interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
+                                                  value=NO_INTERPOLATION,
+                                                  label="Interpolation (multiply the fps)")
+                    with gr.Row():
+                        generate_btn = gr.Button("Generate", variant="primary",
+                                                 elem_id="generate")
+                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                with gr.Column(scale=1):
+                    status = gr.Markdown("Upload a photo and press Generate.",
+                                         elem_id="status")
+                    video = gr.Video(label="Video", format=None, interactive=False,
+                                     elem_id="result")
+                    saved = gr.Textbox(label="Saved to", interactive=False, elem_id="saved")
+                    params = gr.JSON(label="Parameters used", elem_id="params")
+            history_paths = gr.State([])
+            history = gr.Gallery(label="History: click one to load its settings",
+                                 columns=6, height=260, fit_columns=False,
+                                 allow_preview=False, object_fit="cover",
+                                 interactive=False, elem_id="history")
+
+            form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
+                    steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+            generate_btn.click(
+                self.generate, inputs=[images, *form],
+                outputs=[status, video, saved, params, seed, history, history_paths],
+                api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
+            cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
+            engine.change(lambda name: (
+                gr.update(interactive=name == "diffusion" and bool(ready)),
+                gr.update(visible=name == "diffusion" and bool(missing_text))),
+                inputs=[engine], outputs=[model, missing_note], api_visibility="private")
+            preset.change(lambda name: gr.update(info=PRESET_DESCRIPTIONS[PresetName(name)]),
+                          inputs=[preset], outputs=[preset], api_visibility="private")
+            history.select(self.load_from_history, inputs=[history_paths],
+                           outputs=[*form, video, saved, params, status],
+                           api_visibility="private")
+            demo.load(self.history, outputs=[history, history_paths], api_visibility="private")
+        return demo
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def generate(self, files: list[str] | None, prompt: str | None = None,
+                 negative: str | None = None, engine: str = "camera",
+                 model: str | None = None, preset: str = PresetName.STANDARD.value,
+                 resolution: str = FROM_PRESET, num_frames: str | None = None,
+                 fps: str | None = None, steps: str | None = None,
+                 guidance: str | None = None, seed: str | None = None,
+                 randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
+                 zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
+                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
+        """Queue the job, stream its progress, then show the video and what was used."""
+        if not files:
+            raise gr.Error("Upload at least one photo first.")
+        seed = str(seed or "").strip()
+        if randomize or not seed:
+            seed = str(random.randrange(2**31))
+        # Values stay text: the request parses them, so errors read as they do in the CLI.
+        fields = intake.clean_fields({
+            "prompt": prompt, "negative_prompt": negative, "engine": engine,
+            "model": model if engine == "diffusion" else None, "preset": preset,
+            "resolution": None if resolution == FROM_PRESET else resolution,
+            "num_frames": _text(num_frames), "fps": _text(fps),
+            "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
+            "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
+            "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+        })
+        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        try:
+            job = intake.submit(self.queue, fields, uploads)
+        except (QueueFullError, ShuttingDownError, InputError) as exc:
+            raise gr.Error(str(exc)) from None
+        session = getattr(request, "session_hash", None) or job.id
+        with self._lock:
+            self._session_jobs[session] = job.id
+        skip = gr.skip()
+        try:
+            yield (_describe(job), skip, skip, skip, seed, skip, skip)
+            last = time.monotonic()
+            version = -1
+            while not job.status.terminal:
+                if self.queue.closing:
+                    note = ("The server is shutting down; this job is saved and runs after it "
+                            "restarts.")
+                    yield (note, skip, skip, skip, skip, skip, skip)
+                    return
+                version = self.queue.wait_for_change(version, timeout=1.0)
+                job = self.queue.get(job.id) or job
+                pause = MIN_UPDATE_INTERVAL - (time.monotonic() - last)
+                if pause > 0 and not job.status.terminal:
+                    time.sleep(pause)  # coalesce per-frame updates into a few per second
+                    continue
+                last = time.monotonic()
+                fraction = job.progress.fraction if job.progress else None
+                progress(fraction or 0.0, desc=_describe(job))
+                yield (_describe(job), skip, skip, skip, skip, skip, skip)
+        finally:
+            with self._lock:
+                if self._session_jobs.get(session) == job.id:
+                    del self._session_jobs[session]
+
+        if job.status is JobStatus.FAILED:
+            raise gr.Error(f"Failed: {job.error}")
+        if job.status is JobStatus.CANCELLED:
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip)
+            return
+        output = Path(job.output or "")
+        gallery, paths = self.history()
+        yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
+               str(output), _used(job.sidecar), seed, gallery, paths)
+
+    def cancel(self, request: gr.Request | None = None) -> str:
+        session = getattr(request, "session_hash", None)
+        with self._lock:
+            job_id = self._session_jobs.get(session or "")
+        if job_id is None:
+            return "Nothing to cancel."
+        job = self.queue.cancel(job_id)
+        return "Cancelling..." if job and not job.status.terminal else "Cancelled."
+
+    def history(self) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
+        """Newest outputs first, from their sidecars: (thumbnail, caption) and sidecar paths."""
+        folder = self.settings.output.directory
+        sidecars = sorted((p for p in folder.glob("*.json")
+                           if not p.name.startswith(STAGING_PREFIX)),
+                          key=_mtime, reverse=True)
+        items, paths = [], []
+        for path in sidecars:
+            if len(items) >= HISTORY_SIZE:
+                break
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                output = Path(data["output"]["path"])
+                thumb = self._thumbnail(output)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.debug("history: skipping %s (%s)", path, exc)
+                continue
+            request = data.get("request", {})
+            caption = f"{output.name} · {request.get('engine', '?')}"
+            if request.get("prompt"):
+                caption += f" · {request['prompt'][:40]}"
+            items.append((thumb, caption))
+            paths.append(str(path))
+        return items, paths
+
+    def load_from_history(self, paths: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
+        """Put a past output's settings back into the form (and show that video)."""
+        index = evt.index
+        if not isinstance(index, int) or not 0 <= index < len(paths):
+            raise gr.Error("That item is no longer in the history; reload the page.")
+        try:
+            data = json.loads(Path(paths[index]).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise gr.Error("Its sidecar can no longer be read.") from None
+        req = data.get("request", {})
+        output = Path(data.get("output", {}).get("path", ""))
+        focus = req.get("focus", "auto")
+        form = (req.get("prompt", ""), req.get("negative_prompt", ""),
+                req.get("engine", "camera"), req.get("model"),
+                req.get("preset", PresetName.STANDARD.value),
+                str(req["resolution"]) if req.get("resolution") else FROM_PRESET,
+                *(_shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
+                                                "guidance_scale")),
+                _shown(data.get("seed", req.get("seed"))), False,
+                req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
+                ",".join(map(str, focus)) if isinstance(focus, list) else focus,
+                req.get("easing", Easing.EASE_IN_OUT.value),
+                str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
+        return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
+                str(output), _used(data), f"Loaded the settings of {output.name}.")
+
+    def _thumbnail(self, output: Path) -> np.ndarray:
+        key = (str(output), output.stat().st_mtime_ns)
+        if key not in self._thumbs:
+            if len(self._thumbs) > 4 * HISTORY_SIZE:
+                self._thumbs.clear()
+            self._thumbs[key] = _first_frame(output)
+        return self._thumbs[key]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed since the listing; it is skipped when read
+        return 0.0
+
+
+def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
+    import cv2
+
+    if output.is_dir():  # a PNG frame folder
+        first = min(output.glob("*.png"))
+        frame = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB)
+    else:
+        import av
+
+        with av.open(str(output)) as container:
+            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    height, width = frame.shape[:2]
+    scale = short_side / min(height, width)
+    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _describe(job: Job) -> str:
+    """One status line: queue position, stage with step and ETA, or the outcome."""
+    if job.status is JobStatus.QUEUED:
+        return f"Queued: position {job.position} in line."
+    if job.status is JobStatus.RUNNING:
+        p = job.progress
+        if p is None:
+            return "Starting..."
+        text = f"{p.stage}: step {p.step}" + (f" of {p.total}" if p.total else "")
+        if p.fraction is not None:
+            text += f" ({p.fraction:.0%})"
+        if p.eta_s is not None:
+            text += f", about {p.eta_s:.0f} s left"
+        return text + (" (cancelling)" if job.cancel_requested else "")
+    if job.status is JobStatus.SUCCEEDED:
+        took = (job.finished or 0) - (job.started or 0)
+        return f"Done in {took:.1f} s: {Path(job.output or '').name}"
+    return f"{job.status.value.capitalize()}: {job.error or ''}"
+
+
+def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The parameters actually used, from the sidecar (request as resolved, engine details)."""
+    if not sidecar:
+        return None
+    output = dict(sidecar.get("output", {}))
+    # Gradio takes any dict with a "path" for a file to serve; this one is only information.
+    output["file"] = output.pop("path", None)
+    return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
+            "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
+            "engine_info": sidecar.get("engine_info"), "output": output,
+            "timings": sidecar.get("timings")}
+
+
+def _shown(value: object) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value).strip()
