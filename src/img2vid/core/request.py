@@ -294,6 +294,13 @@ class GenerationRequest(BaseModel):
                              "interpolation only adds frames")
         return self
 
+    @model_validator(mode="after")
+    def _check_diffusion_only(self) -> GenerationRequest:
+        if self.engine is Engine.CAMERA and self.last_image is not None:
+            raise ValueError("last_image needs a diffusion model trained to end on a frame "
+                             "(--model wan2.2-i2v-a14b or wan2.1-flf2v-14b-720p)")
+        return self
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready dict of every field (the sidecar's `request`)."""
         return self.model_dump(mode="json")

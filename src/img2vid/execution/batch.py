@@ -96,6 +96,8 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
 
 def _item(name: str, images: Sequence[str], fields: dict[str, Any]) -> BatchItem:
     images = tuple(os.path.abspath(p) for p in images)
+    if isinstance(fields.get("last_image"), str):  # as absolute as the photos (any worker)
+        fields = {**fields, "last_image": os.path.abspath(fields["last_image"])}
     try:
         return BatchItem(name, images, build_request(images=images, **fields))
     except InputError as exc:
@@ -149,6 +151,8 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
                                    "(or images) to a path"))
             continue
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
+        if isinstance(row.get("last_image"), str) and row["last_image"]:
+            row["last_image"] = str(path.parent / Path(row["last_image"]).expanduser())
         items.append(_item(name, resolved, merge_options(options, row)))
     return items
 

@@ -88,6 +88,8 @@ class PresetOut(BaseModel):
 def job_out(job: Job) -> JobOut:
     request = dict(job.request)
     request["images"] = list(job.input_names)  # the client's names, not server paths
+    if request.get("last_image"):
+        request["last_image"] = Path(request["last_image"]).name
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -107,6 +109,12 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
         return None
     sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
     sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
+    if sidecar["request"].get("last_image"):
+        sidecar["request"]["last_image"] = Path(sidecar["request"]["last_image"]).name
+    last = (sidecar.get("engine_info") or {}).get("last_image")
+    if isinstance(last, dict):
+        sidecar["engine_info"] = {**sidecar["engine_info"],
+                                  "last_image": {**last, "path": Path(last["path"]).name}}
     sidecar["inputs"] = [{**entry, "path": name}
                          for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
     if isinstance(sidecar.get("output"), dict):
@@ -130,6 +138,8 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
         props.pop(name, None)
     item = ({"type": "string", "format": "binary"} if multipart else
             {"type": "string", "description": "base64 image bytes, or a data: URL"})
+    props["last_image"] = {**item, "description": "the frame the video ends on (models "
+                           "trained for it: wan2.1-flf2v-14b-720p, wan2.2-i2v-a14b)"}
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
     schema["required"] = ["images"]
@@ -185,13 +195,13 @@ async def create_job(request: Request) -> JobOut:
         await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            fields, uploads = await _read_multipart(request)
+            fields, uploads, last = await _read_multipart(request)
         elif content_type == "application/json":
-            fields, uploads = await _read_json(request)
+            fields, uploads, last = await _read_json(request)
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads)
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, last)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -205,16 +215,24 @@ async def create_job(request: Request) -> JobOut:
     return job_out(job)
 
 
-async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    form = await request.form(max_files=intake.MAX_IMAGES, max_fields=100,
+Submission = tuple[dict[str, Any], list[intake.Upload], intake.Upload | None]
+
+
+async def _read_multipart(request: Request) -> Submission:
+    form = await request.form(max_files=intake.MAX_IMAGES + 1, max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
+    last: intake.Upload | None = None
     for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
+        if isinstance(value, UploadFile) and key == "last_image":
+            if last is not None:
+                raise HTTPException(422, "last_image is given more than once")
+            last = intake.Upload(value.filename or "last_image", value.file)
+        elif isinstance(value, UploadFile):
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images'")
+                                         "'images' (and an end frame as 'last_image')")
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -222,10 +240,10 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads
+    return intake.clean_fields(fields), uploads, last
 
 
-async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+async def _read_json(request: Request) -> Submission:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -241,17 +259,21 @@ async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Uplo
     for index, item in enumerate(images):
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
-        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, index)))
-    return {k: v for k, v in body.items() if v is not None}, uploads
+        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
+    last = body.pop("last_image", None)
+    if last is not None and not isinstance(last, str):
+        raise HTTPException(400, "last_image must be a base64 string")
+    end = intake.Upload("last_image", _decode_base64(last, "last_image")) if last else None
+    return {k: v for k, v in body.items() if v is not None}, uploads, end
 
 
-def _decode_base64(text: str, index: int) -> bytes:
+def _decode_base64(text: str, where: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(400, f"images[{index}] is not valid base64") from None
+        raise HTTPException(400, f"{where} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")

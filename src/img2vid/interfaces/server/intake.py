@@ -40,16 +40,18 @@ class Upload:
     source: IO[bytes] | bytes | Path
 
 
-def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]) -> Job:
-    """Validate, store the images with the job, queue it.
+def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
+           last: Upload | None = None) -> Job:
+    """Validate, store the images (and the end frame, `last`) with the job, queue it.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
     """
     settings = queue.settings
-    if "images" in fields:
-        raise InvalidImageError("images must be uploaded as files (multipart) or base64 "
-                                "strings (JSON), not given as paths")
+    for name in ("images", "last_image"):
+        if name in fields:
+            raise InvalidImageError(f"{name} must be uploaded as files (multipart) or base64 "
+                                    "strings (JSON), not given as paths")
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
@@ -70,8 +72,15 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
             total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
             paths.append(dest)
+        named = list(zip(paths, uploads))
+        if last is not None:
+            # stored as last<suffix>: the sidecar a client sees names only that file
+            dest = folder / f"last{_safe_suffix(last.name)}"
+            total += _store(last.source, dest, limit - total, settings.server.max_upload_mb)
+            fields = {**fields, "last_image": str(dest)}
+            named.append((dest, last))
         request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
-        for path, upload in zip(paths, uploads):
+        for path, upload in named:
             try:
                 probe_image(path, settings.images)
             except InputError as exc:

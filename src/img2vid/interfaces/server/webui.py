@@ -81,6 +81,10 @@ class WebUI:
                     # how to get the models this server lacks: shown with the diffusion engine
                     missing_note = gr.Markdown(missing_text, elem_id="missing-models",
                                                visible=False)
+                    last_image = gr.Image(label="End frame (optional; models trained for it: "
+                                          "Wan 2.1 FLF2V, Wan 2.2 I2V A14B)", type="filepath",
+                                          sources=["upload"], height=140,
+                                          elem_id="last-image")
                     preset = gr.Radio([p.value for p in PresetName],
                                       value=PresetName.STANDARD.value, label="Preset",
                                       info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
@@ -135,7 +139,7 @@ class WebUI:
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
             generate_btn.click(
-                self.generate, inputs=[images, *form],
+                self.generate, inputs=[images, *form, last_image],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -161,7 +165,8 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, last_image: str | None = None,
+                 request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -180,8 +185,9 @@ class WebUI:
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        last = intake.Upload(Path(last_image).name, Path(last_image)) if last_image else None
         try:
-            job = intake.submit(self.queue, fields, uploads)
+            job = intake.submit(self.queue, fields, uploads, last)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
