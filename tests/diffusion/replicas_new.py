@@ -11,6 +11,7 @@ encoder fed both frames, which the transformer tells apart by a learned position
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -57,6 +58,8 @@ def wan22_i2v_a14b(work: Path) -> Path:
     pipe.save_pretrained(repo)
     for name in ("transformer", "transformer_2", "text_encoder"):
         replicas.shard(getattr(pipe, name), repo / name)
+    shutil.rmtree(repo / "tokenizer")  # the hub's files (spiece.model + tokenizer.json)
+    shutil.copytree(work / "_a14b_tok", repo / "tokenizer")
     replicas.edit_index(repo, tokenizer=["transformers", "T5TokenizerFast"])
     return repo
 

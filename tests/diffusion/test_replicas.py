@@ -58,7 +58,9 @@ def test_every_registered_model_runs_by_name_from_its_replica_offline(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / f"{name}.mp4"
-    code = main(["generate", str(small_photo), "--model", name, *small_args(name), "-o",
+    # a first-last-frame model runs only with its last frame
+    last = ["--last-image", str(small_photo)] if MODELS[name].last_image == "required" else []
+    code = main(["generate", str(small_photo), "--model", name, *small_args(name), *last, "-o",
                  str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import Enum
 from typing import Any, Literal
 
@@ -163,6 +164,9 @@ class GenerationRequest(BaseModel):
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
+    lora: tuple[str, ...] = Field((), max_length=8, description="LoRA file, folder or hub id "
+                                  "(org/name[/file.safetensors]), optionally :SCALE (default "
+                                  "1); repeatable")
     motion: Motion = Field(Motion.KEN_BURNS, description="camera move")
     zoom: float = Field(1.3, ge=1.0, le=4.0, description="zoom amount (1.0 = none)")
     focus: tuple[float, float] | Literal["auto"] = Field(
@@ -221,6 +225,24 @@ class GenerationRequest(BaseModel):
     def _check_focus(cls, value: Any) -> Any:
         if isinstance(value, tuple) and not all(0.0 <= v <= 1.0 for v in value):
             raise ValueError("x and y must each be between 0 and 1")
+        return value
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _split_loras(cls, value: Any) -> Any:
+        # one text value (a manifest cell, a form field) may list several, `;`-separated
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(";") if p.strip())
+        return value
+
+    @field_validator("lora")
+    @classmethod
+    def _check_loras(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            head, sep, tail = item.rpartition(":")
+            if sep and head and re.fullmatch(r"[-+]?\d+(\.\d*)?|[-+]?\.\d+", tail.strip()) \
+                    and not -4 <= float(tail) <= 4:
+                raise ValueError(f"{item}: a LoRA scale must be between -4 and 4")
         return value
 
     @field_validator("resolution")
@@ -299,6 +321,8 @@ class GenerationRequest(BaseModel):
         if self.engine is Engine.CAMERA and self.last_image is not None:
             raise ValueError("last_image needs a diffusion model trained to end on a frame "
                              "(--model wan2.2-i2v-a14b or wan2.1-flf2v-14b-720p)")
+        if self.engine is Engine.CAMERA and self.lora:
+            raise ValueError("lora applies to diffusion models (give --model)")
         return self
 
     def summary(self) -> dict[str, Any]:

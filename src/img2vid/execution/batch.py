@@ -153,8 +153,25 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
         if isinstance(row.get("last_image"), str) and row["last_image"]:
             row["last_image"] = str(path.parent / Path(row["last_image"]).expanduser())
+        if row.get("lora"):
+            row["lora"] = _manifest_loras(path.parent, row["lora"])
         items.append(_item(name, resolved, merge_options(options, row)))
     return items
+
+
+def _manifest_loras(folder: Path, value: Any) -> Any:
+    """LoRA files named relative to the manifest (hub ids and absolute paths stay)."""
+    items = value.split(";") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return value  # the request reports the wrong type
+    resolved = []
+    for item in (str(i).strip() for i in items if str(i).strip()):
+        head, sep, tail = item.rpartition(":")
+        source, scale = (head, sep + tail) if sep and head and not head.endswith(":") and \
+            tail.replace(".", "", 1).lstrip("+-").isdigit() else (item, "")
+        local = folder / Path(source).expanduser()
+        resolved.append(f"{local}{scale}" if local.exists() else item)
+    return resolved
 
 
 def _key(name: str) -> str:

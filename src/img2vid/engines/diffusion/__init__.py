@@ -18,6 +18,7 @@ from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
+from img2vid.engines.diffusion.lora import LoraSpec, loras_loaded
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
@@ -211,8 +212,11 @@ class DiffusionEngine:
         steps = StepReporter(job.num_inference_steps, progress, cancel)
         runtime.reset_peak(device)
         ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
+        loras = [LoraSpec.parse(text) for text in request.lora]
         try:
-            with (runtime.seeded(seed, device) as generator, torch.inference_mode(),
+            # LoRA layers are made outside inference mode: they are ordinary parameters
+            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras) as lora_records,
+                  runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
                   step_cache(pipe, family.denoiser, request.step_cache, job.num_inference_steps,
                              ratios_file) as cache_report):
@@ -229,7 +233,10 @@ class DiffusionEngine:
         finished = time.perf_counter()
         timings = {"load_s": round(loaded - started, 3),
                    "generate_s": round(finished - loaded, 3)}
-        return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
+        extras = {**runtime.peak_memory(device), "step_cache": cache_report}
+        if lora_records:
+            extras["loras"] = lora_records
+        return frames, timings, extras
 
     def _cache_root(self) -> Path:
         """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""

@@ -74,9 +74,10 @@ class Family:
     block_modules: ClassVar[dict[str, list[str]]] = {}
     options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
 
-    def takes_last_image(self, index: dict[str, Any], config: ConfigReader) -> bool:
-        """Whether a folder's model was trained to end on a given frame (--last-image)."""
-        return False
+    def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
+        """Whether a folder's model ends on a given frame (--last-image): "optional",
+        "required" (it only runs with one), or None (not trained for it)."""
+        return None
 
     def accepts(self, index: dict[str, Any]) -> bool:
         """Whether a folder's model_index.json is an image-to-video model of this family."""

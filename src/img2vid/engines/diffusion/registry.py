@@ -60,7 +60,8 @@ class ModelSpec:
     variant: str | None = None  # smaller weight files the hub repo offers (fp16)
     rules: ShapeRules | None = None  # where the model differs from its family's
     tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
-    last_image: bool = False  # trained to end on a given frame (--last-image)
+    # ends on a given frame (--last-image): "optional", "required", or None (not trained for it)
+    last_image: str | None = None
 
     @property
     def shape_rules(self) -> ShapeRules:
@@ -126,16 +127,18 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         name="wan2.1-flf2v-14b-720p", family=FAMILIES["wan"],
         hub_id="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
         # diffusers' Wan docs run it at 1280x720 area, 81 frames, guidance 5.5, 16 fps
-        defaults=Defaults(1280, 720, 81, 16, 50, 5.5), download_gb=82.0, last_image=True,
+        defaults=Defaults(1280, 720, 81, 16, 50, 5.5), download_gb=82.0,
+        last_image="required",
         params_b={"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
                   "vae": 0.127},
-        description="Wan 2.1 FLF2V 14B 720p: first and last frame to video, 16 fps"),
+        description="Wan 2.1 FLF2V 14B 720p: first and last frame (--last-image) to video"),
     ModelSpec(
         name="wan2.2-i2v-a14b", family=FAMILIES["wan"],
         hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
         # two 14B experts (transformer: high noise, transformer_2: low noise, switched at
         # boundary_ratio 0.9); the authors' settings: 40 steps, guidance 3.5 on both
-        defaults=Defaults(832, 480, 81, 16, 40, 3.5), download_gb=126.0, last_image=True,
+        defaults=Defaults(832, 480, 81, 16, 40, 3.5), download_gb=126.0,
+        last_image="optional",
         params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": 5.7,
                   "vae": 0.127},
         description="Wan 2.2 I2V A14B: two experts, 480p/720p, 16 fps, optional end frame"),

@@ -26,12 +26,14 @@ class Wan(Family):
         return name == "WanImageToVideoPipeline" or (
             name == "WanPipeline" and bool(index.get("expand_timesteps")))
 
-    def takes_last_image(self, index: dict[str, Any], config: ConfigReader) -> bool:
-        # Wan 2.1 FLF2V has a positional embedding for two CLIP images (pos_embed_seq_len);
-        # Wan 2.2 A14B (two experts, boundary_ratio) was trained with first-last-frame
-        # conditioning too. The 2.1 I2V and 2.2 TI2V models were not.
-        return (index.get("boundary_ratio") is not None
-                or config("transformer").get("pos_embed_seq_len") is not None)
+    def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
+        # Wan 2.1 FLF2V has a positional embedding for exactly two CLIP images
+        # (pos_embed_seq_len): it cannot run without the last one. Wan 2.2 A14B (two experts,
+        # boundary_ratio) takes one optionally. The 2.1 I2V and 2.2 TI2V models were not
+        # trained for it.
+        if config("transformer").get("pos_embed_seq_len") is not None:
+            return "required"
+        return "optional" if index.get("boundary_ratio") is not None else None
 
     def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
         if job.last_image is None:

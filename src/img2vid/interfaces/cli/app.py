@@ -54,6 +54,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] =
                                default=None, help=help_text)
             continue
         metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+        if typing.get_origin(field.annotation) is tuple:
+            group.add_argument(flag, dest=name, default=None, action="append",
+                               metavar=metavar, help=help_text)  # repeatable
+            continue
         group.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
 
 

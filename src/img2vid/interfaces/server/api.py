@@ -215,6 +215,7 @@ async def create_job(request: Request) -> JobOut:
     return job_out(job)
 
 
+REPEATABLE = {"lora"}  # form fields a client may give several times
 Submission = tuple[dict[str, Any], list[intake.Upload], intake.Upload | None]
 
 
@@ -236,6 +237,8 @@ async def _read_multipart(request: Request) -> Submission:
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
+        elif key in REPEATABLE:
+            fields.setdefault(key, []).append(value)
         elif key in fields:
             raise HTTPException(422, f"{key} is given more than once")
         else:

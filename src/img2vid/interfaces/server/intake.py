@@ -55,6 +55,7 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
+    _check_loras(fields.get("lora"))
     if not uploads:
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
@@ -89,6 +90,17 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     except BaseException:
         queue.discard_uploads(job_id)
         raise
+
+
+def _check_loras(value: Any) -> None:
+    """A client names LoRAs by hub id: a path would reach (and hash) a file on the server."""
+    from img2vid.engines.diffusion.lora import LoraSpec, is_hub_id
+
+    items = value.split(";") if isinstance(value, str) else value or []
+    for item in items:
+        if not is_hub_id(LoraSpec.parse(str(item)).source):
+            raise InputError(f"lora {item}: the server takes LoRAs by hub id "
+                             "(org/name[/file.safetensors][:scale]), not by path")
 
 
 def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: float) -> int:

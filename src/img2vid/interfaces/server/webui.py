@@ -85,6 +85,9 @@ class WebUI:
                                           "Wan 2.1 FLF2V, Wan 2.2 I2V A14B)", type="filepath",
                                           sources=["upload"], height=140,
                                           elem_id="last-image")
+                    loras = gr.Textbox(label="LoRAs (hub ids org/name[/file.safetensors], "
+                                       "optional :scale; one per line)", lines=1,
+                                       elem_id="loras")
                     preset = gr.Radio([p.value for p in PresetName],
                                       value=PresetName.STANDARD.value, label="Preset",
                                       info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
@@ -139,7 +142,7 @@ class WebUI:
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
             generate_btn.click(
-                self.generate, inputs=[images, *form, last_image],
+                self.generate, inputs=[images, *form, last_image, loras],
                 outputs=[status, video, saved, params, seed, history, history_paths],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -166,6 +169,7 @@ class WebUI:
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
                  interpolate: str = NO_INTERPOLATION, last_image: str | None = None,
+                 loras: str | None = None,
                  request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
@@ -183,6 +187,8 @@ class WebUI:
             "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
             "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
             "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+            "lora": [line.strip() for line in (loras or "").splitlines() if line.strip()]
+            or None,
         })
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         last = intake.Upload(Path(last_image).name, Path(last_image)) if last_image else None
