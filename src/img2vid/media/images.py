@@ -159,3 +159,12 @@ def probe_image(path: str | Path, settings: ImageSettings | None = None,
         fmt, (width, height) = im.format or "unknown", im.size
     _check_min_side(path, width, height, settings)
     return fmt, width, height
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An RGB array as PNG file bytes (live previews)."""
+    import io
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()

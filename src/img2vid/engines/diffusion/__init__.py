@@ -19,6 +19,7 @@ from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
 from img2vid.engines.diffusion.lora import LoraSpec, loras_loaded
+from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
@@ -41,6 +42,7 @@ class _Loaded:
     pipe: Any
     info: dict[str, Any] = field(default_factory=dict)
     weight_bytes: int = 0  # what releasing it gives back (the planner counts it as free)
+    previewer: Previewer | None = None  # its latent-to-RGB projection, fitted once
 
 
 class DiffusionEngine:
@@ -58,6 +60,8 @@ class DiffusionEngine:
         self._device = device
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
+        # steps between live previews (0: the default, about PREVIEWS_PER_JOB per job; -1: off)
+        self.preview_interval = 0
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
@@ -209,7 +213,11 @@ class DiffusionEngine:
         loaded = time.perf_counter()
         runtime.apply_decode(pipe, memory)
         cancel.raise_if_cancelled()
-        steps = StepReporter(job.num_inference_steps, progress, cancel)
+        previewer = self._loaded.previewer if self._loaded else None
+        steps = StepReporter(
+            job.num_inference_steps, progress, cancel,
+            preview=(lambda latents: previewer(pipe, job, latents)) if previewer else None,
+            every=self.preview_interval or preview_every(job.num_inference_steps))
         runtime.reset_peak(device)
         ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
         loras = [LoraSpec.parse(text) for text in request.lora]
@@ -267,5 +275,6 @@ class DiffusionEngine:
         if request.compile:
             runtime.compile_denoiser(pipe, family)
         self._loaded = _Loaded(key, pipe, info, sum(
-            runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")))
+            runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")),
+            Previewer(family))
         return pipe

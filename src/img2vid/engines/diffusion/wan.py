@@ -40,6 +40,21 @@ class Wan(Family):
             return base
         return {**base, "last_image": job.last_image}
 
+    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+        return latents[0].permute(1, 0, 2, 3)  # B x C x F x h x w
+
+    def preview_encode(self, pipe: Any, pixels: Any) -> Any:
+        import torch
+
+        vae = pipe.vae
+        param = next(vae.parameters())
+        z = vae.encode(pixels[:, :, None].to(param.device, param.dtype)).latent_dist.mean
+        # the pipelines' normalisation: (z - latents_mean) / latents_std
+        channels = z.shape[1]
+        mean = torch.tensor(vae.config.latents_mean).view(1, channels, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, channels, 1, 1, 1)
+        return ((z.float().cpu() - mean) / std)[0, :, 0]
+
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B
         patch = config("transformer").get("patch_size", [1, 2, 2])

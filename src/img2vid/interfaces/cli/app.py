@@ -93,17 +93,37 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preview", type=Path, metavar="PATH", help="keep a live preview PNG "
+                   "here, updated every few denoising steps (diffusion)")
     add_request_arguments(p)
     p.set_defaults(handler=_generate)
+
+
+def with_preview(progress: Callable[[Any], None], path: Path) -> Callable[[Any], None]:
+    """Pass events on, writing each live preview to `path` (atomically: a viewer polling the
+    file never reads half a PNG)."""
+    from img2vid.media.images import png_bytes
+    from img2vid.media.outputs import write_bytes_atomic
+
+    def report(event: Any) -> None:
+        if event.preview is not None:
+            write_bytes_atomic(path, png_bytes(event.preview))
+        progress(event)
+
+    return report
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from img2vid.execution.pipeline import generate
 
     request = request_from_args(args, args.images)
+    if args.preview and not args.preview.parent.is_dir():
+        raise InputError(f"--preview {args.preview}: the folder {args.preview.parent} does not "
+                         "exist")
     log.info("request: %s", request.summary())
     with ProgressBars(enabled=not args.quiet) as bars:
-        result = generate(request, settings, output=args.output, progress=bars)
+        progress = with_preview(bars, args.preview) if args.preview else bars
+        result = generate(request, settings, output=args.output, progress=progress)
     if args.json:
         print(json.dumps(result.metadata, indent=2))
     else:

@@ -340,6 +340,23 @@ def get_video(request: Request, job_id: str) -> FileResponse:
                         content_disposition_type="inline")
 
 
+@router.get("/jobs/{job_id}/preview", response_class=Response,
+            responses={**_ERRORS, 200: {"content": {"image/png": {}},
+                                        "description": "the latest live preview"}},
+            summary="The latest live preview")
+def get_preview(request: Request, job_id: str) -> Response:
+    """A small PNG of the video so far (first, middle and last frames), updated every few
+    denoising steps of a diffusion job; 404 until the first one."""
+    _find(request, job_id)
+    try:
+        # read whole: the worker replaces the file while a FileResponse would stream it
+        data = _queue(request).preview_path(job_id).read_bytes()
+    except FileNotFoundError:
+        raise HTTPException(404, f"job {job_id} has no preview yet (diffusion jobs make one "
+                                 "every few denoising steps)") from None
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 def _find(request: Request, job_id: str) -> Job:
     job = _queue(request).get(job_id) if JOB_ID.fullmatch(job_id) else None
     if job is None:

@@ -129,6 +129,9 @@ class WebUI:
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a photo and press Generate.",
                                          elem_id="status")
+                    live = gr.Image(label="Live preview (first, middle and last frames)",
+                                    type="filepath", interactive=False, height=160,
+                                    elem_id="live-preview")
                     video = gr.Video(label="Video", format=None, interactive=False,
                                      elem_id="result")
                     saved = gr.Textbox(label="Saved to", interactive=False, elem_id="saved")
@@ -143,7 +146,7 @@ class WebUI:
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
             generate_btn.click(
                 self.generate, inputs=[images, *form, last_image, loras],
-                outputs=[status, video, saved, params, seed, history, history_paths],
+                outputs=[status, video, saved, params, seed, history, history_paths, live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
             engine.change(lambda name: (
@@ -201,14 +204,15 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, seed, skip, skip)
+            yield (_describe(job), skip, skip, skip, seed, skip, skip, None)
             last = time.monotonic()
             version = -1
+            shown: tuple[int, str | None] = (0, None)  # mtime and path of the shown preview
             while not job.status.terminal:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
                             "restarts.")
-                    yield (note, skip, skip, skip, skip, skip, skip)
+                    yield (note, skip, skip, skip, skip, skip, skip, skip)
                     return
                 version = self.queue.wait_for_change(version, timeout=1.0)
                 job = self.queue.get(job.id) or job
@@ -219,7 +223,9 @@ class WebUI:
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
                 progress(fraction or 0.0, desc=_describe(job))
-                yield (_describe(job), skip, skip, skip, skip, skip, skip)
+                shown = self._preview_update(job.id, shown)
+                yield (_describe(job), skip, skip, skip, skip, skip, skip,
+                       shown[1] if shown[1] else skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -228,12 +234,23 @@ class WebUI:
         if job.status is JobStatus.FAILED:
             raise gr.Error(f"Failed: {job.error}")
         if job.status is JobStatus.CANCELLED:
-            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip)
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip, skip)
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
         yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
-               str(output), _used(job.sidecar), seed, gallery, paths)
+               str(output), _used(job.sidecar), seed, gallery, paths, skip)
+
+    def _preview_update(self, job_id: str, shown: tuple[int, str | None],
+                        ) -> tuple[int, str | None]:
+        """(mtime, path) of the job's live preview when it changed since `shown`, else
+        (mtime, None): Gradio then copies each new preview once."""
+        path = self.queue.preview_path(job_id)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return shown[0], None
+        return (mtime, str(path)) if mtime != shown[0] else (mtime, None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
