@@ -65,6 +65,13 @@ def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
             page.get_by_role("option", name="256", exact=True).click()
             page.locator("#preset").get_by_text("preview", exact=True).click()
             page.get_by_text("fast look: camera 720p").wait_for()  # the preset says what it is
+            # Check shows the plan a run would follow, and queues nothing
+            page.locator("#check").click()
+            page.wait_for_function(
+                "() => document.querySelector('#status').innerText.includes('Plan')")
+            plan = page.locator("#status").inner_text()
+            assert "width: 384" in plan and "height: 256" in plan and "num_frames: 16" in plan
+            assert server.queue.counts().get("queued", 0) == 0
             page.locator("#generate").click()
 
             page.wait_for_function(

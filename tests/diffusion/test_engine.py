@@ -172,8 +172,8 @@ def test_ltx_and_cogvideox_map_onto_their_pipelines(request, engine, model, size
 def test_resolution_keeps_aspect_and_snaps_to_model_multiple(engine, wan_dir, tmp_path):
     from PIL import Image
 
-    from img2vid.engines.diffusion.job import choose_shape
     from img2vid.engines.diffusion.loading import resolve_folder
+    from img2vid.engines.diffusion.sizing import choose_shape
 
     spec = resolve_folder(wan_dir).spec
     photo = tmp_path / "wide.png"
@@ -490,9 +490,10 @@ def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, sm
 
 def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
     from img2vid.core.request import Quantize
-    from img2vid.engines.diffusion.job import Choices, Shape
+    from img2vid.engines.diffusion.job import Shape
     from img2vid.engines.diffusion.loading import resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
+    from img2vid.engines.diffusion.sizing import Choices
 
     resolved = resolve_folder(wan_dir)
     choices = Choices(Shape(96, 64, 5, 96, 64, 5), 16, 2, 5.0)

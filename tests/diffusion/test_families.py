@@ -35,9 +35,10 @@ def test_the_dtype_map_reaches_from_pretrained_and_the_planner(wan_dir):
     planner counts each at its own size."""
     from img2vid.core.request import Quantize
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.job import Choices, Shape
+    from img2vid.engines.diffusion.job import Shape
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
+    from img2vid.engines.diffusion.sizing import Choices
 
     resolved = resolve_folder(wan_dir)
     dtypes = resolved.spec.family.dtypes("cuda", bf16=True)
@@ -208,3 +209,22 @@ def test_t5_text_encoders_are_group_offloaded_through_their_encoder_blocks(ltx_d
     assert len(blocks) > 1 and all(hook is not None for hook in hooks)
     groups = {id(hook.group) for hook in hooks}
     assert len(groups) == len(blocks)  # one group per block, streamed one after the other
+
+
+def test_models_update_moves_the_lock_and_models_lists_it(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    from img2vid.interfaces.cli.app import main
+
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    hub = FakeHub(tmp_path, head="e" * 40, cached=set())
+    monkeypatch.setattr(loading, "HUB", hub)
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["models", "update", "ltx-video"]) == 0
+    assert f"Lightricks/LTX-Video@{'e' * 40} (was not pinned)" in capsys.readouterr().out
+    assert hub.calls == [(None, False)]
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["ltx-video"]["revision"] == "e" * 40
+    assert rows["ltx-video"]["defaults"]["num_frames"] == 161

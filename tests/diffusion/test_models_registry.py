@@ -11,7 +11,7 @@ from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.core.request import build_request
 from img2vid.engines.diffusion.family import FrameRule
-from img2vid.engines.diffusion.job import choose, choose_shape, fit_image
+from img2vid.engines.diffusion.job import fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
     resolve_folder,
@@ -19,6 +19,7 @@ from img2vid.engines.diffusion.loading import (
     weight_census,
 )
 from img2vid.engines.diffusion.registry import MODELS
+from img2vid.engines.diffusion.sizing import choose, choose_shape, shape_notes
 
 
 @pytest.mark.parametrize(("name", "asked", "used"), [
@@ -52,10 +53,10 @@ def test_cogvideox_runs_only_at_720x480_and_the_change_is_noted():
     spec = MODELS["cogvideox-5b-i2v"]
     shape = choose_shape(spec, req, 1000, 1000, 8)
     assert (shape.width, shape.height, shape.num_frames) == (720, 480, 49)
-    notes = shape.notes(spec)
+    notes = shape_notes(shape, spec)
     assert any("512x512 -> 720x480" in n for n in notes)
     fewer = build_request(images=("a.png",), model="cogvideox-5b-i2v", num_frames=16)
-    assert any("16 -> 49" in n for n in choose_shape(spec, fewer, 1000, 1000, 8).notes(spec))
+    assert any("16 -> 49" in n for n in shape_notes(choose_shape(spec, fewer, 1000, 1000, 8), spec))
 
 
 def test_guidance_and_fps_are_the_models_own_unless_given():

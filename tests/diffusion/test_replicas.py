@@ -144,3 +144,68 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
     ltx = json.loads((snapshot(cache, "ltx-video", commits["ltx-video"])
                       / "model_index.json").read_text())
     assert ltx["_class_name"] == "LTXPipeline"
+
+
+def _dry_run(name: str, photo: Path, cache: Path, monkeypatch, capsys, *extra: str) -> dict:
+    import huggingface_hub.constants
+
+    from img2vid.interfaces.cli.app import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code = main(["generate", str(photo), "--model", name, "--dry-run", "--json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_dry_run_shows_each_models_native_plan_without_the_model(name, small_photo, tmp_path,
+                                                                 monkeypatch, capsys):
+    spec = MODELS[name]
+    plan = _dry_run(name, small_photo, tmp_path / "empty", monkeypatch, capsys)
+    native, used = spec.defaults, plan["used"]
+    assert (plan["model"], plan["hub_id"], plan["pipeline"]) == (name, spec.hub_id,
+                                                                 spec.pipeline_class)
+    assert plan["cached"] is False and plan["download_gb"] == spec.download_gb
+    assert (used["fps"], used["guidance_scale"]) == (native.fps, native.guidance_scale)
+    assert used["num_inference_steps"] == spec.tier("standard").num_inference_steps
+    assert used["num_frames"] == spec.tier("standard").num_frames
+    if spec.tiers is None and spec.shape_rules.fixed_size is None:
+        # the photo's 3:2 aspect at about the native area
+        assert abs(used["width"] * used["height"] / (native.width * native.height) - 1) < 0.1
+        assert abs(used["width"] / used["height"] - 1.5) < 0.1
+    assert plan["asked"]["width"] is None and plan["asked"]["num_frames"] is None
+    assert plan["dtypes"]["default"] == "float32"  # this CPU
+    memory = plan["memory"]
+    assert memory["level"] in ("high", "balanced", "low", "minimum")
+    assert memory["estimated_peak_gb"] > 0 and memory["free_gb"] > 0
+
+
+def test_dry_run_of_a_cached_model_reads_its_files_and_revision(hub_replicas, small_photo,
+                                                                 monkeypatch, capsys):
+    cache, commits = hub_replicas
+    plan = _dry_run("cogvideox-5b-i2v", small_photo, cache, monkeypatch, capsys,
+                    "--num-inference-steps", "7", "--width", "300")
+    assert plan["cached"] is True and plan["download_gb"] is None
+    assert plan["revision"] == commits["cogvideox-5b-i2v"]
+    # the replica's positional table pins 64x64 and 9 frames: asked vs used
+    assert plan["asked"]["width"] == 300 and plan["asked"]["num_inference_steps"] == 7
+    used = plan["used"]
+    assert (used["width"], used["height"], used["num_frames"]) == (64, 64, 9)
+    assert used["num_inference_steps"] == 7
+    assert any("only runs at 64x64" in note for note in plan["notes"])
+
+
+def test_dry_run_prints_a_readable_plan(small_photo, tmp_path):
+    env = {"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"}
+    result = run_cli("generate", small_photo, "--model", "wan2.2-ti2v-5b", "--dry-run",
+                     "--num-frames", "50", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "model: wan2.2-ti2v-5b (Wan-AI/Wan2.2-TI2V-5B-Diffusers@newest, not downloaded" in out
+    assert "pipeline: WanImageToVideoPipeline" in out
+    assert "num_frames: 49 (asked 50)" in out and "fps: 24" in out
+    assert "dtypes: default float32" in out and "memory: level " in out
+    assert not list(tmp_path.glob("*.mp4"))

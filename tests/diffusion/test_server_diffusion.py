@@ -29,6 +29,17 @@ def test_a_diffusion_job_runs_on_the_gpu_lane(wan_dir: Path, small_photo: Path,
         assert r.status_code == 422
         assert "model i2vgen-xl is not available on this server: run `img2vid models " \
                "download i2vgen-xl`" in r.json()["detail"]
+        # A dry run plans it anyway (registry defaults, download size) and queues nothing.
+        r = submit(client, photo=small_photo, model="svd-xt", dry_run="true", resolution="",
+                   num_frames="", fps="")
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        assert (plan["model"], plan["pipeline"], plan["cached"]) == (
+            "svd-xt", "StableVideoDiffusionPipeline", False)
+        assert plan["download_gb"] > 0 and plan["memory"]["estimated_peak_gb"] > 0
+        used = plan["used"]
+        assert (used["num_frames"], used["fps"], used["num_inference_steps"]) == (25, 7, 25)
+        assert client.get("/api/v1/jobs").json()["jobs"] == []
         r = submit(client, photo=small_photo, model=str(wan_dir))  # a server path: no
         assert r.status_code == 422 and "unknown model" in r.json()["detail"]
 

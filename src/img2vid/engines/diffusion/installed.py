@@ -12,11 +12,13 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
     disk with `sizes`, which walks the whole Hugging Face cache)."""
     from huggingface_hub import try_to_load_from_cache
 
+    from img2vid.engines.diffusion.loading import RevisionLock
     from img2vid.engines.diffusion.registry import MODELS
 
     cache_dir = str(settings.models.cache_dir) if settings.models.cache_dir else None
     on_disk = _cached_sizes(cache_dir) if sizes else {}
     rows = []
+    locked = RevisionLock(settings).read()
     for spec in MODELS.values():
         local = settings.models.local_dirs.get(spec.name)
         index = try_to_load_from_cache(spec.hub_id, "model_index.json", cache_dir=cache_dir)
@@ -25,7 +27,8 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
             "hub_id": spec.hub_id,
             "pipeline": spec.pipeline_class,
             "family": spec.family.name,
-            "revision": spec.revision,
+            # the commit runs load: the one recorded at download, else the registry's pin
+            "revision": locked.get(spec.hub_id, spec.revision),
             "defaults": spec.describe_defaults(),
             "download_gb": spec.download_gb,
             "cached": isinstance(index, str) or local is not None,

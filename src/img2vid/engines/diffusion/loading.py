@@ -307,6 +307,7 @@ class Census:
     elements: int
     largest: int
     stored: int = 0  # bytes as stored in the files
+    largest_file: int = 0  # bytes of its largest file: what loading holds at once besides
 
 
 _STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
@@ -325,22 +326,26 @@ def weight_census(folder: Path, variant: str | None) -> dict[str, Census]:
             files = chosen or [f for f in files if ".fp16" not in f.name]
         else:
             files = [f for f in files if ".fp16" not in f.name] or files
-        total = largest = stored = 0
+        total = largest = stored = largest_file = 0
         for f in files:
             with safe_open(str(f), framework="pt") as handle:
+                in_file = 0
                 for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     piece = handle.get_slice(key)
                     n = math.prod(int(d) for d in piece.get_shape())
                     total += n
                     largest = max(largest, n)
-                    stored += n * _STORED_BYTES.get(piece.get_dtype(), 4)
+                    in_file += n * _STORED_BYTES.get(piece.get_dtype(), 4)
+            stored += in_file
+            largest_file = max(largest_file, in_file)
         if not files:
             # pickled .bin checkpoints have no readable header: count 2 bytes per element,
             # which overestimates fp32 files (the planner would rather be conservative)
-            stored = sum(f.stat().st_size for f in sub.glob("*.bin"))
+            bins = [f.stat().st_size for f in sub.glob("*.bin")]
+            stored, largest_file = sum(bins), max(bins, default=0)
             total = largest = stored // 2
         if total:
-            counts[sub.name] = Census(total, largest, stored)
+            counts[sub.name] = Census(total, largest, stored, largest_file)
     return counts
 
 

@@ -13,7 +13,6 @@ from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
 from img2vid.core.request import GenerationRequest, Quantize
 from img2vid.engines.diffusion.family import Family
-from img2vid.engines.diffusion.job import Choices, choose
 from img2vid.engines.diffusion.loading import (
     Census,
     ResolvedModel,
@@ -23,6 +22,7 @@ from img2vid.engines.diffusion.loading import (
     weight_census,
 )
 from img2vid.engines.diffusion.registry import ModelSpec
+from img2vid.engines.diffusion.sizing import Choices, choose, shape_notes
 from img2vid.engines.memory import (
     GB,
     MemoryFigures,
@@ -34,6 +34,7 @@ from img2vid.engines.memory import (
 log = logging.getLogger(__name__)
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+SHARD_BYTES = 10 * 10**9  # diffusers' default max_shard_size
 TEXT_LAYERS = 24  # T5-XXL / UMT5-XXL encoder blocks, when a config does not say
 
 
@@ -102,7 +103,7 @@ def plan_job(request: GenerationRequest, settings: Settings, source_size: tuple[
         resolved = resolve_model(request.model, settings, request.revision)
     spec = resolved.spec if resolved else _spec(request.model)
     choices = choose(spec, request, *source_size)
-    notes = choices.shape.notes(spec) + ignored_options(spec, request)
+    notes = shape_notes(choices.shape, spec) + ignored_options(spec, request)
     dtypes = spec.family.dtypes(device.split(":")[0], bf16)
     work = workload(spec, resolved, choices, dtypes, request.quantize)
     memory = plan_memory(work, figures, request.memory.value)
@@ -135,8 +136,10 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
         def config(component: str) -> dict[str, Any]:
             return read_config(resolved.path, component)
     else:
-        # the hub files' precision is unknown here: count them as float32, the widest
-        census = {name: Census(int(b * 1e9), 0, int(b * 4e9)) for name, b in spec.params_b.items()}
+        # the hub files' precision and shards are unknown here: count them as float32 (the
+        # widest) in files of at most diffusers' default shard size
+        census = {name: Census(int(b * 1e9), 0, int(b * 4e9), min(int(b * 4e9), SHARD_BYTES))
+                  for name, b in spec.params_b.items()}
 
         def config(component: str) -> dict[str, Any]:
             return {}  # the families' estimates default to the real models' sizes
@@ -157,7 +160,7 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
                     num_frames=choices.shape.num_frames, decode_tiled=tiled,
                     tiling=family.vae_tiling, chunked_decode=family.chunked_decode,
                     pieces=pieces, leaves=leaves,
-                    transient=max((c.stored for c in census.values()), default=0))
+                    transient=max((c.largest_file for c in census.values()), default=0))
 
 
 def _group_piece(family: Family, name: str, census: Census, config: Any, size: int) -> int:

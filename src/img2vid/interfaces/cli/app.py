@@ -95,6 +95,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--preview", type=Path, metavar="PATH", help="keep a live preview PNG "
                    "here, updated every few denoising steps (diffusion)")
+    p.add_argument("--dry-run", action="store_true", help="resolve the model and every value "
+                   "(size, frames, steps, dtypes, memory level) and print the plan without "
+                   "loading weights or writing a video")
     add_request_arguments(p)
     p.set_defaults(handler=_generate)
 
@@ -121,6 +124,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError(f"--preview {args.preview}: the folder {args.preview.parent} does not "
                          "exist")
     log.info("request: %s", request.summary())
+    if args.dry_run:
+        from img2vid.execution.plan import describe_plan, plan_request
+
+        plan = plan_request(request, settings)
+        print(json.dumps(plan, indent=2) if args.json else "\n".join(describe_plan(plan)))
+        return 0
     with ProgressBars(enabled=not args.quiet) as bars:
         progress = with_preview(bars, args.preview) if args.preview else bars
         result = generate(request, settings, output=args.output, progress=progress)

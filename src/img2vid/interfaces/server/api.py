@@ -182,17 +182,21 @@ def _queue(request: Request) -> JobQueue:
 
 @router.post("/jobs", status_code=202, response_model=JobOut, openapi_extra=SUBMIT_BODY,
              responses=_ERRORS, summary="Submit a job")
-async def create_job(request: Request) -> JobOut:
+async def create_job(request: Request) -> Any:
     """Queue a video: multipart (image files + fields) or JSON (images as base64).
 
     Fields are those of `img2vid generate` (snake_case). Refused before queueing with the
     CLI's messages: 400 bad images, 413 too large, 422 invalid fields, 429 queue full.
+    With `dry_run` (a field, or `?dry_run=true`) nothing is queued: 200 with the plan the
+    run would follow (model, revision, values asked and used, dtypes, memory level).
     """
     queue = _queue(request)
+    dry_run = intake.pop_dry_run(dict(request.query_params))
     try:
         # A full queue is refused before the upload is read (off the event loop: the check
         # may wait for the database lock).
-        await run_in_threadpool(queue.check_room)
+        if not dry_run:
+            await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
             fields, uploads, last = await _read_multipart(request)
@@ -201,7 +205,8 @@ async def create_job(request: Request) -> JobOut:
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads, last)
+        dry_run = intake.pop_dry_run(fields) or dry_run
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, last, dry_run)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -212,6 +217,8 @@ async def create_job(request: Request) -> JobOut:
         raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
+    if dry_run:
+        return JSONResponse(job, status_code=200)
     return job_out(job)
 
 

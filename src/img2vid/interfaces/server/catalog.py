@@ -64,7 +64,8 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     return models
 
 
-def check_model(settings: Settings, engine: str | None, model: str | None) -> str | None:
+def check_model(settings: Settings, engine: str | None, model: str | None,
+                missing_ok: bool = False) -> str | None:
     """Refuse a diffusion job this server cannot run, before it is queued; else return the
     model's name as the server spells it (names are matched without regard to case).
 
@@ -81,7 +82,7 @@ def check_model(settings: Settings, engine: str | None, model: str | None) -> st
     if info is None:
         raise InputError(f"model={name}: unknown model; known here: {', '.join(known)} "
                          "(see GET /api/v1/models)")
-    if not info.available:
+    if not info.available and not missing_ok:  # a dry run plans a model not downloaded yet
         raise InputError(f"model {info.name} is not available on this server: "
                          f"{info.how_to_get}")
     return info.name

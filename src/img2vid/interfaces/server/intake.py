@@ -12,7 +12,6 @@ from typing import IO, Any
 from img2vid.core.errors import InputError
 from img2vid.core.request import GenerationRequest, build_request
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.execution.jobstore import Job
 from img2vid.interfaces.server.catalog import check_model
 from img2vid.media.images import probe_image
 
@@ -41,8 +40,10 @@ class Upload:
 
 
 def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
-           last: Upload | None = None) -> Job:
-    """Validate, store the images (and the end frame, `last`) with the job, queue it.
+           last: Upload | None = None, dry_run: bool = False) -> Any:
+    """Validate, store the images (and the end frame, `last`) with the job, queue it; with
+    `dry_run`, return the plan a run would follow (model, values, dtypes, memory) and queue
+    nothing.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
@@ -60,7 +61,7 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
         raise InvalidImageError(f"{len(uploads)} images: at most {MAX_IMAGES} per job")
-    model = check_model(settings, fields.get("engine"), fields.get("model"))
+    model = check_model(settings, fields.get("engine"), fields.get("model"), missing_ok=dry_run)
     if fields.get("model"):  # the job runs the model that was checked, spelled as configured
         fields = {**fields, "model": model}
 
@@ -86,6 +87,12 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
                 probe_image(path, settings.images)
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        if dry_run:
+            from img2vid.execution.plan import plan_request
+
+            plan = plan_request(request, settings)
+            queue.discard_uploads(job_id)
+            return plan
         return queue.submit(request, job_id=job_id, input_names=[u.name for u in uploads])
     except BaseException:
         queue.discard_uploads(job_id)
@@ -132,6 +139,14 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
 def _safe_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+
+
+def pop_dry_run(fields: dict[str, Any]) -> bool:
+    """The `dry_run` field (a form's "true"/"1" or a JSON boolean), removed from the fields."""
+    value = fields.pop("dry_run", False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,7 @@ class WebUI:
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
                         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        check_btn = gr.Button("Check", elem_id="check")
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a photo and press Generate.",
                                          elem_id="status")
@@ -149,6 +150,9 @@ class WebUI:
                 outputs=[status, video, saved, params, seed, history, history_paths, live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
+            # the plan a run would follow (model, size, frames, dtypes, memory), nothing queued
+            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params],
+                            api_name="check")
             engine.change(lambda name: (
                 gr.update(interactive=name == "diffusion" and bool(ready)),
                 gr.update(visible=name == "diffusion" and bool(missing_text))),
@@ -162,6 +166,29 @@ class WebUI:
         return demo
 
     # --- handlers -------------------------------------------------------------------------
+
+    def check(self, files: list[str] | None, prompt: str | None = None,
+              negative: str | None = None, engine: str = "camera", model: str | None = None,
+              preset: str = PresetName.STANDARD.value, resolution: str = FROM_PRESET,
+              num_frames: str | None = None, fps: str | None = None, steps: str | None = None,
+              guidance: str | None = None, seed: str | None = None, randomize: bool = True,
+              motion: str = Motion.KEN_BURNS.value, zoom: float = 1.3, focus: str = "auto",
+              easing: str = Easing.EASE_IN_OUT.value,
+              interpolate: str = NO_INTERPOLATION) -> tuple[str, dict[str, Any]]:
+        """The plan a run would follow, without loading weights or queueing anything."""
+        from img2vid.execution.plan import describe_plan
+
+        if not files:
+            raise gr.Error("Upload at least one photo first.")
+        fields = _fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
+                         steps, guidance, None if randomize else seed, motion, zoom, focus,
+                         easing, interpolate)
+        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+        try:
+            plan = intake.submit(self.queue, fields, uploads, dry_run=True)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        return "**Plan** (nothing queued)\n\n" + "  \n".join(describe_plan(plan)), plan
 
     def generate(self, files: list[str] | None, prompt: str | None = None,
                  negative: str | None = None, engine: str = "camera",
@@ -181,18 +208,11 @@ class WebUI:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
-        # Values stay text: the request parses them, so errors read as they do in the CLI.
-        fields = intake.clean_fields({
-            "prompt": prompt, "negative_prompt": negative, "engine": engine,
-            "model": model if engine == "diffusion" else None, "preset": preset,
-            "resolution": None if resolution == FROM_PRESET else resolution,
-            "num_frames": _text(num_frames), "fps": _text(fps),
-            "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
-            "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
-            "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
-            "lora": [line.strip() for line in (loras or "").splitlines() if line.strip()]
-            or None,
-        })
+        fields = _fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
+                         steps, guidance, seed, motion, zoom, focus, easing, interpolate)
+        lines = [line.strip() for line in (loras or "").splitlines() if line.strip()]
+        if lines:
+            fields["lora"] = lines
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         last = intake.Upload(Path(last_image).name, Path(last_image)) if last_image else None
         try:
@@ -380,6 +400,23 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _shown(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
+            preset: str, resolution: str, num_frames: str | None, fps: str | None,
+            steps: str | None, guidance: str | None, seed: str | None, motion: str,
+            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
+    """The form as request fields. Values stay text: the request parses them, so errors read
+    as they do in the CLI."""
+    return intake.clean_fields({
+        "prompt": prompt, "negative_prompt": negative, "engine": engine,
+        "model": model if engine == "diffusion" else None, "preset": preset,
+        "resolution": None if resolution == FROM_PRESET else resolution,
+        "num_frames": _text(num_frames), "fps": _text(fps),
+        "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
+        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
+        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+    })
 
 
 def _text(value: object) -> str | None:
