@@ -160,6 +160,10 @@ class GenerationRequest(BaseModel):
                             "default the model's own)")
     duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
                                    "(frames = duration x fps)")
+    window_frames: int | None = Field(None, ge=2, le=MAX_FRAMES, description="diffusion: "
+                                      "frames per window when the clip is longer than one "
+                                      "(default: the model's native count); windows chain "
+                                      "with colour-matched seams")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")

@@ -23,6 +23,7 @@ from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
+from img2vid.engines.diffusion.windows import run_windows
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -103,6 +104,12 @@ class DiffusionEngine:
 
         runtime.import_libraries()
         plan = self.plan(request, (image.width, image.height))
+        total = plan.choices.shape.num_frames
+        window = plan.spec.shape_rules.frames.snap(
+            request.window_frames or plan.spec.defaults.num_frames)
+        if total > window:  # longer than one window: plan (memory too) for one window
+            plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
+                             (image.width, image.height))
         resolved, spec, choices = plan.resolved, plan.spec, plan.choices
         assert resolved is not None  # only a dry run plans without files
         runtime.check_options(spec, request)
@@ -128,9 +135,23 @@ class DiffusionEngine:
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
+        chained: dict[str, Any] = {}
         try:
-            frames, timings, extras = self._run_with_fallback(
-                plan, request, job, seed, progress, cancel, attempts)
+            if total > window:
+                results: list[Any] = []
+
+                def one_window(part: DiffusionJob, part_seed: int) -> list[Any]:
+                    results.append(self._run_with_fallback(
+                        plan, request, part, part_seed, progress, cancel, attempts))
+                    return results[-1][0]
+
+                frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
+                                              seed, one_window)
+                _, timings, extras = results[-1]
+                timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
+            else:
+                frames, timings, extras = self._run_with_fallback(
+                    plan, request, job, seed, progress, cancel, attempts)
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)
@@ -156,6 +177,7 @@ class DiffusionEngine:
             "timings": timings,
             **job.options,
             **({"last_image": last.describe()} if last else {}),
+            **chained,
             **extras,
             "warnings": list(plan.notes),
         }
