@@ -34,3 +34,42 @@ def test_a_clip_longer_than_a_window_chains_windows(engine, wan_dir, small_photo
     assert len(info["seams"]) == 2
     for seam in info["seams"]:
         assert {"frame", "colour_difference", "psnr", "colour_difference_unmatched"} <= set(seam)
+
+
+def test_extend_continues_a_clip_with_a_matched_seam(wan_dir, tmp_path, capsys):
+    import json
+
+    import av
+    import numpy as np
+
+    from img2vid.core.request import OutputFormat
+    from img2vid.interfaces.cli.app import main
+    from img2vid.media.encode import EncodeOptions, open_writer
+    from img2vid.media.images import file_sha256
+
+    clip = tmp_path / "clip.mp4"
+    gradient = np.linspace(30, 220, 64, dtype=np.uint8)
+    with open_writer(clip, 64, 64, 8.0, EncodeOptions(format=OutputFormat.MP4)) as writer:
+        for i in range(9):
+            frame = np.stack([np.roll(np.tile(gradient, (64, 1)), i, 1)] * 3, axis=-1)
+            writer.write(np.ascontiguousarray(frame))
+        writer.close()
+    out = tmp_path / "longer.mp4"
+    code = main(["extend", str(clip), "--model", str(wan_dir), "--prompt", "waves",
+                 "--duration", "1", "--num-inference-steps", "2", "--seed", "1",
+                 "-o", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 9 + 8 and decoded[0].shape == (64, 64, 3)  # 8 new frames at 8 fps
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    info = sidecar["engine_info"]
+    assert info["extended_from"]["sha256"] == file_sha256(clip)
+    assert info["extended_from"]["num_frames"] == 9
+    (seam,) = info["seams"]
+    assert seam["frame"] == 9 and seam["colour_difference"] <= seam[
+        "colour_difference_unmatched"] + 0.5
+
+    code = main(["extend", str(clip), "--model", str(wan_dir), "--duration", "1", "--width",
+                 "96"])
+    assert code == 2 and "keeps the clip's size" in capsys.readouterr().err

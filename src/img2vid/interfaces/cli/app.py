@@ -18,6 +18,7 @@ from img2vid.core.config import Settings, load_settings
 from img2vid.core.errors import CancelledError, Img2VidError, InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
+from img2vid.interfaces.cli.extend import add_extend_parser
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
 
@@ -114,6 +115,10 @@ def with_preview(progress: Callable[[Any], None], path: Path) -> Callable[[Any],
         progress(event)
 
     return report
+
+
+def _add_extend(sub: argparse._SubParsersAction) -> None:
+    add_extend_parser(sub, add_request_arguments, request_fields)
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,7 +300,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_models_command, _add_doctor]
+    _add_generate, _add_extend, _add_serve, _add_batch, add_interpolate_parser,
+    add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:
