@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from img2vid.core.errors import InputError
+from img2vid.core.lora import check_loras
 
 
 class Engine(str, Enum):
@@ -161,9 +161,8 @@ class GenerationRequest(BaseModel):
     duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
                                    "(frames = duration x fps)")
     window_frames: int | None = Field(None, ge=2, le=MAX_FRAMES, description="diffusion: "
-                                      "frames per window when the clip is longer than one "
-                                      "(default: the model's native count); windows chain "
-                                      "with colour-matched seams")
+                                      "frames per window of a longer clip (default: the "
+                                      "model's native count), chained with matched seams")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
@@ -233,21 +232,8 @@ class GenerationRequest(BaseModel):
 
     @field_validator("lora", mode="before")
     @classmethod
-    def _split_loras(cls, value: Any) -> Any:
-        # one text value (a manifest cell, a form field) may list several, `;`-separated
-        if isinstance(value, str):
-            return tuple(p.strip() for p in value.split(";") if p.strip())
-        return value
-
-    @field_validator("lora")
-    @classmethod
-    def _check_loras(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            head, sep, tail = item.rpartition(":")
-            if sep and head and re.fullmatch(r"[-+]?\d+(\.\d*)?|[-+]?\.\d+", tail.strip()) \
-                    and not -4 <= float(tail) <= 4:
-                raise ValueError(f"{item}: a LoRA scale must be between -4 and 4")
-        return value
+    def _check_loras(cls, value: Any) -> Any:
+        return check_loras(value)
 
     @field_validator("resolution")
     @classmethod
@@ -322,11 +308,9 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_diffusion_only(self) -> GenerationRequest:
-        if self.engine is Engine.CAMERA and self.last_image is not None:
-            raise ValueError("last_image needs a diffusion model trained to end on a frame "
-                             "(--model wan2.2-i2v-a14b or wan2.1-flf2v-14b-720p)")
-        if self.engine is Engine.CAMERA and self.lora:
-            raise ValueError("lora applies to diffusion models (give --model)")
+        used = [name for name in ("last_image", "lora") if getattr(self, name)]
+        if self.engine is Engine.CAMERA and used:
+            raise ValueError(f"{' and '.join(used)} need a diffusion model (give --model)")
         return self
 
     def summary(self) -> dict[str, Any]:

@@ -26,8 +26,6 @@ from img2vid.core.request import Engine as EngineName
 from img2vid.core.request import GenerationRequest
 from img2vid.engines.base import Engine, EngineFactory, create_engine
 from img2vid.engines.memory import worker_devices
-from img2vid.media.images import png_bytes
-from img2vid.media.outputs import write_bytes_atomic
 from img2vid.execution.failures import expected_failure, failure_message
 from img2vid.execution.jobstore import (
     Job,
@@ -41,6 +39,7 @@ from img2vid.execution.jobstore import (
     lock_directory,
     unlock,
 )
+from img2vid.execution.previews import PreviewStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class JobQueue:
         # again from another working directory with the same config.
         self.directory = (directory or settings.output.directory / QUEUE_DIRNAME).resolve()
         self.uploads = self.directory / "uploads"
-        self.previews = self.directory / "previews"  # the latest live preview of each job
+        self.previews = PreviewStore(self.directory / "previews")
         self.cpu_workers = cpu_workers or settings.server.workers
         self._engine_factory = engine_factory or create_engine
         self._queues = {lane: queue.Queue[str | None]() for lane in Lane}
@@ -163,10 +162,6 @@ class JobQueue:
         path = self.uploads / job_id
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def preview_path(self, job_id: str) -> Path:
-        """Where the job's latest live preview (PNG) is, once it has one."""
-        return self.previews / f"{job_id}.png"
 
     def discard_uploads(self, job_id: str) -> None:
         shutil.rmtree(self.uploads / job_id, ignore_errors=True)
@@ -356,9 +351,8 @@ class JobQueue:
             name = request.engine.value if request.engine else EngineName.CAMERA.value
             if name not in engines:
                 engines[name] = self._engine_factory(name, self.settings, device)
-            result = generate(request, self.settings, engine=engines[name],
-                              progress=lambda event: self._on_progress(job.id, running, event),
-                              cancel=running.token)
+            result = generate(request, self.settings, engine=engines[name], cancel=running.token,
+                              progress=self.previews.recording(job.id, self._on_progress, running))
             status = JobStatus.SUCCEEDED
         except CancelledError:
             if running.reason == "shutdown":
@@ -382,9 +376,7 @@ class JobQueue:
         log.info("job %s: %s in %.2f s%s", job.id, status.value, elapsed,
                  f" ({error})" if error else "")
 
-    def _on_progress(self, job_id: str, running: RunningJob, event: Progress) -> None:
-        if event.preview is not None:
-            self._save_preview(job_id, event.preview)
+    def _on_progress(self, running: RunningJob, event: Progress) -> None:
         progress = running.progress_at(event)
         # Live progress stays in memory (a restart starts the job over anyway); the database
         # gets the last one when the job ends, so each job costs three synced commits.
@@ -392,13 +384,6 @@ class JobQueue:
             running.progress = progress
             self._version += 1
             self._changed.notify_all()
-
-    def _save_preview(self, job_id: str, pixels: Any) -> None:
-        try:
-            self.previews.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(self.preview_path(job_id), png_bytes(pixels))
-        except OSError as exc:  # a preview is never worth failing the job for
-            log.warning("job %s: cannot save its preview: %s", job_id, exc)
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -12,11 +12,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from img2vid.core.errors import InputError
+from img2vid.core.lora import LoraSpec, is_hub_id
 from img2vid.media.images import file_sha256
 
 log = logging.getLogger(__name__)
@@ -31,21 +31,6 @@ KNOWN = {("blocks", 5120): "Wan 14B (2.1 I2V / FLF2V, 2.2 I2V A14B)",
          ("transformer_blocks", 3072): "CogVideoX 5B",
          ("transformer_blocks", 1920): "CogVideoX 2B"}
 _DOWN = (".lora_A.weight", ".lora_down.weight", ".lora.down.weight")
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """One `--lora PATH_OR_HUB_ID[:SCALE]` value."""
-
-    source: str
-    scale: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> LoraSpec:
-        head, sep, tail = text.rpartition(":")
-        if sep and head and re.fullmatch(r"[-+]?\d+(\.\d*)?|[-+]?\.\d+", tail.strip()):
-            return cls(head.strip(), float(tail))
-        return cls(text.strip())
 
 
 def fetch(spec: LoraSpec) -> Path:
@@ -71,13 +56,6 @@ def fetch(spec: LoraSpec) -> Path:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"--lora {spec.source}: cannot get {filename} from the hub repo "
                          f"{repo}: {first}") from None
-
-
-def is_hub_id(text: str) -> bool:
-    """`org/name` or `org/name/path/in/repo` (no `..`, not absolute, not a bare file)."""
-    return (re.fullmatch(r"[\w-][\w.-]*/[\w.-]+(/[\w.-]+)*", text) is not None
-            and ".." not in text.split("/") and not (
-                text.count("/") == 1 and text.endswith(".safetensors")))
 
 
 def _layers(state: dict[str, Any], default: str) -> dict[tuple[str, str], tuple[Any, Any]]:

@@ -357,7 +357,7 @@ def get_preview(request: Request, job_id: str) -> Response:
     _find(request, job_id)
     try:
         # read whole: the worker replaces the file while a FileResponse would stream it
-        data = _queue(request).preview_path(job_id).read_bytes()
+        data = _queue(request).previews.path(job_id).read_bytes()
     except FileNotFoundError:
         raise HTTPException(404, f"job {job_id} has no preview yet (diffusion jobs make one "
                                  "every few denoising steps)") from None

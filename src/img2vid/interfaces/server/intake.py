@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from img2vid.core.errors import InputError
+from img2vid.core.lora import LoraSpec, is_hub_id
 from img2vid.core.request import GenerationRequest, build_request
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server.catalog import check_model
@@ -20,6 +21,8 @@ MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["ima
 # Fields a client may not set: `images` arrive as uploads, and these name server paths.
 SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RIFE weights "
                                       "in the server's config instead"}
+FROM_PRESET = "preset"  # the WebUI's choice for "leave it to the preset"
+NO_INTERPOLATION = "off"
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -101,8 +104,6 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
 
 def _check_loras(value: Any) -> None:
     """A client names LoRAs by hub id: a path would reach (and hash) a file on the server."""
-    from img2vid.engines.diffusion.lora import LoraSpec, is_hub_id
-
     items = value.split(";") if isinstance(value, str) else value or []
     for item in items:
         if not is_hub_id(LoraSpec.parse(str(item)).source):
@@ -152,3 +153,29 @@ def pop_dry_run(fields: dict[str, Any]) -> bool:
 def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Form values as the request expects them: empty means unset."""
     return {k: v for k, v in raw.items() if v is not None and v != ""}
+
+
+def form_fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
+            preset: str, resolution: str, num_frames: str | None, fps: str | None,
+            steps: str | None, guidance: str | None, seed: str | None, motion: str,
+            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
+    """The form as request fields. Values stay text: the request parses them, so errors read
+    as they do in the CLI."""
+    return clean_fields({
+        "prompt": prompt, "negative_prompt": negative, "engine": engine,
+        "model": model if engine == "diffusion" else None, "preset": preset,
+        "resolution": None if resolution == FROM_PRESET else resolution,
+        "num_frames": _text(num_frames), "fps": _text(fps),
+        "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
+        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
+        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+    })
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value).strip()
+
+
+def lines(text: str | None) -> list[str] | None:
+    """A multi-line text box as a list (LoRAs, one per line); None when empty."""
+    return [x.strip() for x in (text or "").splitlines() if x.strip()] or None

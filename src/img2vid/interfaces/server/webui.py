@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 HISTORY_SIZE = 24
 PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
-FROM_PRESET = "preset"
-NO_INTERPOLATION = "off"
+FROM_PRESET, NO_INTERPOLATION = intake.FROM_PRESET, intake.NO_INTERPOLATION
 
 
 class WebUI:
@@ -81,12 +80,9 @@ class WebUI:
                     # how to get the models this server lacks: shown with the diffusion engine
                     missing_note = gr.Markdown(missing_text, elem_id="missing-models",
                                                visible=False)
-                    last_image = gr.Image(label="End frame (optional; models trained for it: "
-                                          "Wan 2.1 FLF2V, Wan 2.2 I2V A14B)", type="filepath",
-                                          sources=["upload"], height=140,
-                                          elem_id="last-image")
-                    loras = gr.Textbox(label="LoRAs (hub ids org/name[/file.safetensors], "
-                                       "optional :scale; one per line)", lines=1,
+                    end_frame = gr.Image(label="End frame (Wan FLF2V, Wan 2.2 A14B)", height=140,
+                                         type="filepath", sources=["upload"], elem_id="end")
+                    loras = gr.Textbox(label="LoRAs: hub ids, optional :scale, one per line",
                                        elem_id="loras")
                     preset = gr.Radio([p.value for p in PresetName],
                                       value=PresetName.STANDARD.value, label="Preset",
@@ -130,9 +126,8 @@ class WebUI:
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a photo and press Generate.",
                                          elem_id="status")
-                    live = gr.Image(label="Live preview (first, middle and last frames)",
-                                    type="filepath", interactive=False, height=160,
-                                    elem_id="live-preview")
+                    live = gr.Image(label="Live preview", type="filepath", interactive=False,
+                                    height=160, elem_id="live-preview")
                     video = gr.Video(label="Video", format=None, interactive=False,
                                      elem_id="result")
                     saved = gr.Textbox(label="Saved to", interactive=False, elem_id="saved")
@@ -146,7 +141,7 @@ class WebUI:
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
             generate_btn.click(
-                self.generate, inputs=[images, *form, last_image, loras],
+                self.generate, inputs=[images, *form, end_frame, loras],
                 outputs=[status, video, saved, params, seed, history, history_paths, live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -180,7 +175,7 @@ class WebUI:
 
         if not files:
             raise gr.Error("Upload at least one photo first.")
-        fields = _fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
+        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
                          steps, guidance, None if randomize else seed, motion, zoom, focus,
                          easing, interpolate)
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
@@ -198,9 +193,8 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, last_image: str | None = None,
-                 loras: str | None = None,
-                 request: gr.Request | None = None,
+                 interpolate: str = NO_INTERPOLATION, end_frame: str | None = None,
+                 loras: str | None = None, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -208,15 +202,13 @@ class WebUI:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
-        fields = _fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
+        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
                          steps, guidance, seed, motion, zoom, focus, easing, interpolate)
-        lines = [line.strip() for line in (loras or "").splitlines() if line.strip()]
-        if lines:
-            fields["lora"] = lines
+        fields["lora"] = intake.lines(loras)
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
-        last = intake.Upload(Path(last_image).name, Path(last_image)) if last_image else None
+        end = intake.Upload(Path(end_frame).name, Path(end_frame)) if end_frame else None
         try:
-            job = intake.submit(self.queue, fields, uploads, last)
+            job = intake.submit(self.queue, fields, uploads, end)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
@@ -227,7 +219,7 @@ class WebUI:
             yield (_describe(job), skip, skip, skip, seed, skip, skip, None)
             last = time.monotonic()
             version = -1
-            shown: tuple[int, str | None] = (0, None)  # mtime and path of the shown preview
+            shown: tuple[int, str | None] = (0, None)  # version and path of the live preview
             while not job.status.terminal:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
@@ -243,9 +235,8 @@ class WebUI:
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
                 progress(fraction or 0.0, desc=_describe(job))
-                shown = self._preview_update(job.id, shown)
-                yield (_describe(job), skip, skip, skip, skip, skip, skip,
-                       shown[1] if shown[1] else skip)
+                shown = self.queue.previews.newer(job.id, shown[0])
+                yield (_describe(job), skip, skip, skip, skip, skip, skip, shown[1] or skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -260,17 +251,6 @@ class WebUI:
         gallery, paths = self.history()
         yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
                str(output), _used(job.sidecar), seed, gallery, paths, skip)
-
-    def _preview_update(self, job_id: str, shown: tuple[int, str | None],
-                        ) -> tuple[int, str | None]:
-        """(mtime, path) of the job's live preview when it changed since `shown`, else
-        (mtime, None): Gradio then copies each new preview once."""
-        path = self.queue.preview_path(job_id)
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            return shown[0], None
-        return (mtime, str(path)) if mtime != shown[0] else (mtime, None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -400,24 +380,3 @@ def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _shown(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
-            preset: str, resolution: str, num_frames: str | None, fps: str | None,
-            steps: str | None, guidance: str | None, seed: str | None, motion: str,
-            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
-    """The form as request fields. Values stay text: the request parses them, so errors read
-    as they do in the CLI."""
-    return intake.clean_fields({
-        "prompt": prompt, "negative_prompt": negative, "engine": engine,
-        "model": model if engine == "diffusion" else None, "preset": preset,
-        "resolution": None if resolution == FROM_PRESET else resolution,
-        "num_frames": _text(num_frames), "fps": _text(fps),
-        "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
-        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
-        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
-    })
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value).strip()
