@@ -70,6 +70,8 @@ def test_extend_continues_a_clip_with_a_matched_seam(wan_dir, tmp_path, capsys):
     assert seam["frame"] == 9 and seam["colour_difference"] <= seam[
         "colour_difference_unmatched"] + 0.5
 
-    code = main(["extend", str(clip), "--model", str(wan_dir), "--duration", "1", "--width",
-                 "96"])
-    assert code == 2 and "keeps the clip's size" in capsys.readouterr().err
+    import pytest
+
+    with pytest.raises(SystemExit) as refused:  # the clip's size is kept: no --width
+        main(["extend", str(clip), "--model", str(wan_dir), "--duration", "1", "--width", "96"])
+    assert refused.value.code == 2 and "--width" in capsys.readouterr().err

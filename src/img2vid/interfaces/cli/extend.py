@@ -28,7 +28,9 @@ def add_extend_parser(sub: argparse._SubParsersAction, add_request_arguments: Ad
                    "name in output.directory)")
     p.add_argument("--json", action="store_true", help="print the sidecar JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_request_arguments(p, skip=("images", "last_image", "engine"))
+    # the clip decides the size and frame rate; the model its engine
+    add_request_arguments(p, skip=("images", "last_image", "engine", "width", "height",
+                                   "resolution", "fps"))
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
         from img2vid.execution.extend import extend_clip
