@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from tests.conftest import run_cli
-from tests.diffusion.conftest import fake_hub_cache
 
 SMALL = ["--width", "96", "--height", "64", "--num-frames", "4", "--num-inference-steps", "2"]
 
@@ -75,25 +74,6 @@ def test_offline_missing_model_is_one_clear_line(small_photo, tmp_path):
     assert "img2vid models download i2vgen-xl" in lines[0] and "--model /path" in lines[0]
     assert "Traceback" not in result.stderr
     assert not out.exists() and not list(tmp_path.glob("*.mp4"))
-
-
-def test_i2vgen_by_name_from_the_hub_cache_offline_writes_mp4(i2vgen_dir, small_photo, tmp_path):
-    home = tmp_path / "hf"
-    commit = fake_hub_cache(home, "ali-vilab/i2vgen-xl", i2vgen_dir)
-    listing = run_cli("models", "--json", cwd=tmp_path, env=offline_env(home))
-    assert listing.returncode == 0, listing.stderr
-    rows = {row["name"]: row for row in json.loads(listing.stdout)}
-    assert rows["i2vgen-xl"]["cached"] is True and rows["svd-xt"]["cached"] is False
-    assert rows["i2vgen-xl"]["size_on_disk_bytes"] > 0
-    assert rows["wan2.2-ti2v-5b"]["download_gb"] > 1
-    out = tmp_path / "hub.mp4"
-    result = run_cli("generate", small_photo, "--model", "i2vgen-xl", *SMALL, "--prompt",
-                     "a cat", "--negative-prompt", "blurry", "--seed", "3", "-o", out,
-                     cwd=tmp_path, env=offline_env(home))
-    assert result.returncode == 0, result.stderr
-    model = check_clip(out, 4)["model"]
-    assert model["id"] == "ali-vilab/i2vgen-xl" and model["revision"] == commit
-    assert model["source"] == "hub"
 
 
 def test_models_table_and_download_errors(tmp_path):

@@ -209,3 +209,17 @@ def test_dry_run_prints_a_readable_plan(small_photo, tmp_path):
     assert "num_frames: 49 (asked 50)" in out and "fps: 24" in out
     assert "dtypes: default float32" in out and "memory: level " in out
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_models_lists_the_replicas_as_cached(hub_replicas, tmp_path, monkeypatch, capsys):
+    from img2vid.interfaces.cli.app import main
+
+    cache, commits = hub_replicas
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
+    monkeypatch.chdir(tmp_path)
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(MODELS)
+    for name, row in rows.items():
+        assert row["cached"] is True and row["size_on_disk_bytes"] > 0
+        assert row["family"] == MODELS[name].family.name
