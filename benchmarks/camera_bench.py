@@ -325,6 +325,10 @@ def main() -> None:
                         "(steadier on a busy machine)")
     parser.add_argument("--keep-source", action="store_true",
                         help="keep the generated source photo in benchmarks/results/")
+    parser.add_argument("--codecs", action="store_true",
+                        help="also a row per MP4 codec (x264, x265, SVT-AV1, NVENC if here): "
+                        "size and time at matched PSNR-Y on the first 60 frames "
+                        "(benchmarks/codec_bench.py)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -356,6 +360,12 @@ def main() -> None:
         print("  measuring jitter...", flush=True)
         shifts = {name: frame_shifts(renderer_frames(name, source, args.frames), args.frames)
                   for name in RENDERERS}
+        if args.codecs:
+            import codec_bench
+
+            print("  comparing codecs...", flush=True)
+            frames = list(img2vid_clip(load_image(source), min(args.frames, 60)))
+            codec_target, codec_rows = codec_bench.compare(frames, FPS, SPEED)
 
     results = {v: Measured(v, min(m.wall_s for m in ms), min(m.cpu_s for m in ms),
                            max(m.peak_rss_mb for m in ms), ms[0].frames)
@@ -401,6 +411,11 @@ def main() -> None:
           f"{r['img2vid+x264'].wall_s / r['zoompan+x264'].wall_s:7.2f}")
     print(f"  plain zoompan jitter / img2vid jitter                  "
           f"{jitters['zoompan yuv'] / jitters['img2vid']:7.0f}")
+
+    if args.codecs:
+        print(f"\ncodecs at x264 crf {codec_bench.PEER_CRF}'s quality "
+              f"(PSNR-Y {codec_target:.2f} dB):")
+        codec_bench.print_rows(codec_rows)
 
     figure = RESULTS / "camera_bench.png"
     plot(results, shifts, figure)

@@ -73,4 +73,4 @@ def test_end_frame_loras_and_live_preview_in_the_browser(server, tmp_path: Path)
             browser.close()
     request = engine.calls[-1]
     assert request.model == "tiny" and request.lora == ("org/style:0.7", "org/other")
-    assert request.last_image is not None and Path(request.last_image).name.startswith("last")
+    assert request.last_image is not None and Path(request.last_image).parent.name == "last_image"

@@ -95,8 +95,8 @@ def test_rest_api_takes_the_end_frame_as_an_upload(a14b_dir, small_photo, end_ph
         assert job["status"] == "succeeded", job["error"]
         recorded = job["sidecar"]["engine_info"]["last_image"]
         assert recorded["sha256"] == file_sha256(end_photo)
-        assert recorded["path"] == "last.png"  # no server path reaches the client
-        assert job["request"]["last_image"] == "last.png"
+        assert recorded["path"] == "my_end.png"  # no server path reaches the client
+        assert job["request"]["last_image"] == "my_end.png"
         # a path instead of an upload is refused, as for images
         r = client.post("/api/v1/jobs", data={**fields, "last_image": str(end_photo)},
                         files=[("images", ("start.jpg", small_photo.read_bytes()))])

@@ -17,7 +17,7 @@ from pydantic_settings import (
 )
 
 from img2vid.core.errors import InputError
-from img2vid.core.request import OutputFormat
+from img2vid.core.request import EncoderKind, OutputFormat
 
 CONFIG_ENV = "IMG2VID_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -31,6 +31,8 @@ class OutputSettings(_Section):
     directory: Path = Field(Path("outputs"), description="where videos and sidecars go")
     format: OutputFormat = Field(OutputFormat.MP4, description="default output format")
     prefix: str = Field("video_", description="file name prefix before the timestamp")
+    encoder: EncoderKind = Field(EncoderKind.CPU, description="cpu, or gpu for NVENC when an "
+                                 "NVIDIA GPU is present (falls back to the CPU with a note)")
 
     @field_validator("prefix")
     @classmethod
@@ -70,6 +72,12 @@ class ModelSettings(_Section):
     cache_dir: Path | None = Field(None, description="Hugging Face cache (default: HF_HOME)")
     local_dirs: dict[str, Path] = Field(default_factory=dict,
                                         description="model name -> local folder")
+    upscale_model: str | None = Field(None, description="super-resolution checkpoint used by "
+                                      "--upscale (a .pth/.safetensors file or a hub id "
+                                      "owner/repo/file.pth)")
+    style_weights: Path | None = Field(None, description="folder with the AdaIN "
+                                       "vgg_normalised.pth and decoder.pth for --style "
+                                       "(default: the model cache)")
     devices: list[str] = Field(default_factory=list, description="devices diffusion jobs run "
                                "on, one job at a time each, e.g. [cuda:0, cuda:1] (default: "
                                "every CUDA GPU, else the best device there is)")

@@ -3,93 +3,28 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from img2vid.core.choices import (
+    Easing,
+    EncoderKind,
+    Engine,
+    Interpolator,
+    LoopMode,
+    MemoryLevel,
+    Motion,
+    OutputFormat,
+    PresetName,
+    Quantize,
+    StepCache,
+    TransitionStyle,
+    Upscaler,
+    VideoCodec,
+)
 from img2vid.core.errors import InputError
 from img2vid.core.lora import check_loras
-
-
-class Engine(str, Enum):
-    CAMERA = "camera"
-    DIFFUSION = "diffusion"
-
-
-class Motion(str, Enum):
-    STATIC = "static"
-    ZOOM_IN = "zoom-in"
-    ZOOM_OUT = "zoom-out"
-    PAN_LEFT = "pan-left"
-    PAN_RIGHT = "pan-right"
-    PAN_UP = "pan-up"
-    PAN_DOWN = "pan-down"
-    KEN_BURNS = "ken-burns"
-    ROTATE = "rotate"
-
-
-class Easing(str, Enum):
-    LINEAR = "linear"
-    EASE_IN_OUT = "ease-in-out"
-    EASE_IN = "ease-in"
-    EASE_OUT = "ease-out"
-
-
-class OutputFormat(str, Enum):
-    MP4 = "mp4"  # H.264, plays everywhere
-    WEBM = "webm"  # VP9
-    GIF = "gif"
-    PNG = "png"  # a folder of numbered PNG frames
-    MKV = "mkv"  # FFV1, lossless
-
-    @property
-    def extension(self) -> str:
-        return "" if self is OutputFormat.PNG else f".{self.value}"
-
-
-class Interpolator(str, Enum):
-    FLOW = "flow"  # weightless optical flow (OpenCV DIS)
-    RIFE = "rife"  # learned, needs weights
-
-
-class LoopMode(str, Enum):
-    NONE = "none"
-    PINGPONG = "pingpong"  # forwards then backwards (boomerang)
-    SEAMLESS = "seamless"  # the end blends back into the start
-
-
-class TransitionStyle(str, Enum):
-    CROSSFADE = "crossfade"
-    MORPH = "morph"  # frame interpolation carries one photo into the next
-
-
-class MemoryLevel(str, Enum):
-    AUTO = "auto"  # the planner picks the lightest level that fits
-    HIGH = "high"  # everything resident on the GPU
-    BALANCED = "balanced"  # whole models move to the GPU when used (model CPU offload)
-    LOW = "low"  # blocks stream to the GPU (group offload with CUDA streams)
-    MINIMUM = "minimum"  # layer by layer (sequential / leaf offload)
-
-
-class StepCache(str, Enum):
-    NONE = "none"
-    FIRST_BLOCK = "first-block"  # skip the rest of a step when the first block barely changed
-    MAGCACHE = "magcache"  # skip steps by residual magnitude ratios
-
-
-class Quantize(str, Enum):
-    NONE = "none"
-    INT8 = "int8"  # int8 weight-only (torchao)
-    FP8 = "fp8"  # fp8 storage, computed in the model dtype
-
-
-class PresetName(str, Enum):
-    PREVIEW = "preview"
-    STANDARD = "standard"
-    HIGH = "high"
-    MAX = "max"
-
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
 RESOLUTIONS = (256, 360, 480, 512, 540, 576, 720, 768, 1024, 1080, 1440, 2160)
@@ -97,6 +32,10 @@ ENCODE_SPEEDS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )
 MAX_FRAMES = 3600
+MAX_DURATION = 120.0  # seconds
+# Fields that name a file or folder (a manifest's relative paths are relative to it).
+PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights",
+               "last_image")
 
 # Values a preset fills in when the request leaves them unset, per engine.
 PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
@@ -158,7 +97,7 @@ class GenerationRequest(BaseModel):
     num_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="frames in the clip")
     fps: int | None = Field(None, ge=1, le=120, description="frames per second (diffusion: "
                             "default the model's own)")
-    duration: float | None = Field(None, gt=0, le=120, description="clip length in seconds "
+    duration: float | None = Field(None, gt=0, le=MAX_DURATION, description="clip length in seconds "
                                    "(frames = duration x fps)")
     window_frames: int | None = Field(None, ge=2, le=MAX_FRAMES, description="diffusion: "
                                       "frames per window of a longer clip (default: the "
@@ -196,6 +135,29 @@ class GenerationRequest(BaseModel):
     crf: int | None = Field(None, ge=0, le=51, description="encoder quality (lower is better)")
     encode_speed: str | None = Field(None, description="x264-style speed preset: "
                                      + ", ".join(ENCODE_SPEEDS))
+    codec: VideoCodec | None = Field(None, description="MP4 video codec: h264 (default), "
+                                     "hevc or av1")
+    encoder: EncoderKind | None = Field(None, description="cpu or gpu (NVENC when an NVIDIA "
+                                        "GPU is present); default from config")
+    audio: str | None = Field(None, max_length=4096, description="soundtrack file muxed into "
+                              "the video (mp4: AAC, webm: Opus, mkv: FLAC/PCM)")
+    audio_offset: float = Field(0.0, ge=0, le=36000, description="seconds into the track "
+                                "where the soundtrack starts")
+    fit_to_audio: bool = Field(False, description="make the slideshow last as long as the "
+                               "track (each photo an equal share)")
+    upscale: int | None = Field(None, description="upscale the frames 2x or 4x after "
+                                "generation")
+    upscaler: Upscaler = Field(Upscaler.MODEL, description="model (a super-resolution "
+                               "checkpoint) or lanczos (weightless)")
+    upscale_model: str | None = Field(None, max_length=4096, description="super-resolution "
+                                      "checkpoint: a local file or hub id (repo/file.pth)")
+    style: str | None = Field(None, max_length=4096, description="painting whose style is "
+                              "given to the photo before it is animated (AdaIN)")
+    style_strength: float = Field(1.0, ge=0, le=1, description="0 keeps the photo, 1 is the "
+                                  "full style")
+    style_weights: str | None = Field(None, max_length=4096, description="folder with AdaIN "
+                                      "vgg_normalised.pth and decoder.pth (default: the "
+                                      "downloaded ones)")
     memory: MemoryLevel = Field(MemoryLevel.AUTO, description="diffusion memory level: auto, "
                                 "high, balanced, low, minimum")
     motion_bucket_id: int | None = Field(None, ge=0, le=255, description="SVD motion strength "
@@ -240,6 +202,13 @@ class GenerationRequest(BaseModel):
     def _check_resolution(cls, value: int | None) -> int | None:
         if value is not None and value not in RESOLUTIONS:
             raise ValueError("must be one of " + ", ".join(map(str, RESOLUTIONS)))
+        return value
+
+    @field_validator("upscale")
+    @classmethod
+    def _check_upscale(cls, value: int | None) -> int | None:
+        if value is not None and value not in (2, 4):
+            raise ValueError("must be 2 or 4")
         return value
 
     @field_validator("encode_speed")
@@ -311,6 +280,25 @@ class GenerationRequest(BaseModel):
         used = [name for name in ("last_image", "lora") if getattr(self, name)]
         if self.engine is Engine.CAMERA and used:
             raise ValueError(f"{' and '.join(used)} need a diffusion model (give --model)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_finishing(self) -> GenerationRequest:
+        if self.format in (OutputFormat.GIF, OutputFormat.PNG) and self.audio:
+            raise ValueError(f"{self.format.value} output has no sound track; use mp4, webm "
+                             "or mkv with audio")
+        if (self.fit_to_audio or self.audio_offset) and not self.audio:
+            raise ValueError("fit_to_audio and audio_offset need audio (a sound file)")
+        if self.fit_to_audio and self.loop is LoopMode.PINGPONG:
+            raise ValueError("fit_to_audio cannot be used with loop pingpong (it doubles the "
+                             "length); use loop none or seamless")
+        if self.fit_to_audio and self.engine is Engine.DIFFUSION:
+            raise ValueError("fit_to_audio works with the camera engine: a diffusion model "
+                             "makes a fixed number of frames")
+        if self.codec not in (None, VideoCodec.H264) and self.format not in (None,
+                                                                            OutputFormat.MP4):
+            raise ValueError(f"codec={self.codec.value} is for mp4 output; "
+                             f"{self.format.value} has its own codec")
         return self
 
     def summary(self) -> dict[str, Any]:

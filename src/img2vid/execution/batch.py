@@ -17,8 +17,9 @@ from typing import Any
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
+from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
-from img2vid.core.request import GenerationRequest, OutputFormat, build_request
+from img2vid.core.request import PATH_FIELDS, GenerationRequest, OutputFormat, build_request
 from img2vid.engines.base import EngineFactory, create_engine
 from img2vid.execution.items import DONE, FAILED, PENDING, SKIPPED, BatchItem, ItemResult
 from img2vid.execution.pool import run_local
@@ -96,8 +97,7 @@ def collect_items(source: str, options: dict[str, Any]) -> tuple[list[BatchItem]
 
 def _item(name: str, images: Sequence[str], fields: dict[str, Any]) -> BatchItem:
     images = tuple(os.path.abspath(p) for p in images)
-    if isinstance(fields.get("last_image"), str):  # as absolute as the photos (any worker)
-        fields = {**fields, "last_image": os.path.abspath(fields["last_image"])}
+    fields = _absolute_paths(fields, Path.cwd())
     try:
         return BatchItem(name, images, build_request(images=images, **fields))
     except InputError as exc:
@@ -151,8 +151,7 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
                                    "(or images) to a path"))
             continue
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
-        if isinstance(row.get("last_image"), str) and row["last_image"]:
-            row["last_image"] = str(path.parent / Path(row["last_image"]).expanduser())
+        row = _absolute_paths(row, path.parent)
         if row.get("lora"):
             row["lora"] = _manifest_loras(path.parent, row["lora"])
         items.append(_item(name, resolved, merge_options(options, row)))
@@ -166,12 +165,23 @@ def _manifest_loras(folder: Path, value: Any) -> Any:
         return value  # the request reports the wrong type
     resolved = []
     for item in (str(i).strip() for i in items if str(i).strip()):
-        head, sep, tail = item.rpartition(":")
-        source, scale = (head, sep + tail) if sep and head and not head.endswith(":") and \
-            tail.replace(".", "", 1).lstrip("+-").isdigit() else (item, "")
-        local = folder / Path(source).expanduser()
-        resolved.append(f"{local}{scale}" if local.exists() else item)
+        spec = LoraSpec.parse(item)
+        local = folder / Path(spec.source).expanduser()
+        resolved.append(f"{os.path.abspath(local)}:{spec.scale:g}" if local.exists() else item)
     return resolved
+
+
+def _absolute_paths(fields: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Files a row names (audio, style...) found from `base`, as absolute paths any worker
+    can open; a value that is not a file there (a hub id) is left as it is."""
+    fields = dict(fields)
+    for name in PATH_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            candidate = base / Path(value).expanduser()
+            if candidate.exists():
+                fields[name] = os.path.abspath(candidate)
+    return fields
 
 
 def _key(name: str) -> str:
@@ -282,6 +292,9 @@ def is_done(item: BatchItem) -> bool:
     if old != new:
         return False
     try:
+        if item.request.audio and (data.get("audio") or {}).get("sha256") != file_sha256(
+                Path(item.request.audio)):
+            return False  # the same path now holds another track
         return hashes == [file_sha256(Path(p)) for p in item.images]
     except OSError:
         return False

@@ -7,22 +7,32 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from img2vid import __version__, postprocess
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
-from img2vid.core.request import GenerationRequest
+from img2vid.core.request import (
+    MAX_DURATION,
+    MAX_FRAMES,
+    GenerationRequest,
+    OutputFormat,
+    VideoCodec,
+)
 from img2vid.engines.base import Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
 from img2vid.media import outputs
 from img2vid.media.encode import EncodedInfo, EncodeOptions, open_writer
 from img2vid.media.images import LoadedImage, load_image
+from img2vid.postprocess import style
+
+if TYPE_CHECKING:
+    from img2vid.postprocess.audio import Soundtrack
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +58,33 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
     started = datetime.now()
     t0 = time.perf_counter()
 
-    postprocess.preflight(request, settings)  # missing RIFE weights fail before any work
+    fmt = request.format or settings.output.format
+    upscaler = postprocess.preflight(request, settings)  # missing weights fail before any work
+    # The sidecar keeps the request as asked (a batch re-run compares it); fit_to_audio's
+    # timing shows in the output's frames and duration.
+    asked = request
+    request, soundtrack = _soundtrack(request, fmt)  # a bad sound file fails before any work
+    styliser = style.prepare(request, settings)  # the painting and weights, checked now
     images = [load_image(path, settings.images) for path in request.images]
+    if styliser is not None:
+        images = styliser.apply(images)  # once, before the engine: every frame shares it
     cancel.raise_if_cancelled()
     t_loaded = time.perf_counter()
 
     engine = engine or create_engine(request.engine.value, settings)
     clip = engine.generate(request, images, progress, cancel)
-    clip = postprocess.apply(clip, request, progress, cancel, settings=settings)
+    clip = postprocess.apply(clip, request, progress, cancel, settings=settings,
+                             upscaler=upscaler)
 
-    fmt = request.format or settings.output.format
     directory = output.parent if output else settings.output.directory
     options = EncodeOptions(format=fmt, crf=request.crf if request.crf is not None else 18,
                             speed=request.encode_speed or "medium",
-                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")))
+                            comment=json.dumps(_comment(request, images, clip), separators=(",", ":")),
+                            codec=request.codec or VideoCodec.H264,
+                            encoder=request.encoder or settings.output.encoder)
     final, encoded = save_clip(clip, options, output=output, directory=directory,
                                prefix=settings.output.prefix, started=started,
-                               progress=progress, cancel=cancel)
+                               progress=progress, cancel=cancel, soundtrack=soundtrack)
     t_encoded = time.perf_counter()
 
     sidecar_data = {
@@ -73,7 +93,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
         "output": {"path": str(final), **encoded.as_dict()},
         "engine": request.engine.value,
         "seed": clip.info.get("seed", request.seed),
-        "request": request.summary(),
+        "request": asked.summary(),
         "engine_info": clip.info,
         "inputs": [image.describe() for image in images],
         "settings": {"output": settings.output.model_dump(mode="json"),
@@ -84,31 +104,67 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                     "total_s": round(time.perf_counter() - t0, 3)},
         "peak_rss_mb": round(peak_rss_bytes() / 1024**2, 1),
     }
+    if encoded.audio:
+        sidecar_data["audio"] = encoded.audio
+    if styliser is not None:
+        sidecar_data["style"] = styliser.describe()
     sidecar = write_sidecar(final, sidecar_data)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
              sidecar_data["timings"]["total_s"])
     return GenerationResult(final, sidecar, sidecar_data)
 
 
+def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
+                ) -> tuple[GenerationRequest, Soundtrack | None]:
+    """The request's sound file, probed now; with fit_to_audio, the request re-timed to it."""
+    if not request.audio:
+        return request, None
+    from img2vid.postprocess import audio
+
+    audio.refuse_for_format(fmt)
+    track = audio.probe_audio(request.audio)
+    seconds = audio.playable_length(track, request.audio_offset)
+    if request.fit_to_audio:
+        fps = request.fps or 30
+        duration, frames = audio.fitted_timing(seconds, fps, request.fade_in + request.fade_out,
+                                               max_seconds=MAX_DURATION, max_frames=MAX_FRAMES)
+        request = request.model_copy(update={"duration": duration, "num_frames": frames})
+    return request, audio.Soundtrack(track, request.audio_offset, request.fade_out)
+
+
 def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, directory: Path,
               prefix: str, started: datetime, progress: ProgressCallback,
-              cancel: CancelToken) -> tuple[Path, EncodedInfo]:
+              cancel: CancelToken, soundtrack: Soundtrack | None = None,
+              ) -> tuple[Path, EncodedInfo]:
     """Encode `clip` to a hidden temporary file, then move it to `output` or a new name.
 
-    Nothing is left behind on failure, cancellation or a full disk.
+    A soundtrack is muxed in a second pass that copies the video packets, so the picture
+    is exactly the silent encode's. Nothing is left behind on failure, cancellation or a
+    full disk.
     """
     staged = outputs.staging_path(directory, options.format.extension)
+    silent: Path | None = None
     try:
         encoded = _encode(clip, staged, options, progress, cancel)
+        if soundtrack is not None:
+            silent, staged = staged, outputs.staging_path(directory, options.format.extension)
+            cancel.raise_if_cancelled()
+            info = soundtrack.mux(silent, staged, options.format, encoded.duration)
+            outputs.discard(silent)
+            encoded = replace(encoded, audio=info, bytes=staged.stat().st_size)
         final = (outputs.commit_to(staged, output) if output else
                  outputs.commit_named(staged, directory, prefix, options.format.extension,
                                       started))
     except OSError as exc:
-        outputs.discard(staged)
+        for path in (staged, silent):
+            if path is not None:
+                outputs.discard(path)
         outputs.raise_if_disk_full(exc, directory)
         raise
     except BaseException:
-        outputs.discard(staged)
+        for path in (staged, silent):
+            if path is not None:
+                outputs.discard(path)
         raise
     return final, encoded
 

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from img2vid.core.request import OutputFormat
+from img2vid.core.request import EncoderKind, OutputFormat, VideoCodec
+from img2vid.media import encoders
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class EncodeOptions:
     crf: int = 18
     speed: str = "medium"
     comment: str = ""  # stored in the container's metadata (MP4/MKV/WebM comment tag)
+    codec: VideoCodec = VideoCodec.H264  # MP4 only: WebM is VP9, MKV FFV1
+    encoder: EncoderKind = EncoderKind.CPU
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class EncodedInfo:
     fps: float
     duration: float
     bytes: int
+    note: str = ""  # e.g. the GPU encoder asked for was not there
+    audio: dict[str, object] | None = None  # the muxed soundtrack, if any
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -94,11 +99,13 @@ class _PyAVWriter(VideoWriter):
     def __init__(self, path: Path, width: int, height: int, fps: float,
                  options: EncodeOptions) -> None:
         super().__init__(path, width, height, fps, options)
+        self.note = ""  # a fallback the sidecar should mention
         self.container = av.open(str(path), mode="w", format=self.container_format,
                                  options=self.container_options())
         if options.comment:
             self.container.metadata["comment"] = options.comment
         self.stream = self.container.add_stream(self.codec, rate=self.fps)
+        self.tag_stream()
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = self.pix_fmt
         self.stream.time_base = 1 / self.fps
@@ -107,6 +114,9 @@ class _PyAVWriter(VideoWriter):
 
     def container_options(self) -> dict[str, str]:
         return {}
+
+    def tag_stream(self) -> None:
+        pass
 
     def codec_options(self) -> dict[str, str]:
         return {}
@@ -138,7 +148,7 @@ class _PyAVWriter(VideoWriter):
                            pix_fmt=self.pix_fmt, width=self.width, height=self.height,
                            frames=self.frames, fps=float(self.fps),
                            duration=float(self.frames / self.fps),
-                           bytes=self.path.stat().st_size)
+                           bytes=self.path.stat().st_size, note=self.note)
 
     def abort(self) -> None:
         try:
@@ -148,14 +158,27 @@ class _PyAVWriter(VideoWriter):
 
 
 class MP4Writer(_PyAVWriter):
-    codec, container_format = "libx264", "mp4"
+    """H.264, HEVC or AV1 (options.codec), on the CPU or NVENC (options.encoder)."""
+
+    container_format = "mp4"
+
+    def __init__(self, path: Path, width: int, height: int, fps: float,
+                 options: EncodeOptions) -> None:
+        self.choice = encoders.choose(options.codec, options.encoder, options.crf,
+                                      options.speed)
+        self.codec = self.choice.name
+        super().__init__(path, width, height, fps, options)
+        self.note = self.choice.note
 
     def container_options(self) -> dict[str, str]:
         return {"movflags": "+faststart"}  # index first: playback starts before download ends
 
+    def tag_stream(self) -> None:
+        if self.choice.codec_tag:
+            self.stream.codec_tag = self.choice.codec_tag  # hvc1: what Apple players accept
+
     def codec_options(self) -> dict[str, str]:
-        return {"crf": str(self.options.crf), "preset": self.options.speed,
-                "x264-params": "colorprim=bt709:transfer=bt709:colormatrix=bt709:range=tv"}
+        return dict(self.choice.options)
 
 
 class WebMWriter(_PyAVWriter):

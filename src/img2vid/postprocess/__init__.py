@@ -13,16 +13,26 @@ from img2vid.postprocess.loops import pingpong, reverse, seamless
 if TYPE_CHECKING:
     from img2vid.core.config import Settings
     from img2vid.postprocess.interpolate import Interpolator as FrameInterpolator
+    from img2vid.postprocess.upscale import FrameUpscaler
 
 
 def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
-          cancel: CancelToken, *, settings: Settings | None = None) -> Clip:
+          cancel: CancelToken, *, settings: Settings | None = None,
+          upscaler: FrameUpscaler | None = None) -> Clip:
     """Run every stage the request asks for, streaming frame by frame.
 
-    Order: interpolate -> reverse -> loop -> fades. `settings` locates the model cache
-    (RIFE weights); without it the default cache is used. RIFE runs on the GPU the engine
+    Order: upscale -> interpolate -> reverse -> loop -> fades. `settings` locates the model
+    cache (RIFE weights, upscale model); without it the default cache is used. `upscaler`
+    is the one preflight() built. RIFE and the upscale model run on the GPU the engine
     used, so a server with a worker per GPU keeps each job on its own.
     """
+    if request.upscale:
+        from img2vid.postprocess.upscale import upscale_clip
+
+        upscaler = upscaler or make_upscaler(request, settings)
+        if gpu := _engine_gpu(clip):
+            upscaler.to(gpu)
+        clip = upscale_clip(clip, upscaler, progress=progress, cancel=cancel)
     if request.interpolate or request.target_fps:
         from img2vid.postprocess.interpolate import interpolate_clip
 
@@ -44,14 +54,30 @@ def apply(clip: Clip, request: GenerationRequest, progress: ProgressCallback,
     return clip
 
 
-def preflight(request: GenerationRequest, settings: Settings | None = None) -> None:
+def preflight(request: GenerationRequest, settings: Settings | None = None,
+              ) -> FrameUpscaler | None:
     """Raise now, before an engine runs, what apply() would raise later: RIFE asked for
-    without its weights or without torch."""
+    without its weights or without torch, an upscale model missing, unreadable or of
+    another scale. Returns the upscaler, loaded once, for apply()."""
     if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
         from img2vid.media.models_cache import cache_dir, find_rife_weights
 
         find_rife_weights(request.rife_weights, cache_dir(settings))
         _require_torch()
+    return make_upscaler(request, settings) if request.upscale else None
+
+
+def make_upscaler(request: GenerationRequest, settings: Settings | None = None, *,
+                  device: str | None = None) -> FrameUpscaler:
+    from img2vid.postprocess.upscale import make_upscaler as make
+
+    return make(request.upscaler, request.upscale or 2, request.upscale_model, settings,
+                device=device)
+
+
+def _engine_gpu(clip: Clip) -> str | None:
+    device = str(clip.info.get("device") or "")
+    return device if device.startswith("cuda") else None
 
 
 def _require_torch() -> None:

@@ -13,15 +13,15 @@ from typing import Any
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError, OutOfMemoryError
+from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
-from img2vid.core.lora import LoraSpec
 from img2vid.engines.diffusion.lora import loras_loaded
-from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
+from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
 from img2vid.engines.diffusion.windows import run_windows

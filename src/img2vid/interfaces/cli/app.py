@@ -21,6 +21,7 @@ from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
 from img2vid.interfaces.cli.extend import add_extend_parser
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
+from img2vid.interfaces.cli.upscale import add_upscale_parser
 
 log = logging.getLogger("img2vid")
 
@@ -301,7 +302,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_generate, _add_extend, _add_serve, _add_batch, add_interpolate_parser,
-    add_models_command, _add_doctor]
+    add_upscale_parser, add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

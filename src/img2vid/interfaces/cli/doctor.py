@@ -5,16 +5,20 @@ from __future__ import annotations
 import importlib
 import platform
 import shutil
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 from img2vid.core.config import Settings, dump_settings, find_config
+from img2vid.core.errors import InputError
 from img2vid.engines.memory import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
-OPTIONAL_ENCODERS = ("libvpx-vp9", "ffv1", "gif", "png")
+OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png", "aac",
+                     "libopus", "flac")
 OPTIONAL_PACKAGES = {"diffusers": "diffusion", "transformers": "diffusion",
-                     "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray"}
+                     "torchao": "quantize", "gradio": "server", "fastapi": "server", "ray": "ray",
+                     "spandrel": "upscale"}
 
 
 def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
@@ -44,6 +48,13 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
             ok &= present or not required
             line("ok" if present else ("FAIL" if required else "warn"), f"encoder {codec}",
                  "available" if present else "missing from this PyAV build")
+        from img2vid.media.encoders import GPU_ENCODERS, nvenc_works
+
+        for codec in GPU_ENCODERS.values():
+            works = nvenc_works(codec)
+            line("ok" if works else "info", f"encoder {codec}",
+                 "available (--encoder gpu)" if works else "not usable here (needs an NVIDIA "
+                 "GPU and driver); --encoder gpu falls back to the CPU")
     except ImportError:
         pass
 
@@ -81,6 +92,8 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
         except metadata.PackageNotFoundError:
             line("info", package, f"not installed (pip install 'img2vid[{extra}]')")
 
+    _finishing_models(settings, line)
+
     out = settings.output.directory
     probe = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
     if probe is None:
@@ -96,3 +109,16 @@ def report(settings: Settings, config_path: str | None = None) -> tuple[list[str
     lines.append(f"\nconfig in effect ({config or 'defaults, no config file'}):")
     lines.extend("  " + row for row in dump_settings(settings).splitlines())
     return lines, ok
+
+
+def _finishing_models(settings: Settings, line: Callable[[str, str, str], None]) -> None:
+    """Whether --upscale (model) and --style have their weights here."""
+    from img2vid.postprocess.style import find_weights
+
+    model = settings.models.upscale_model
+    line("ok" if model else "info", "upscale model",
+         model or "models.upscale_model not set: give --upscale-model, or --upscaler lanczos")
+    try:
+        line("ok", "style weights (AdaIN)", str(find_weights(None, settings)))
+    except InputError as exc:
+        line("info", "style weights (AdaIN)", str(exc).split(": ", 1)[-1])

@@ -8,7 +8,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from img2vid import __version__
 from img2vid.core.config import Settings
@@ -16,6 +16,10 @@ from img2vid.core.errors import InputError
 from img2vid.core.progress import CancelToken, ProgressCallback
 from img2vid.core.request import ENCODE_SPEEDS, Interpolator, OutputFormat
 from img2vid.interfaces.cli.bars import ProgressBars
+
+if TYPE_CHECKING:
+    from img2vid.core.clip import Clip
+    from img2vid.media.encode import EncodedInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,7 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
         "numbered frames, keeping its size and duration. Output format follows -o: "
         ".mp4, .webm, .mkv (lossless FFV1), .gif, or a name without extension for a "
         "folder of PNG frames (lossless).")
-    p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    add_input_output(p)
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
                       help="multiply the frame rate by 2, 3 or 4")
@@ -44,6 +47,18 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
                    "(learned; `img2vid models download rife` first)")
     p.add_argument("--rife-weights", metavar="PATH", help="a RIFE 4.25/4.26 flownet.pkl "
                    "(default: the downloaded one)")
+    add_encode_arguments(p)
+    p.set_defaults(handler=run_interpolate)
+
+
+def add_input_output(p: argparse.ArgumentParser) -> None:
+    """INPUT and -o, shared by the commands that rework an existing clip."""
+    p.add_argument("input", type=Path, metavar="INPUT", help="video file or frame folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+
+
+def add_encode_arguments(p: argparse.ArgumentParser) -> None:
+    """Input rate, output format, quality and what to print, for those commands."""
     p.add_argument("--fps", type=float, metavar="FPS", help="frame rate of a frame-folder "
                    "input (default 24); for a video, overrides the rate it declares")
     p.add_argument("--format", choices=[f.value for f in OutputFormat],
@@ -55,7 +70,6 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_interpolate)
 
 
 def output_format(output: Path, explicit: str | None) -> OutputFormat:
@@ -95,7 +109,7 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
 
     Returns the sidecar's content. Bad input raises InputError before anything is written.
     """
-    from img2vid.execution.pipeline import library_versions, save_clip, write_sidecar
+    from img2vid.execution.pipeline import save_clip, write_sidecar
     from img2vid.media.encode import EncodeOptions
     from img2vid.media.video_input import open_clip
     from img2vid.postprocess import make_interpolator
@@ -135,19 +149,27 @@ def interpolate_file(source: Path, output: Path, settings: Settings, *,
                                                 "interpolated_from": source.name}))
     final, encoded = save_clip(result, options, output=output, directory=output.parent,
                                prefix="", started=started, progress=progress, cancel=cancel)
-    metadata = {
-        "img2vid": __version__,
-        "created": started.isoformat(timespec="seconds"),
-        "command": "interpolate",
-        "output": {"path": str(final), **encoded.as_dict()},
-        "input": {"path": str(source), "width": clip.width, "height": clip.height,
-                  "fps": clip.fps, "frames": clip.num_frames},
-        "interpolation": result.info["interpolation"],
-        "source_info": {k: v for k, v in result.info.items() if k != "interpolation"},
-        "versions": library_versions(),
-        "timings": {"total_s": round(time.perf_counter() - t0, 3)},
-    }
+    metadata = rework_sidecar("interpolate", source, clip, final, encoded, started, t0)
+    metadata["interpolation"] = result.info["interpolation"]
+    metadata["source_info"] = {k: v for k, v in result.info.items() if k != "interpolation"}
     write_sidecar(final, metadata)
     log.info("interpolated %s -> %s (%d frames at %g fps)", source, final, encoded.frames,
              encoded.fps)
     return metadata
+
+
+def rework_sidecar(command: str, source: Path, clip: Clip, final: Path, encoded: EncodedInfo,
+                   started: datetime, t0: float) -> dict[str, Any]:
+    """The sidecar entries every command that reworks an existing clip writes."""
+    from img2vid.execution.pipeline import library_versions
+
+    return {
+        "img2vid": __version__,
+        "created": started.isoformat(timespec="seconds"),
+        "command": command,
+        "output": {"path": str(final), **encoded.as_dict()},
+        "input": {"path": str(source), "width": clip.width, "height": clip.height,
+                  "fps": clip.fps, "frames": clip.num_frames},
+        "versions": library_versions(),
+        "timings": {"total_s": round(time.perf_counter() - t0, 3)},
+    }

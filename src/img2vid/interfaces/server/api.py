@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import re
 from datetime import datetime, timezone
@@ -19,11 +18,12 @@ from starlette.datastructures import UploadFile
 
 from img2vid import __version__
 from img2vid.core.errors import InputError
-from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine, GenerationRequest
+from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.schema import SUBMIT_BODY
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
@@ -86,10 +86,7 @@ class PresetOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    request = dict(job.request)
-    request["images"] = list(job.input_names)  # the client's names, not server paths
-    if request.get("last_image"):
-        request["last_image"] = Path(request["last_image"]).name
+    request = _client_request(job)
     done = job.status is JobStatus.SUCCEEDED and job.output
     return JobOut(
         id=job.id, status=job.status.value, engine=job.request.get("engine"),
@@ -108,11 +105,9 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
     if not job.sidecar:
         return None
     sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = {**sidecar.get("request", {}), "images": list(job.input_names)}
-    if sidecar["request"].get("last_image"):
-        sidecar["request"]["last_image"] = Path(sidecar["request"]["last_image"]).name
+    sidecar["request"] = _client_request(job, sidecar.get("request", {}))
     last = (sidecar.get("engine_info") or {}).get("last_image")
-    if isinstance(last, dict):
+    if isinstance(last, dict):  # the end frame's record names the client's file only
         sidecar["engine_info"] = {**sidecar["engine_info"],
                                   "last_image": {**last, "path": Path(last["path"]).name}}
     sidecar["inputs"] = [{**entry, "path": name}
@@ -123,49 +118,18 @@ def client_sidecar(job: Job) -> dict[str, Any] | None:
     return sidecar
 
 
+def _client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request with the client's file names in place of the server's upload paths."""
+    request = dict(job.request if request is None else request)
+    request["images"] = list(job.input_names)
+    for name in intake.FILE_FIELDS:
+        if request.get(name):
+            request[name] = Path(request[name]).name
+    return request
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-# --- the submission body, documented from GenerationRequest ----------------------------------
-
-def _submission_schema(multipart: bool) -> dict[str, Any]:
-    schema = _inline_refs(GenerationRequest.model_json_schema())
-    schema.pop("$defs", None)
-    schema["title"] = "JobSubmission"
-    props = schema["properties"]
-    for name in intake.SERVER_ONLY_FIELDS:
-        props.pop(name, None)
-    item = ({"type": "string", "format": "binary"} if multipart else
-            {"type": "string", "description": "base64 image bytes, or a data: URL"})
-    props["last_image"] = {**item, "description": "the frame the video ends on (models "
-                           "trained for it: wan2.1-flf2v-14b-720p, wan2.2-i2v-a14b)"}
-    props["images"] = {"type": "array", "items": item, "minItems": 1,
-                       "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
-    schema["required"] = ["images"]
-    schema["additionalProperties"] = False
-    return schema
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    defs = schema.get("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return walk(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]))
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
-
-
-SUBMIT_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": _submission_schema(multipart=True)},
-    "application/json": {"schema": _submission_schema(multipart=False)},
-}}}
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -199,14 +163,16 @@ async def create_job(request: Request) -> Any:
             await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            fields, uploads, last = await _read_multipart(request)
+            fields, uploads = await _read_multipart(request)
         elif content_type == "application/json":
-            fields, uploads, last = await _read_json(request)
+            fields, uploads = await _read_json(request)
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
+        files = {name: fields.pop(name) for name in list(fields)
+                 if isinstance(fields[name], intake.Upload)}
         dry_run = intake.pop_dry_run(fields) or dry_run
-        job = await run_in_threadpool(intake.submit, queue, fields, uploads, last, dry_run)
+        job = await run_in_threadpool(intake.submit, queue, fields, uploads, files, dry_run)
     except intake.UploadTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     except intake.InvalidImageError as exc:
@@ -223,24 +189,24 @@ async def create_job(request: Request) -> Any:
 
 
 REPEATABLE = {"lora"}  # form fields a client may give several times
-Submission = tuple[dict[str, Any], list[intake.Upload], intake.Upload | None]
 
 
-async def _read_multipart(request: Request) -> Submission:
-    form = await request.form(max_files=intake.MAX_IMAGES + 1, max_fields=100,
+async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
+    form = await request.form(max_files=intake.MAX_IMAGES + len(intake.FILE_FIELDS),
+                              max_fields=100,
                               max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     uploads: list[intake.Upload] = []
-    last: intake.Upload | None = None
     for key, value in form.multi_items():
-        if isinstance(value, UploadFile) and key == "last_image":
-            if last is not None:
-                raise HTTPException(422, "last_image is given more than once")
-            last = intake.Upload(value.filename or "last_image", value.file)
-        elif isinstance(value, UploadFile):
+        if isinstance(value, UploadFile):
+            if key in intake.FILE_FIELDS and key not in fields:
+                if value.filename:  # an HTML form sends an unused file input as no name
+                    fields[key] = intake.Upload(value.filename, value.file)
+                continue
             if key != "images":
                 raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images' (and an end frame as 'last_image')")
+                                         "'images'" + "".join(f", {k} as '{k}'"
+                                                              for k in intake.FILE_FIELDS))
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
@@ -250,10 +216,11 @@ async def _read_multipart(request: Request) -> Submission:
             raise HTTPException(422, f"{key} is given more than once")
         else:
             fields[key] = value
-    return intake.clean_fields(fields), uploads, last
+    uploaded = {k: v for k, v in fields.items() if isinstance(v, intake.Upload)}
+    return {**intake.clean_fields(fields), **uploaded}, uploads
 
 
-async def _read_json(request: Request) -> Submission:
+async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -270,20 +237,20 @@ async def _read_json(request: Request) -> Submission:
         if not isinstance(item, str):
             raise HTTPException(400, f"images[{index}] must be a base64 string")
         uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
-    last = body.pop("last_image", None)
-    if last is not None and not isinstance(last, str):
-        raise HTTPException(400, "last_image must be a base64 string")
-    end = intake.Upload("last_image", _decode_base64(last, "last_image")) if last else None
-    return {k: v for k, v in body.items() if v is not None}, uploads, end
+    fields: dict[str, Any] = {k: v for k, v in body.items() if v is not None}
+    for name in intake.FILE_FIELDS:
+        if isinstance(fields.get(name), str):
+            fields[name] = intake.Upload(name, _decode_base64(fields[name], name))
+    return fields, uploads
 
 
-def _decode_base64(text: str, where: str) -> bytes:
+def _decode_base64(text: str, what: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(400, f"{where} is not valid base64") from None
+        raise HTTPException(400, f"{what} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")

@@ -20,7 +20,14 @@ MAX_IMAGES: int = next(m.max_length for m in GenerationRequest.model_fields["ima
                        if getattr(m, "max_length", None))
 # Fields a client may not set: `images` arrive as uploads, and these name server paths.
 SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RIFE weights "
-                                      "in the server's config instead"}
+                                      "in the server's config instead",
+                      "upscale_model": "it names a file or model on the server; set "
+                                       "models.upscale_model in the server's config instead",
+                      "style_weights": "it names a folder on the server; set "
+                                       "models.style_weights in the server's config instead"}
+# Request fields that name a file: a client uploads the file itself, one of each at most.
+FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
+               "last_image": "the end frame (wan2.2-i2v-a14b, wan2.1-flf2v-14b-720p)"}
 FROM_PRESET = "preset"  # the WebUI's choice for "leave it to the preset"
 NO_INTERPOLATION = "off"
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
@@ -43,22 +50,29 @@ class Upload:
 
 
 def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
-           last: Upload | None = None, dry_run: bool = False) -> Any:
-    """Validate, store the images (and the end frame, `last`) with the job, queue it; with
-    `dry_run`, return the plan a run would follow (model, values, dtypes, memory) and queue
-    nothing.
+           files: Mapping[str, Upload] | None = None, dry_run: bool = False) -> Any:
+    """Validate, store the images (and `files`: audio, style, last_image) with the job, queue
+    it; with `dry_run`, return the plan a run would follow (model, values, dtypes, memory)
+    and queue nothing.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
     """
     settings = queue.settings
-    for name in ("images", "last_image"):
-        if name in fields:
-            raise InvalidImageError(f"{name} must be uploaded as files (multipart) or base64 "
-                                    "strings (JSON), not given as paths")
+    if "images" in fields:
+        raise InvalidImageError("images must be uploaded as files (multipart) or base64 "
+                                "strings (JSON), not given as paths")
     for name, why in SERVER_ONLY_FIELDS.items():
         if fields.get(name) not in (None, ""):
             raise InputError(f"{name} cannot be set through the server: {why}")
+    files = dict(files or {})
+    for name, what in FILE_FIELDS.items():
+        if fields.get(name) not in (None, ""):
+            raise InvalidImageError(f"{name} ({what}) must be uploaded as a file, not given as "
+                                    "a path")
+    unknown = set(files) - set(FILE_FIELDS)
+    if unknown:
+        raise InvalidImageError(f"unexpected file field {sorted(unknown)[0]!r}")
     _check_loras(fields.get("lora"))
     if not uploads:
         raise InvalidImageError("no image: upload at least one photo")
@@ -77,19 +91,25 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
             dest = folder / f"{index:03d}{_safe_suffix(upload.name)}"
             total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
             paths.append(dest)
-        named = list(zip(paths, uploads))
-        if last is not None:
-            # stored as last<suffix>: the sidecar a client sees names only that file
-            dest = folder / f"last{_safe_suffix(last.name)}"
-            total += _store(last.source, dest, limit - total, settings.server.max_upload_mb)
-            fields = {**fields, "last_image": str(dest)}
-            named.append((dest, last))
-        request = build_request(images=tuple(str(p) for p in paths), **dict(fields))
-        for path, upload in named:
+        stored: dict[str, Path] = {}
+        for name, upload in files.items():
+            # kept under the client's own (cleaned) name: the sidecar shows that name
+            dest = folder / name / _safe_name(upload.name, name)
+            dest.parent.mkdir(exist_ok=True)
+            total += _store(upload.source, dest, limit - total, settings.server.max_upload_mb)
+            stored[name] = dest
+        request = build_request(images=tuple(str(p) for p in paths),
+                                **{**dict(fields), **{k: str(v) for k, v in stored.items()}})
+        for path, upload in zip(paths, uploads):
             try:
                 probe_image(path, settings.images)
             except InputError as exc:
                 raise InvalidImageError(str(exc).replace(str(path), upload.name)) from None
+        _probe_files(stored, settings)
+        if request.audio:  # the server's default format may be one without sound
+            from img2vid.postprocess.audio import refuse_for_format
+
+            refuse_for_format(request.format or settings.output.format)
         if dry_run:
             from img2vid.execution.plan import plan_request
 
@@ -137,6 +157,31 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
     return written
 
 
+def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
+    """A bad soundtrack, style image or end frame is refused now (400), not when the job
+    runs."""
+    if "audio" in stored:
+        from img2vid.postprocess.audio import probe_audio
+
+        try:
+            probe_audio(stored["audio"])
+        except InputError as exc:
+            raise InvalidImageError(str(exc)) from None
+    for name in ("style", "last_image"):
+        if name in stored:
+            try:
+                probe_image(stored[name], settings.images)
+            except InputError as exc:
+                raise InvalidImageError(str(exc).replace(str(stored[name]),
+                                                         stored[name].name)) from None
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    """A client's file name made safe to store: no folders, plain characters only."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.replace("\\", "/")).name)[-100:]
+    return cleaned.lstrip(".") or fallback
+
+
 def _safe_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -165,14 +210,14 @@ def form_fields(prompt: str | None, negative: str | None, engine: str, model: st
         "prompt": prompt, "negative_prompt": negative, "engine": engine,
         "model": model if engine == "diffusion" else None, "preset": preset,
         "resolution": None if resolution == FROM_PRESET else resolution,
-        "num_frames": _text(num_frames), "fps": _text(fps),
-        "num_inference_steps": _text(steps), "guidance_scale": _text(guidance),
+        "num_frames": as_text(num_frames), "fps": as_text(fps),
+        "num_inference_steps": as_text(steps), "guidance_scale": as_text(guidance),
         "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
         "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
     })
 
 
-def _text(value: object) -> str | None:
+def as_text(value: object) -> str | None:
     return None if value is None else str(value).strip()
 
 

@@ -22,10 +22,13 @@ from img2vid.core.request import (
     Easing,
     Motion,
     PresetName,
+    Upscaler,
+    VideoCodec,
 )
 from img2vid.execution.jobqueue import JobQueue
-from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
+from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
+from img2vid.interfaces.server import webui_parts as parts
 from img2vid.interfaces.server.catalog import list_models
 from img2vid.media.outputs import STAGING_PREFIX
 
@@ -35,6 +38,7 @@ HISTORY_SIZE = 24
 PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 FROM_PRESET, NO_INTERPOLATION = intake.FROM_PRESET, intake.NO_INTERPOLATION
+NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -118,6 +122,30 @@ class WebUI:
                         interpolate = gr.Dropdown([NO_INTERPOLATION, "2", "3", "4"],
                                                   value=NO_INTERPOLATION,
                                                   label="Interpolation (multiply the fps)")
+                    with gr.Accordion("Finishing: sound, upscale, style, codec", open=False,
+                                      elem_id="finishing"):
+                        audio = gr.File(label="Soundtrack (mp4, webm, mkv outputs)",
+                                        file_types=["audio"], type="filepath",
+                                        elem_id="audio")
+                        with gr.Row():
+                            audio_offset = gr.Textbox(label="Start in the track (s)",
+                                                      placeholder="0", elem_id="audio-offset")
+                            fit_to_audio = gr.Checkbox(False, label="Last as long as the track",
+                                                       elem_id="fit-to-audio")
+                        with gr.Row():
+                            upscale = gr.Dropdown([NO_UPSCALE, "2", "4"], value=NO_UPSCALE,
+                                                  label="Upscale", elem_id="upscale")
+                            upscaler = gr.Dropdown([u.value for u in Upscaler],
+                                                   value=Upscaler.MODEL.value, label="Upscaler "
+                                                   "(model: the server's)", elem_id="upscaler")
+                        style = gr.File(label="Style painting (optional)",
+                                        file_types=["image"], type="filepath", elem_id="style")
+                        style_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05,
+                                                   label="Style strength",
+                                                   elem_id="style-strength")
+                        codec = gr.Dropdown([c.value for c in VideoCodec],
+                                            value=VideoCodec.H264.value,
+                                            label="Video codec (mp4)", elem_id="codec")
                     with gr.Row():
                         generate_btn = gr.Button("Generate", variant="primary",
                                                  elem_id="generate")
@@ -140,8 +168,10 @@ class WebUI:
 
             form = [prompt, negative, engine, model, preset, resolution, num_frames, fps,
                     steps, guidance, seed, randomize, motion, zoom, focus, easing, interpolate]
+            finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                         style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form, end_frame, loras],
+                self.generate, inputs=[images, *form, *finishing, end_frame, loras],
                 outputs=[status, video, saved, params, seed, history, history_paths, live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
@@ -193,7 +223,11 @@ class WebUI:
                  guidance: str | None = None, seed: str | None = None,
                  randomize: bool = True, motion: str = Motion.KEN_BURNS.value,
                  zoom: float = 1.3, focus: str = "auto", easing: str = Easing.EASE_IN_OUT.value,
-                 interpolate: str = NO_INTERPOLATION, end_frame: str | None = None,
+                 interpolate: str = NO_INTERPOLATION, audio: str | None = None,
+                 audio_offset: str | None = None, fit_to_audio: bool = False,
+                 upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
+                 style: str | None = None, style_strength: float = 1.0,
+                 codec: str = VideoCodec.H264.value, end_frame: str | None = None,
                  loras: str | None = None, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
@@ -202,13 +236,22 @@ class WebUI:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
-        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
-                         steps, guidance, seed, motion, zoom, focus, easing, interpolate)
-        fields["lora"] = intake.lines(loras)
+        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution,
+                                    num_frames, fps, steps, guidance, seed, motion, zoom,
+                                    focus, easing, interpolate)
+        fields.update(intake.clean_fields({
+            "audio_offset": intake.as_text(audio_offset) if audio else None,
+            "fit_to_audio": True if audio and fit_to_audio else None,
+            "upscale": None if upscale == NO_UPSCALE else upscale,
+            "upscaler": upscaler if upscale != NO_UPSCALE else None,
+            "style_strength": style_strength if style else None,
+            "codec": None if codec == VideoCodec.H264.value else codec,
+            "lora": intake.lines(loras)}))
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
-        end = intake.Upload(Path(end_frame).name, Path(end_frame)) if end_frame else None
+        extra = {name: intake.Upload(Path(path).name, Path(path)) for name, path in
+                 (("audio", audio), ("style", style), ("last_image", end_frame)) if path}
         try:
-            job = intake.submit(self.queue, fields, uploads, end)
+            job = intake.submit(self.queue, fields, uploads, extra)
         except (QueueFullError, ShuttingDownError, InputError) as exc:
             raise gr.Error(str(exc)) from None
         session = getattr(request, "session_hash", None) or job.id
@@ -216,7 +259,7 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (_describe(job), skip, skip, skip, seed, skip, skip, None)
+            yield (parts.describe(job), skip, skip, skip, seed, skip, skip, None)
             last = time.monotonic()
             version = -1
             shown: tuple[int, str | None] = (0, None)  # version and path of the live preview
@@ -234,9 +277,10 @@ class WebUI:
                     continue
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
-                progress(fraction or 0.0, desc=_describe(job))
+                progress(fraction or 0.0, desc=parts.describe(job))
                 shown = self.queue.previews.newer(job.id, shown[0])
-                yield (_describe(job), skip, skip, skip, skip, skip, skip, shown[1] or skip)
+                yield (parts.describe(job), skip, skip, skip, skip, skip, skip,
+                       shown[1] or skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -249,8 +293,8 @@ class WebUI:
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
-        yield (_describe(job), str(output) if output.suffix in PLAYABLE else None,
-               str(output), _used(job.sidecar), seed, gallery, paths, skip)
+        yield (parts.describe(job), str(output) if output.suffix in PLAYABLE else None,
+               str(output), parts.used(job.sidecar), seed, gallery, paths, skip)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -266,7 +310,7 @@ class WebUI:
         folder = self.settings.output.directory
         sidecars = sorted((p for p in folder.glob("*.json")
                            if not p.name.startswith(STAGING_PREFIX)),
-                          key=_mtime, reverse=True)
+                          key=parts.mtime, reverse=True)
         items, paths = [], []
         for path in sidecars:
             if len(items) >= HISTORY_SIZE:
@@ -302,81 +346,20 @@ class WebUI:
                 req.get("engine", "camera"), req.get("model"),
                 req.get("preset", PresetName.STANDARD.value),
                 str(req["resolution"]) if req.get("resolution") else FROM_PRESET,
-                *(_shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
+                *(parts.shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
                                                 "guidance_scale")),
-                _shown(data.get("seed", req.get("seed"))), False,
+                parts.shown(data.get("seed", req.get("seed"))), False,
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
         return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
-                str(output), _used(data), f"Loaded the settings of {output.name}.")
+                str(output), parts.used(data), f"Loaded the settings of {output.name}.")
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
         if key not in self._thumbs:
             if len(self._thumbs) > 4 * HISTORY_SIZE:
                 self._thumbs.clear()
-            self._thumbs[key] = _first_frame(output)
+            self._thumbs[key] = parts.first_frame(output)
         return self._thumbs[key]
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # removed since the listing; it is skipped when read
-        return 0.0
-
-
-def _first_frame(output: Path, short_side: int = 160) -> np.ndarray:
-    import cv2
-
-    if output.is_dir():  # a PNG frame folder
-        first = min(output.glob("*.png"))
-        frame = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB)
-    else:
-        import av
-
-        with av.open(str(output)) as container:
-            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    height, width = frame.shape[:2]
-    scale = short_side / min(height, width)
-    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
-
-
-def _describe(job: Job) -> str:
-    """One status line: queue position, stage with step and ETA, or the outcome."""
-    if job.status is JobStatus.QUEUED:
-        return f"Queued: position {job.position} in line."
-    if job.status is JobStatus.RUNNING:
-        p = job.progress
-        if p is None:
-            return "Starting..."
-        text = f"{p.stage}: step {p.step}" + (f" of {p.total}" if p.total else "")
-        if p.fraction is not None:
-            text += f" ({p.fraction:.0%})"
-        if p.eta_s is not None:
-            text += f", about {p.eta_s:.0f} s left"
-        return text + (" (cancelling)" if job.cancel_requested else "")
-    if job.status is JobStatus.SUCCEEDED:
-        took = (job.finished or 0) - (job.started or 0)
-        return f"Done in {took:.1f} s: {Path(job.output or '').name}"
-    return f"{job.status.value.capitalize()}: {job.error or ''}"
-
-
-def _used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The parameters actually used, from the sidecar (request as resolved, engine details)."""
-    if not sidecar:
-        return None
-    output = dict(sidecar.get("output", {}))
-    # Gradio takes any dict with a "path" for a file to serve; this one is only information.
-    output["file"] = output.pop("path", None)
-    return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
-            "request": {k: v for k, v in sidecar.get("request", {}).items() if k != "images"},
-            "engine_info": sidecar.get("engine_info"), "output": output,
-            "timings": sidecar.get("timings")}
-
-
-def _shown(value: object) -> str:
-    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
