@@ -123,6 +123,7 @@ def main() -> int:
                 times.append(seconds)
             rows.append({"previews": label, "count": count,
                          "generate_s": round(statistics.median(times), 3)})
+            print(f"  previews {label}: {rows[-1]['generate_s']:.3f} s", flush=True)
         peer = rows[0]["generate_s"]
         for row in rows:
             row["overhead_pct"] = round(100 * (row["generate_s"] - peer) / peer, 2)

@@ -79,10 +79,11 @@ def render(frames: Any, projection: Any) -> np.ndarray:
 
     count = frames.shape[0]
     picks = sorted({0, count // 2, count - 1})
-    chosen = frames[picks].float().cpu()  # k x C x h x w
-    rgb = torch.einsum("kchw,cr->krhw", chosen, projection[:-1]) + projection[-1][None, :,
-                                                                                   None, None]
-    strip = torch.cat(list(rgb), dim=2)  # 3 x h x (k*w)
+    # project where the latents are (the GPU in a real run): only 3 x h x w comes back
+    weights = projection.to(frames.device, torch.float32)
+    chosen = frames[picks].to(torch.float32)  # k x C x h x w
+    rgb = torch.einsum("kchw,cr->krhw", chosen, weights[:-1]) + weights[-1][None, :, None, None]
+    strip = torch.cat(list(rgb), dim=2).cpu()  # 3 x h x (k*w)
     image = ((strip.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     scale = max(1, math.ceil(MIN_HEIGHT / image.shape[0]))
     if scale > 1:
