@@ -28,8 +28,6 @@ SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RI
 # Request fields that name a file: a client uploads the file itself, one of each at most.
 FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
                "last_image": "the end frame (wan2.2-i2v-a14b, wan2.1-flf2v-14b-720p)"}
-FROM_PRESET = "preset"  # the WebUI's choice for "leave it to the preset"
-NO_INTERPOLATION = "off"
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -198,29 +196,3 @@ def pop_dry_run(fields: dict[str, Any]) -> bool:
 def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Form values as the request expects them: empty means unset."""
     return {k: v for k, v in raw.items() if v is not None and v != ""}
-
-
-def form_fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
-            preset: str, resolution: str, num_frames: str | None, fps: str | None,
-            steps: str | None, guidance: str | None, seed: str | None, motion: str,
-            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
-    """The form as request fields. Values stay text: the request parses them, so errors read
-    as they do in the CLI."""
-    return clean_fields({
-        "prompt": prompt, "negative_prompt": negative, "engine": engine,
-        "model": model if engine == "diffusion" else None, "preset": preset,
-        "resolution": None if resolution == FROM_PRESET else resolution,
-        "num_frames": as_text(num_frames), "fps": as_text(fps),
-        "num_inference_steps": as_text(steps), "guidance_scale": as_text(guidance),
-        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
-        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
-    })
-
-
-def as_text(value: object) -> str | None:
-    return None if value is None else str(value).strip()
-
-
-def lines(text: str | None) -> list[str] | None:
-    """A multi-line text box as a list (LoRAs, one per line); None when empty."""
-    return [x.strip() for x in (text or "").splitlines() if x.strip()] or None

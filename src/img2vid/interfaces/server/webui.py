@@ -30,6 +30,14 @@ from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownEr
 from img2vid.interfaces.server import intake
 from img2vid.interfaces.server import webui_parts as parts
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.webform import (
+    FROM_PRESET,
+    NO_INTERPOLATION,
+    NO_UPSCALE,
+    finishing_fields,
+    form_fields,
+    plan_markdown,
+)
 from img2vid.media.outputs import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -37,8 +45,6 @@ log = logging.getLogger(__name__)
 HISTORY_SIZE = 24
 PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
-FROM_PRESET, NO_INTERPOLATION = intake.FROM_PRESET, intake.NO_INTERPOLATION
-NO_UPSCALE = "off"
 
 
 class WebUI:
@@ -175,9 +181,7 @@ class WebUI:
                 outputs=[status, video, saved, params, seed, history, history_paths, live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
-            # the plan a run would follow (model, size, frames, dtypes, memory), nothing queued
-            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params],
-                            api_name="check")
+            check_btn.click(self.check, inputs=[images, *form], outputs=[status, params])
             engine.change(lambda name: (
                 gr.update(interactive=name == "diffusion" and bool(ready)),
                 gr.update(visible=name == "diffusion" and bool(missing_text))),
@@ -192,28 +196,12 @@ class WebUI:
 
     # --- handlers -------------------------------------------------------------------------
 
-    def check(self, files: list[str] | None, prompt: str | None = None,
-              negative: str | None = None, engine: str = "camera", model: str | None = None,
-              preset: str = PresetName.STANDARD.value, resolution: str = FROM_PRESET,
-              num_frames: str | None = None, fps: str | None = None, steps: str | None = None,
-              guidance: str | None = None, seed: str | None = None, randomize: bool = True,
-              motion: str = Motion.KEN_BURNS.value, zoom: float = 1.3, focus: str = "auto",
-              easing: str = Easing.EASE_IN_OUT.value,
-              interpolate: str = NO_INTERPOLATION) -> tuple[str, dict[str, Any]]:
-        """The plan a run would follow, without loading weights or queueing anything."""
-        from img2vid.execution.plan import describe_plan
-
-        if not files:
-            raise gr.Error("Upload at least one photo first.")
-        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution, num_frames, fps,
-                         steps, guidance, None if randomize else seed, motion, zoom, focus,
-                         easing, interpolate)
-        uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+    def check(self, files: list[str] | None, *form: Any) -> tuple[str, dict[str, Any]]:
+        """The plan a run would follow (model, size, frames, dtypes, memory), nothing queued."""
         try:
-            plan = intake.submit(self.queue, fields, uploads, dry_run=True)
+            return plan_markdown(self.queue, files, form)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
-        return "**Plan** (nothing queued)\n\n" + "  \n".join(describe_plan(plan)), plan
 
     def generate(self, files: list[str] | None, prompt: str | None = None,
                  negative: str | None = None, engine: str = "camera",
@@ -236,17 +224,12 @@ class WebUI:
         seed = str(seed or "").strip()
         if randomize or not seed:
             seed = str(random.randrange(2**31))
-        fields = intake.form_fields(prompt, negative, engine, model, preset, resolution,
-                                    num_frames, fps, steps, guidance, seed, motion, zoom,
-                                    focus, easing, interpolate)
-        fields.update(intake.clean_fields({
-            "audio_offset": intake.as_text(audio_offset) if audio else None,
-            "fit_to_audio": True if audio and fit_to_audio else None,
-            "upscale": None if upscale == NO_UPSCALE else upscale,
-            "upscaler": upscaler if upscale != NO_UPSCALE else None,
-            "style_strength": style_strength if style else None,
-            "codec": None if codec == VideoCodec.H264.value else codec,
-            "lora": intake.lines(loras)}))
+        fields = {**form_fields(prompt, negative, engine, model, preset, resolution, num_frames,
+                                fps, steps, guidance, seed, motion, zoom, focus, easing,
+                                interpolate),
+                  **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
+                                     style_strength, codec),
+                  "lora": [x.strip() for x in (loras or "").splitlines() if x.strip()] or None}
         uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
         extra = {name: intake.Upload(Path(path).name, Path(path)) for name, path in
                  (("audio", audio), ("style", style), ("last_image", end_frame)) if path}

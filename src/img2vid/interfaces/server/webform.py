@@ -1,0 +1,66 @@
+"""The WebUI form as request fields, and the Check button's plan (nothing queued)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from img2vid.core.errors import InputError
+from img2vid.core.request import VideoCodec
+from img2vid.execution.jobqueue import JobQueue
+from img2vid.interfaces.server import intake
+
+FROM_PRESET = "preset"
+NO_INTERPOLATION = "off"
+NO_UPSCALE = "off"
+
+
+def form_fields(prompt: str | None, negative: str | None, engine: str, model: str | None,
+            preset: str, resolution: str, num_frames: str | None, fps: str | None,
+            steps: str | None, guidance: str | None, seed: str | None, motion: str,
+            zoom: float, focus: str, easing: str, interpolate: str) -> dict[str, Any]:
+    """The form as request fields. Values stay text: the request parses them, so errors read
+    as they do in the CLI."""
+    return intake.clean_fields({
+        "prompt": prompt, "negative_prompt": negative, "engine": engine,
+        "model": model if engine == "diffusion" else None, "preset": preset,
+        "resolution": None if resolution == FROM_PRESET else resolution,
+        "num_frames": text(num_frames), "fps": text(fps),
+        "num_inference_steps": text(steps), "guidance_scale": text(guidance),
+        "seed": seed, "motion": motion, "zoom": zoom, "focus": focus, "easing": easing,
+        "interpolate": None if interpolate == NO_INTERPOLATION else interpolate,
+    })
+
+
+def finishing_fields(audio: str | None, audio_offset: str | None, fit_to_audio: bool,
+                     upscale: str, upscaler: str, style: str | None, style_strength: float,
+                     codec: str) -> dict[str, Any]:
+    """The soundtrack, upscaling, style and codec part of the form as request fields."""
+    return intake.clean_fields({
+        "audio_offset": text(audio_offset) if audio else None,
+        "fit_to_audio": True if audio and fit_to_audio else None,
+        "upscale": None if upscale == NO_UPSCALE else upscale,
+        "upscaler": upscaler if upscale != NO_UPSCALE else None,
+        "style_strength": style_strength if style else None,
+        "codec": None if codec == VideoCodec.H264.value else codec})
+
+
+def text(value: object) -> str | None:
+    return None if value is None else str(value).strip()
+
+
+def plan_markdown(queue: JobQueue, files: list[str] | None, form: tuple[Any, ...]
+                  ) -> tuple[str, dict[str, Any]]:
+    """The plan a run of this form would follow, as Markdown and as data. `form`: the WebUI's
+    values in its order (prompt ... seed, randomize, motion ... interpolate)."""
+    from img2vid.execution.plan import describe_plan
+
+    if not files:
+        raise InputError("Upload at least one photo first.")
+    values = list(form)
+    randomize = values.pop(11)  # the seed stays unset when a random one is asked for
+    values[10] = None if randomize else values[10]
+    fields = form_fields(*values)
+    uploads = [intake.Upload(Path(f).name, Path(f)) for f in files]
+    plan = intake.submit(queue, fields, uploads, dry_run=True)
+    return "**Plan** (nothing queued)\n\n" + "  \n".join(describe_plan(plan)), plan
