@@ -86,3 +86,17 @@ class Overlap:
 
 class FakeFailure(Img2VidError):
     """A failure a fake job raises (e.g. an OOM after fallback)."""
+
+
+class FakeGpus:
+    """A GpuCounter for tests: says there are `count` CUDA GPUs (or raises `error`) and
+    records how often it was asked (counting real GPUs imports torch)."""
+
+    def __init__(self, count: int = 0, error: Exception | None = None) -> None:
+        self.count, self.error, self.calls = count, error, 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.count

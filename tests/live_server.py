@@ -1,4 +1,5 @@
-"""A real uvicorn server on a free loopback port, in a thread, for the server tests."""
+"""The service for the server tests: in process over httpx (no socket), or a real uvicorn
+server on a free loopback port in a thread, for the tests that need one."""
 
 from __future__ import annotations
 
@@ -31,13 +32,45 @@ def make_settings(root: Path, **server: Any) -> Settings:
 
 
 class LiveServer:
-    def __init__(self, base_url: str, queue: JobQueue, settings: Settings) -> None:
+    def __init__(self, base_url: str, queue: JobQueue, settings: Settings,
+                 app: Any = None) -> None:
         self.base_url = base_url
         self.queue = queue
         self.settings = settings
+        self.app = app  # set when requests go to the ASGI app in process
 
     def client(self, **kwargs: Any) -> httpx.Client:
+        if self.app is not None:
+            return _app_client(self.app, base_url=self.base_url, **kwargs)
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+
+def _app_client(app: Any, **kwargs: Any) -> httpx.Client:
+    """An httpx.Client whose requests go to `app` in process (Starlette's TestClient). Its
+    `with` block only closes it: the app's lifespan is run once, by app_server."""
+    from fastapi.testclient import TestClient
+
+    class AppClient(TestClient):
+        def __enter__(self) -> AppClient:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.close()
+
+    return AppClient(app, **kwargs)
+
+
+@contextmanager
+def app_server(settings: Settings, engine_factory: EngineFactory | None, *, ui: bool = False,
+               cpu_workers: int | None = None, grace: float = 0.0) -> Iterator[LiveServer]:
+    """The whole service in process: clients call the ASGI app through httpx, no socket.
+    The app's lifespan starts the queue's workers and stops them after."""
+    from fastapi.testclient import TestClient
+
+    queue = JobQueue(settings, engine_factory=engine_factory, cpu_workers=cpu_workers)
+    app = create_app(settings, queue, ui=ui, shutdown_grace=grace)
+    with TestClient(app):  # runs the lifespan
+        yield LiveServer("http://testserver", queue, settings, app)
 
 
 @contextmanager

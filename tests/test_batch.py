@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import img2vid.execution.pool
 from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import ModelNotAvailableError, OutOfMemoryError
 from img2vid.core.progress import CancelToken, Progress
@@ -29,7 +28,7 @@ from img2vid.execution.batch import (
 from img2vid.interfaces.cli import app as cli
 from img2vid.media.outputs import STAGING_PREFIX
 from tests.batchkit import FAST, bad_files, decode, make_photo
-from tests.fakes import FakeEngine, Overlap
+from tests.fakes import FakeEngine, FakeGpus, Overlap
 
 FAST_FLAGS = ["--resolution", "256", "--fps", "8", "--duration", "1", "--encode-speed",
               "ultrafast"]
@@ -440,15 +439,13 @@ def test_diffusion_items_run_one_at_a_time_on_each_configured_gpu(tmp_path):
     assert factory.peak["diffusion"] == 2
 
 
-def test_a_camera_only_batch_does_not_count_gpus(tmp_path, monkeypatch):
-    def no_torch(configured):
-        raise AssertionError("counting GPUs imports torch; a camera batch needs none")
-
-    monkeypatch.setattr(img2vid.execution.pool, "worker_devices", no_torch)
+def test_a_camera_only_batch_does_not_count_gpus(tmp_path):
+    gpus = FakeGpus(2)  # counting real GPUs imports torch; a camera batch needs none
     manifest = _mixed_manifest(tmp_path, camera=2, diffusion=0)
     result = run_batch(str(manifest), FAST, Settings(), output_dir=tmp_path / "out",
-                       factory=CountingFactory())
+                       factory=CountingFactory(), count_gpus=gpus)
     assert result.counts[DONE] == 2
+    assert gpus.calls == 0
 
 
 def test_engine_that_cannot_load_fails_its_items_once_and_the_batch_goes_on(tmp_path):

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from img2vid.media.outputs import STAGING_PREFIX
 from tests.batchkit import decode, make_photo
 from tests.conftest import run_cli, start_cli
@@ -81,6 +83,7 @@ def test_ctrl_c_keeps_finished_videos_and_the_rerun_does_the_rest(tmp_path):
     _rerun_and_check(tmp_path, before)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_video_in_flight(tmp_path):
     _photos(tmp_path)
     out = tmp_path / "out"

@@ -22,6 +22,8 @@ from tests.batchkit import (
     make_photo,
 )
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster: a minute or more
+
 # Ray on Linux advertises the host's network address unless told otherwise; it reads this
 # when first imported, so it is set before the import below.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

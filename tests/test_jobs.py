@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,9 @@ import pytest
 from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import InputError
 from img2vid.core.request import build_request
-from img2vid.execution import jobqueue as jobs
 from img2vid.execution.jobqueue import QUEUE_DIRNAME, JobQueue
 from img2vid.execution.jobstore import JobStatus
-from tests.fakes import FakeEngine, Overlap
+from tests.fakes import FakeEngine, FakeGpus, Overlap
 from tests.live_server import PHOTO, make_settings
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -101,13 +98,7 @@ def test_each_configured_gpu_runs_one_diffusion_job_at_a_time(tmp_path: Path) ->
 
 def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    counted: list[list[str]] = []
-
-    def two_gpus(configured: list[str]) -> list[str | None]:
-        counted.append(list(configured))
-        return ["cuda:0", "cuda:1"]
-
-    monkeypatch.setattr(jobs, "worker_devices", two_gpus)
+    gpus = FakeGpus(2)
     overlap = Overlap()
     made: list[tuple[str, str | None]] = []
 
@@ -115,34 +106,29 @@ def test_gpus_are_counted_at_the_first_diffusion_job(tmp_path: Path,
         made.append((name, device))
         return CountingEngine(name, overlap, device)
 
-    queue = JobQueue(make_settings(tmp_path), engine_factory=factory, cpu_workers=1)
+    queue = JobQueue(make_settings(tmp_path), engine_factory=factory, cpu_workers=1,
+                     count_gpus=gpus)
     queue.start()
     try:
         camera = queue.wait(queue_request(queue).id, timeout=30)
         assert camera is not None and camera.status is JobStatus.SUCCEEDED
-        assert counted == []  # a camera job needs no torch, so nothing counted the GPUs yet
+        assert gpus.calls == 0  # a camera job needs no torch, so nothing counted the GPUs yet
         diffusion = [queue_request(queue, engine="diffusion", num_frames=12) for _ in range(4)]
         done = [queue.wait(job.id, timeout=60) for job in diffusion]
     finally:
         queue.stop()
     assert [j.status for j in done if j] == [JobStatus.SUCCEEDED] * 4
-    assert counted == [[]]  # once, by the first diffusion job
+    assert gpus.calls == 1  # once, by the first diffusion job
     assert queue.workers() == {"camera": 1, "diffusion": ["cuda:0", "cuda:1"]}
     assert sorted(made) == [("camera", None), ("diffusion", "cuda:0"), ("diffusion", "cuda:1")]
     assert overlap.peak["diffusion"] == 2
 
 
-def test_a_broken_torch_while_counting_gpus_does_not_stop_the_gpu_lane(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken() -> int:
-        raise RuntimeError("CUDA driver initialization failed")
-
+def test_a_broken_torch_while_counting_gpus_does_not_stop_the_gpu_lane(tmp_path: Path) -> None:
     # an installed torch whose CUDA setup fails when asked how many GPUs there are
-    torch = types.ModuleType("torch")
-    torch.__spec__ = importlib.machinery.ModuleSpec("torch", None)
-    torch.cuda = types.SimpleNamespace(device_count=broken)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine())
+    broken = FakeGpus(error=RuntimeError("CUDA driver initialization failed"))
+    queue = JobQueue(make_settings(tmp_path), engine_factory=lambda name, *_: FakeEngine(),
+                     count_gpus=broken)
     queue.start()
     try:
         first, second = (queue_request(queue, engine="diffusion") for _ in range(2))
@@ -189,7 +175,9 @@ def test_progress_has_step_fraction_and_eta(tmp_path: Path) -> None:
         assert engine.started.wait(10)
         seen = None
         version = -1
+        deadline = time.monotonic() + 60
         while seen is None or seen.step < 10:
+            assert time.monotonic() < deadline, f"progress stuck at {seen}"
             version = queue.wait_for_change(version, timeout=5)
             current = queue.get(job.id)
             assert current is not None

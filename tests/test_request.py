@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from img2vid.core.errors import InputError
-from img2vid.core.request import Engine, GenerationRequest, build_request, output_size
+from img2vid.core.request import EngineKind, GenerationRequest, build_request, output_size
 
 
 @pytest.mark.parametrize("fields, expected", [
@@ -39,14 +39,14 @@ def test_no_images_is_refused():
 
 def test_camera_is_the_default_and_standard_preset_fills_values():
     r = build_request(images=["a.png"])
-    assert r.engine is Engine.CAMERA
+    assert r.engine is EngineKind.CAMERA
     assert (r.resolution, r.fps, r.duration, r.num_frames) == (1080, 30, 5.0, 150)
 
 
 def test_model_selects_diffusion_and_leaves_values_to_the_model():
     for preset in ("preview", "standard", "high", "max"):
         r = build_request(images=["a.png"], model="i2vgen-xl", preset=preset)
-        assert r.engine is Engine.DIFFUSION
+        assert r.engine is EngineKind.DIFFUSION
         # the model's tier for the preset fills them in the engine (tests/diffusion)
         assert (r.resolution, r.num_frames, r.num_inference_steps) == (None, None, None)
         assert (r.guidance_scale, r.fps) == (None, None)

@@ -1,5 +1,5 @@
-"""REST API against a real uvicorn server on a loopback port: submit, poll, download, cancel,
-errors, security and persistence across restarts."""
+"""REST API in process over httpx (no socket): submit, poll, download, cancel, errors,
+security and persistence across restarts."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from tests.live_server import (
     TERMINAL,
     TINY,
     LiveServer,
+    app_server,
     live_server,
     make_settings,
     submit,
@@ -47,7 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The whole service, Gradio UI mounted at / as in `img2vid serve`."""
     engine = PickyEngine()
     settings = make_settings(tmp_path_factory.mktemp("api"), max_upload_mb=1)
-    with live_server(settings, lambda name, *_: engine, ui=True, cpu_workers=2) as live:
+    with app_server(settings, lambda name, *_: engine, ui=True, cpu_workers=2) as live:
         yield live
 
 
@@ -164,6 +165,10 @@ def test_health_models_presets_and_openapi(client: httpx.Client) -> None:
     body = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} == set(body)
     assert "rife_weights" not in body["application/json"]["schema"]["properties"]
+    # the sidecar has a real schema: the typed model, not an untyped object
+    schemas = spec["components"]["schemas"]
+    assert {"output", "request", "inputs", "timings"} <= set(schemas["Sidecar"]["properties"])
+    assert {"codec", "frames", "fps"} <= set(schemas["OutputInfo"]["properties"])
     assert client.get("/docs").status_code == 200
 
 
@@ -284,7 +289,7 @@ def test_unknown_ids_and_path_traversal_are_404(server: LiveServer,
 def slow_server(tmp_path: Path) -> Iterator[tuple[LiveServer, FakeEngine]]:
     engine = FakeEngine(delay=0.2)
     settings = make_settings(tmp_path, queue_limit=2)
-    with live_server(settings, lambda name, *_: engine, cpu_workers=1) as live:
+    with app_server(settings, lambda name, *_: engine, cpu_workers=1) as live:
         yield live, engine
 
 
@@ -336,7 +341,7 @@ def test_a_full_queue_is_429_with_retry_after(
 def test_token_is_required_everywhere_in_the_api(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, token="s3cret-token")
     engine = FakeEngine()
-    with live_server(settings, lambda name, *_: engine, ui=True) as server, \
+    with app_server(settings, lambda name, *_: engine, ui=True) as server, \
             server.client() as client, server.client() as browser:
         for method, path in [("GET", "/api/v1/jobs"), ("GET", "/api/v1/models"),
                              ("GET", "/api/v1/presets"), ("POST", "/api/v1/jobs"),
@@ -363,15 +368,19 @@ def test_token_is_required_everywhere_in_the_api(tmp_path: Path) -> None:
         assert browser.get("/config").status_code == 200
 
 
-def test_cors_is_off_unless_configured(server: LiveServer, tmp_path: Path) -> None:
+def test_cors_is_off_unless_configured(tmp_path: Path) -> None:
+    # On a real loopback socket: Gradio's CORS middleware decides by the Host header, and
+    # in-process requests carry "testserver" instead of 127.0.0.1.
     preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
-    with server.client() as client:
+    settings = make_settings(tmp_path / "default")
+    with live_server(settings, lambda name, *_: FakeEngine(), ui=True) as server, \
+            server.client() as client:
         r = client.get("/api/v1/presets", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
         r = client.options("/api/v1/jobs", headers=preflight)
         assert "access-control-allow-origin" not in r.headers
     settings = make_settings(tmp_path, cors_origins=["https://app.example"])
-    with live_server(settings, lambda name, *_: FakeEngine()) as other, other.client() as client:
+    with app_server(settings, lambda name, *_: FakeEngine()) as other, other.client() as client:
         r = client.get("/api/v1/presets", headers={"Origin": "https://app.example"})
         assert r.headers["access-control-allow-origin"] == "https://app.example"
         r = client.get("/api/v1/presets", headers={"Origin": "https://evil.example"})
@@ -383,7 +392,7 @@ def test_cors_is_off_unless_configured(server: LiveServer, tmp_path: Path) -> No
 def test_jobs_survive_a_restart(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     slow = FakeEngine(delay=0.2)
-    with live_server(settings, lambda name, *_: slow, cpu_workers=1) as server, \
+    with app_server(settings, lambda name, *_: slow, cpu_workers=1) as server, \
             server.client() as client:
         ids = [submit(client, num_frames=30, prompt=f"job{i}").json()["id"] for i in range(3)]
         assert slow.started.wait(10)
@@ -394,7 +403,7 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
         ("queued", 0)] * 3
     store.close()
     fast = FakeEngine()
-    with live_server(settings, lambda name, *_: fast, cpu_workers=1) as server, \
+    with app_server(settings, lambda name, *_: fast, cpu_workers=1) as server, \
             server.client() as client:
         jobs = [wait_for(client, job_id, TERMINAL) for job_id in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 3
@@ -406,7 +415,7 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
 
 def test_submissions_while_stopping_are_refused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    with live_server(settings, lambda name, *_: FakeEngine()) as server:
+    with app_server(settings, lambda name, *_: FakeEngine()) as server:
         server.queue.close()
         with server.client() as client:
             r = submit(client)

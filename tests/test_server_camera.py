@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+import pytest
 
 from tests.conftest import start_cli
 from tests.live_server import PHOTO, TERMINAL
@@ -31,6 +32,7 @@ def start(tmp_path: Path, port: int):  # type: ignore[no-untyped-def]
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_camera_jobs_survive_a_killed_server(tmp_path: Path) -> None:
     port = free_port()
     proc, client = start(tmp_path, port)

@@ -33,7 +33,7 @@ def test_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--workers", "0"], "--workers: input should be greater than or equal to 1"),
+    (["--workers", "0"], "--workers: allowed range is 1 to 64"),
     (["--devices", "gpu1"], "--devices: 'gpu1' is not a device; use cuda:N, mps or cpu"),
     (["--devices", "cuda,cuda:0"], "--devices: names a device twice; one worker per device"),
 ])

@@ -408,6 +408,7 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
     np.testing.assert_allclose(videos[2], videos[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_runs_the_compiled_denoiser_and_keeps_it_between_jobs(
         engine, wan_dir, small_photo, loaded_photo):
     eager = frames_of(run(engine, make_request(wan_dir, small_photo, seed=8), loaded_photo)[0])

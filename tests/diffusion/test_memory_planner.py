@@ -11,7 +11,6 @@ from img2vid.engines.memory import (
     oom_advice,
     plan_memory,
     step_down,
-    worker_devices,
 )
 
 # Roughly I2VGen-XL in fp16 at 512p/16 frames: 2.8 GB UNet, 2 GB encoders, 0.2 GB VAE.
@@ -100,16 +99,3 @@ def test_plan_is_recorded_as_json_ready_dict():
     data = plan_memory(WORK, gpu(80)).as_dict()
     assert data["level"] == "high" and data["estimated_peak_gb"] > 5
     assert set(data) >= {"offload", "decode_chunk", "vae_tiling", "reason", "budget_gb"}
-
-
-@pytest.mark.parametrize(("configured", "gpus", "expected"), [
-    (["cuda:1", "cuda:3"], 4, ["cuda:1", "cuda:3"]),  # the config wins
-    ([], 3, ["cuda:0", "cuda:1", "cuda:2"]),  # every GPU gets a worker
-    ([], 1, [None]),  # one GPU: the engine picks it (and its index) itself
-    ([], 0, [None]),  # CPU or Apple MPS
-])
-def test_one_worker_per_gpu(monkeypatch: pytest.MonkeyPatch, configured: list[str], gpus: int,
-                            expected: list[str | None]) -> None:
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
-    assert worker_devices(configured) == expected

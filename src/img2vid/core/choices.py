@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Engine(str, Enum):
+class EngineKind(str, Enum):
     CAMERA = "camera"
     DIFFUSION = "diffusion"
 
@@ -41,7 +41,7 @@ class OutputFormat(str, Enum):
         return "" if self is OutputFormat.PNG else f".{self.value}"
 
 
-class Interpolator(str, Enum):
+class InterpolatorKind(str, Enum):
     FLOW = "flow"  # weightless optical flow (OpenCV DIS)
     RIFE = "rife"  # learned, needs weights
 

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from img2vid.core.errors import InputError
 from img2vid.core.request import EncoderKind, OutputFormat
+from img2vid.core.validation import one_line
 
 CONFIG_ENV = "IMG2VID_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -150,24 +151,14 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise InputError(_describe(exc, config_path)) from None
+        where = f"config file {config_path}" if config_path else "configuration"
+        raise InputError(one_line(exc, Settings, subject=f"invalid {where}", values=False)
+                         ) from None
     except SettingsError as exc:  # an IMG2VID_* variable that is not the JSON its field needs
         names = sorted(name for name in os.environ if name.startswith("IMG2VID_"))
         raise InputError(f"{exc} ({', '.join(names)}): lists and mappings in IMG2VID_* "
                          """variables are JSON, e.g. IMG2VID_MODELS__DEVICES='["cuda:0"]'"""
                          ) from None
-
-
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
-        else:
-            parts.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
-    where = f"config file {path}" if path else "configuration"
-    return f"invalid {where}: " + "; ".join(parts)
 
 
 def dump_settings(settings: Settings) -> str:

@@ -13,7 +13,12 @@ class InputError(Img2VidError):
     exit_code = 2
 
 
-class ModelNotAvailableError(InputError):
+class ModelLoadError(InputError):
+    """A model cannot be loaded (missing, corrupt, unsupported). Engine pools remember it and
+    fail later requests for that model at once, until their retry time has passed."""
+
+
+class ModelNotAvailableError(ModelLoadError):
     """A requested model is neither in a local folder nor in the hub cache."""
 
 

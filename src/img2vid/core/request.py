@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from img2vid.core.choices import (
     Easing,
     EncoderKind,
-    Engine,
-    Interpolator,
+    EngineKind,
+    InterpolatorKind,
     LoopMode,
     MemoryLevel,
     Motion,
@@ -25,6 +25,7 @@ from img2vid.core.choices import (
 )
 from img2vid.core.errors import InputError
 from img2vid.core.lora import check_loras
+from img2vid.core.validation import one_line
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
 RESOLUTIONS = (256, 360, 480, 512, 540, 576, 720, 768, 1024, 1080, 1440, 2160)
@@ -38,8 +39,8 @@ PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights
                "last_image")
 
 # Values a preset fills in when the request leaves them unset, per engine.
-PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
-    Engine.CAMERA: {
+PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
+    EngineKind.CAMERA: {
         PresetName.PREVIEW: {"resolution": 720, "fps": 24, "duration": 4.0, "crf": 23,
                              "encode_speed": "veryfast"},
         PresetName.STANDARD: {"resolution": 1080, "fps": 30, "duration": 5.0, "crf": 18,
@@ -52,7 +53,7 @@ PRESETS: dict[Engine, dict[PresetName, dict[str, Any]]] = {
     # A diffusion preset is a quality tier relative to the model: size, frames, steps,
     # guidance and fps come from the model's registry entry (engines/diffusion/registry.py)
     # when the request leaves them unset; only the encoding is set here.
-    Engine.DIFFUSION: {name: {"crf": 18, "encode_speed": "medium"} for name in PresetName},
+    EngineKind.DIFFUSION: {name: {"crf": 18, "encode_speed": "medium"} for name in PresetName},
 }
 
 PRESET_DESCRIPTIONS = {
@@ -80,7 +81,7 @@ class GenerationRequest(BaseModel):
                                     description="input image path(s); several make a slideshow")
     last_image: str | None = Field(None, min_length=1, description="image the video ends on "
                                    "(diffusion models trained for it: Wan FLF2V, Wan 2.2 A14B)")
-    engine: Engine | None = Field(None, description="camera (default) or diffusion "
+    engine: EngineKind | None = Field(None, description="camera (default) or diffusion "
                                   "(chosen automatically when --model is given)")
     model: str | None = Field(None, description="diffusion model name or local folder")
     revision: str | None = Field(None, min_length=1, max_length=100,
@@ -124,7 +125,7 @@ class GenerationRequest(BaseModel):
                                     "2, 3 or 4 with frame interpolation")
     target_fps: int | None = Field(None, ge=1, le=240, description="interpolate up to this "
                                    "frame rate")
-    interpolator: Interpolator = Field(Interpolator.FLOW, description="flow (weightless) or "
+    interpolator: InterpolatorKind = Field(InterpolatorKind.FLOW, description="flow (weightless) or "
                                        "rife (learned weights)")
     rife_weights: str | None = Field(None, description="path to a RIFE flownet.pkl "
                                      "(default: the downloaded one)")
@@ -227,9 +228,9 @@ class GenerationRequest(BaseModel):
         data = {k: v for k, v in data.items() if v is not None}
         if isinstance(data.get("images"), (str, bytes)):
             data["images"] = (data["images"],)
-        engine = data.get("engine") or (Engine.DIFFUSION if data.get("model") else Engine.CAMERA)
+        engine = data.get("engine") or (EngineKind.DIFFUSION if data.get("model") else EngineKind.CAMERA)
         try:
-            engine = Engine(engine)
+            engine = EngineKind(engine)
             preset = PresetName(data.get("preset", PresetName.STANDARD))
         except ValueError:
             return data  # the field validators report the bad value
@@ -278,7 +279,7 @@ class GenerationRequest(BaseModel):
     @model_validator(mode="after")
     def _check_diffusion_only(self) -> GenerationRequest:
         used = [name for name in ("last_image", "lora") if getattr(self, name)]
-        if self.engine is Engine.CAMERA and used:
+        if self.engine is EngineKind.CAMERA and used:
             raise ValueError(f"{' and '.join(used)} need a diffusion model (give --model)")
         return self
 
@@ -292,7 +293,7 @@ class GenerationRequest(BaseModel):
         if self.fit_to_audio and self.loop is LoopMode.PINGPONG:
             raise ValueError("fit_to_audio cannot be used with loop pingpong (it doubles the "
                              "length); use loop none or seamless")
-        if self.fit_to_audio and self.engine is Engine.DIFFUSION:
+        if self.fit_to_audio and self.engine is EngineKind.DIFFUSION:
             raise ValueError("fit_to_audio works with the camera engine: a diffusion model "
                              "makes a fixed number of frames")
         if self.codec not in (None, VideoCodec.H264) and self.format not in (None,
@@ -314,54 +315,7 @@ def build_request(**fields: Any) -> GenerationRequest:
     try:
         return GenerationRequest(**fields)
     except ValidationError as exc:
-        raise InputError(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field, its value and the allowed range."""
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-        field = loc[0] if loc else ""
-        given = err.get("input")
-        reason = _reason(field, err)
-        if field and not isinstance(given, dict):
-            parts.append(f"{field}={_short(given)}: {reason}")
-        else:
-            parts.append(reason)
-    return "invalid request: " + "; ".join(parts)
-
-
-def _reason(field: str, err: dict[str, Any]) -> str:
-    kind = err["type"]
-    info = GenerationRequest.model_fields.get(field)
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info:
-        bounds = {name: getattr(meta, name) for meta in info.metadata
-                  for name in ("ge", "gt", "le") if getattr(meta, name, None) is not None}
-        high = bounds.get("le")
-        if "ge" in bounds and high is not None:
-            return f"allowed range is {_number(bounds['ge'])} to {_number(high)}"
-        if "gt" in bounds and high is not None:
-            return f"must be more than {_number(bounds['gt'])} and at most {_number(high)}"
-    if kind == "enum":
-        return "allowed: " + err.get("ctx", {}).get("expected", "").replace("'", "")
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "value_error":
-        return str(err["msg"]).removeprefix("Value error, ")
-    if kind == "literal_error" and field == "focus":
-        return "expected x,y fractions such as 0.6,0.4, or auto"
-    return str(err["msg"]).lower()
-
-
-def _number(value: float) -> str:
-    """A bound as people write it: 1 (not 1.0 or 1e+00), 0.5, 9223372036854775807."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        raise InputError(one_line(exc, GenerationRequest, subject="invalid request")) from None
 
 
 def output_size(request: GenerationRequest, source_width: int, source_height: int,

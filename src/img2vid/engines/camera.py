@@ -150,7 +150,7 @@ def choose_focus(request: GenerationRequest, pixels: np.ndarray,
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class FrameJob:
+class FrameTask:
     """Everything a worker needs for one frame: one view, or two and their mix weight."""
 
     views: tuple[View, ...]
@@ -220,7 +220,7 @@ class CameraEngine:
             for index in range(total):
                 cancel.raise_if_cancelled()
                 while submitted < total and len(pending) < ahead:
-                    pending.append(pool.submit(render_frame, planner.job(submitted),
+                    pending.append(pool.submit(render_frame, planner.task(submitted),
                                                planner.out_w, planner.out_h, transition))
                     submitted += 1
                 frame = pending.popleft().result()
@@ -258,10 +258,10 @@ def _focus_fractions(framing: Framing) -> list[float]:
 
 
 class FramePlanner:
-    """Turns frame indices into FrameJobs: cameras, pyramid levels and exact warps.
+    """Turns frame indices into FrameTasks: cameras, pyramid levels and exact warps.
 
     Runs on the generator's thread only. Each photo's pyramid is built when its segment
-    starts and dropped when it is over (queued jobs keep what they need), so a long slideshow
+    starts and dropped when it is over (queued tasks keep what they need), so a long slideshow
     holds at most two.
     """
 
@@ -275,13 +275,13 @@ class FramePlanner:
     def camera(self, image: int, t: float) -> Camera:
         return camera_at(self.motion, self.framings[image], self.zoom, eased(self.easing, t))
 
-    def job(self, frame: int) -> FrameJob:
+    def task(self, frame: int) -> FrameTask:
         shots = self.timeline.shots(frame)
         for done in [i for i in self._slides if i < shots[0].image]:
             del self._slides[done]
         views = tuple(plan_view(self._slide(s.image), self.camera(s.image, s.t),
                                 self.out_w, self.out_h) for s in shots)
-        return FrameJob(views, shots[-1].weight)
+        return FrameTask(views, shots[-1].weight)
 
     def _slide(self, image: int) -> Slide:
         if image not in self._slides:
@@ -289,9 +289,9 @@ class FramePlanner:
         return self._slides[image]
 
 
-def render_frame(job: FrameJob, out_w: int, out_h: int, transition: Blend) -> np.ndarray:
+def render_frame(task: FrameTask, out_w: int, out_h: int, transition: Blend) -> np.ndarray:
     """Render one frame on a pool thread."""
-    frames = [warp(view, out_w, out_h) for view in job.views]
+    frames = [warp(view, out_w, out_h) for view in task.views]
     if len(frames) == 1:
         return frames[0]
-    return transition(frames[0], frames[1], job.weight)
+    return transition(frames[0], frames[1], task.weight)

@@ -6,9 +6,7 @@ made-up numbers; `probe_memory` reads the real figures and imports torch lazily.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -215,24 +213,6 @@ def peak_rss_bytes() -> int:
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
         1 if sys.platform == "darwin" else 1024)
-
-
-def worker_devices(configured: Sequence[str]) -> list[str | None]:
-    """The devices diffusion jobs run on, one job at a time each: the configured list, else
-    every CUDA GPU when there are several, else one worker that lets the engine choose
-    (the GPU, Apple MPS or the CPU). Counting GPUs imports torch, only if it is installed."""
-    if configured:
-        return list(configured)
-    if importlib.util.find_spec("torch") is None:
-        return [None]
-    try:
-        import torch
-
-        count = torch.cuda.device_count()
-    except Exception:  # a broken torch or CUDA install: the job itself will say what is wrong
-        log.exception("could not count the GPUs; diffusion jobs run one at a time")
-        return [None]
-    return [f"cuda:{i}" for i in range(count)] if count > 1 else [None]
 
 
 def probe_memory(device: str, held: int = 0) -> MemoryFigures:

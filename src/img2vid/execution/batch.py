@@ -20,9 +20,11 @@ from img2vid.core.errors import InputError
 from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.core.request import PATH_FIELDS, GenerationRequest, OutputFormat, build_request
+from img2vid.core.sidecar import Sidecar
 from img2vid.engines.base import EngineFactory, create_engine
 from img2vid.execution.items import DONE, FAILED, PENDING, SKIPPED, BatchItem, ItemResult
-from img2vid.execution.pool import run_local
+from img2vid.execution.lanes import GpuCounter, count_cuda_gpus
+from img2vid.execution.local import run_local
 from img2vid.execution.report import REPORT_STEM, Report
 from img2vid.media import outputs
 from img2vid.media.images import file_sha256
@@ -280,11 +282,13 @@ def is_done(item: BatchItem) -> bool:
     if not (item.output.exists() and sidecar.is_file()):
         return False
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-        old, new = dict(data["request"]), item.request.summary()
-        hashes = [entry["sha256"] for entry in data["inputs"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        info = Sidecar.read(sidecar)
+    except (OSError, ValueError):
         return False
+    if info.request is None or info.inputs is None:
+        return False  # another command's output under this name
+    old, new = info.request.summary(), item.request.summary()
+    hashes = [entry.sha256 for entry in info.inputs]
     if item.request.seed is None:
         # An unseeded diffusion request is done whatever seed the engine picked.
         old.pop("seed", None)
@@ -292,7 +296,7 @@ def is_done(item: BatchItem) -> bool:
     if old != new:
         return False
     try:
-        if item.request.audio and (data.get("audio") or {}).get("sha256") != file_sha256(
+        if item.request.audio and (info.audio or {}).get("sha256") != file_sha256(
                 Path(item.request.audio)):
             return False  # the same path now holds another track
         return hashes == [file_sha256(Path(p)) for p in item.images]
@@ -321,7 +325,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
               output_dir: Path | None = None, workers: int | None = None,
               ray_address: str | None = None, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None, factory: EngineFactory = create_engine,
-              ) -> BatchResult:
+              count_gpus: GpuCounter = count_cuda_gpus) -> BatchResult:
     """Make every item's video in `output_dir`, skipping ones already done; write the report.
 
     `ray_address` None runs locally; "" or an address runs on Ray (see img2vid.execution.cluster).
@@ -367,7 +371,7 @@ def run_batch(source: str, options: dict[str, Any], settings: Settings, *,
     tell()
     if ray_address is None:
         results = run_local(pending, settings, workers=workers or os.cpu_count() or 1,
-                            cancel=cancel, factory=factory)
+                            cancel=cancel, factory=factory, count_gpus=count_gpus)
     else:
         from img2vid.execution.cluster import run_on_ray
 

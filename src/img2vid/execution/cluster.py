@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.errors import Img2VidError, InputError
+from img2vid.core.errors import InputError
 from img2vid.core.progress import CancelToken
 from img2vid.core.request import GenerationRequest
 from img2vid.engines.base import EngineFactory, create_engine
 from img2vid.execution.items import FAILED, BatchItem, ItemResult
-from img2vid.execution.pool import EngineCache
+from img2vid.execution.lanes import Lane, lane_for
+from img2vid.execution.local import run_item
+from img2vid.execution.pool import EnginePool
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,14 @@ class ItemWorker:
     """
 
     def __init__(self, settings: Settings, engine: str, factory: EngineFactory) -> None:
-        self.engines = EngineCache(settings, factory)
+        self.settings = settings
+        self.engines = EnginePool(settings, factory)
         try:
             # Created once per actor; the diffusion engine keeps the model its first row
             # loads, so the rows after it reuse it.
             self.engines.get(engine)
-        except Img2VidError:
-            pass  # kept by the cache: every row then reports the same error
+        except Exception:
+            pass  # kept by the pool: every row then reports the same error
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {column: [] for column in _RESULT_COLUMNS}
@@ -46,7 +49,7 @@ class ItemWorker:
                                                 batch["request"], batch["output"]):
             req = GenerationRequest.model_validate_json(request)
             item = BatchItem(str(name), req.images, req, output=Path(output))
-            result = self.engines.run(item)
+            result = run_item(item, self.settings, self.engines)
             for column, value in zip(_RESULT_COLUMNS, (int(index), result.status,
                                                        result.output, result.seconds,
                                                        result.error)):
@@ -116,9 +119,10 @@ def _execute(ray: Any, items: Sequence[tuple[int, BatchItem]], settings: Setting
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = int(resources.get("GPU", 0))
-    groups = {"camera": [], "diffusion": []}
+    groups: dict[str, list[tuple[int, BatchItem]]] = {"camera": [], "diffusion": []}
     for index, item in items:
-        groups["diffusion" if item.engine == "diffusion" else "camera"].append((index, item))
+        lane = lane_for(item.engine)
+        groups["diffusion" if lane is Lane.GPU else "camera"].append((index, item))
     # Rows of one model together, so an actor's cached pipeline is reloaded as little as possible.
     groups["diffusion"].sort(key=lambda pair: pair[1].request.model or "")
 

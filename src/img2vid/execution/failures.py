@@ -1,22 +1,40 @@
-"""What a failed generation tells the user: one line per kind of exception."""
+"""The one map from an exception to what the user is told: one line, and whose fault it is.
+
+Every interface reports failures through it: the CLI's exit code and stderr line, the job
+queue's `error`, the batch report's `error` column, the REST API's status code.
+"""
 
 from __future__ import annotations
 
-from img2vid.core.errors import Img2VidError
+from dataclasses import dataclass
+
+from img2vid.core.errors import CancelledError, Img2VidError, InputError
 
 
-def expected_failure(exc: BaseException) -> bool:
-    """A failure with a known cause (bad input, no memory, a missing extra): no traceback."""
-    return isinstance(exc, (Img2VidError, MemoryError, ImportError))
+@dataclass(frozen=True)
+class Failure:
+    """Why a request failed, as the user sees it."""
+
+    message: str  # one line, no traceback
+    user_fault: bool  # bad input or a missing model: exit code 2, HTTP 4xx
+    exit_code: int
+    expected: bool  # a known cause; False: a bug, whose traceback goes to the log
+
+    @property
+    def cancelled(self) -> bool:
+        return self.exit_code == CancelledError.exit_code
 
 
-def failure_message(exc: BaseException, engine: str | None) -> str:
-    """The one line a user sees for `exc` raised while running on engine `engine`."""
-    if isinstance(exc, Img2VidError):  # InputError, OutOfMemoryError, ModelNotAvailableError...
-        return str(exc)
+def describe_failure(exc: BaseException, engine: str | None = None) -> Failure:
+    """The Failure for `exc`, raised while running a request on the engine named `engine`."""
+    if isinstance(exc, InputError):  # bad input, unknown or missing model...
+        return Failure(str(exc), True, exc.exit_code, True)
+    if isinstance(exc, Img2VidError):  # OutOfMemoryError, CancelledError...
+        return Failure(str(exc) or type(exc).__name__, False, exc.exit_code, True)
     if isinstance(exc, MemoryError):
-        return "out of memory; try a smaller resolution or fewer frames"
-    if isinstance(exc, ImportError):
-        return (f"the {engine} engine cannot be loaded ({exc}); "
-                "run `img2vid doctor` to see what is missing")
-    return f"internal error: {type(exc).__name__}: {exc}"
+        return Failure("out of memory (RAM); try a smaller resolution, fewer frames or fewer "
+                       "workers", False, 1, True)
+    if isinstance(exc, ImportError):  # an optional extra that is not installed
+        return Failure(f"the {engine or 'requested'} engine cannot be loaded ({exc}); run "
+                       "`img2vid doctor` to see what is missing", False, 1, True)
+    return Failure(f"internal error: {type(exc).__name__}: {exc}", False, 1, False)

@@ -20,26 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.errors import CancelledError, InputError
+from img2vid.core.errors import InputError
 from img2vid.core.progress import Progress
-from img2vid.core.request import Engine as EngineName
 from img2vid.core.request import GenerationRequest
-from img2vid.engines.base import Engine, EngineFactory, create_engine
-from img2vid.engines.memory import worker_devices
-from img2vid.execution.failures import expected_failure, failure_message
+from img2vid.engines.base import EngineFactory, create_engine
+from img2vid.execution.failures import describe_failure
 from img2vid.execution.jobstore import (
     Job,
     JobStatus,
     JobStore,
-    Lane,
     QueueFullError,
     RunningJob,
     ShuttingDownError,
-    lane_for,
     lock_directory,
     unlock,
 )
+from img2vid.execution.lanes import GpuCounter, Lane, count_cuda_gpus, lane_for, worker_devices
+from img2vid.execution.pool import QUEUE_LOAD_RETRY_S, EnginePool
 from img2vid.execution.previews import PreviewStore
+from img2vid.execution.run import Outcome, run_request
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,8 @@ class JobQueue:
     """Submit, run, cancel and look up jobs; owns the store, the uploads and the workers."""
 
     def __init__(self, settings: Settings, *, engine_factory: EngineFactory | None = None,
-                 cpu_workers: int | None = None, directory: Path | None = None) -> None:
+                 cpu_workers: int | None = None, directory: Path | None = None,
+                 count_gpus: GpuCounter = count_cuda_gpus) -> None:
         self.settings = settings
         # Absolute, so stored upload and output paths still hold if the server is started
         # again from another working directory with the same config.
@@ -59,6 +59,7 @@ class JobQueue:
         self.previews = PreviewStore(self.directory / "previews")
         self.cpu_workers = cpu_workers or settings.server.workers
         self._engine_factory = engine_factory or create_engine
+        self._count_gpus_with = count_gpus
         self._queues = {lane: queue.Queue[str | None]() for lane in Lane}
         self._threads: list[threading.Thread] = []
         self._workers: list[tuple[Lane, str | None]] = []  # (lane, device) per worker thread
@@ -173,7 +174,7 @@ class JobQueue:
             raise ShuttingDownError("the server is shutting down; submit again after restart")
         job_id = job_id or self.new_job_id()
         summary = request.summary()
-        job = Job(id=job_id, seq=0, status=JobStatus.QUEUED, lane=lane_for(request),
+        job = Job(id=job_id, seq=0, status=JobStatus.QUEUED, lane=lane_for(request.engine.value),
                   request=summary, inputs=tuple(summary["images"]),
                   input_names=tuple(input_names or (Path(p).name for p in request.images)),
                   created=time.time())
@@ -292,7 +293,7 @@ class JobQueue:
         """Run by the only GPU worker at its first job: one more worker for each further GPU;
         this worker takes the first."""
         self._gpus_counted = True
-        devices = worker_devices([])
+        devices = worker_devices([], self._count_gpus_with)
         with self._lock:  # this worker's entry, for workers(): it now runs on the first one
             self._workers[self._workers.index((Lane.GPU, None))] = (Lane.GPU, devices[0])
         for device in devices[1:]:
@@ -302,13 +303,16 @@ class JobQueue:
         return devices[0]
 
     def _work(self, lane: Lane, device: str | None) -> None:
-        engines: dict[str, Engine] = {}  # one per engine name, reused (model caches)
+        engines: EnginePool | None = None  # this worker's engines, on its device
         while True:
             job_id = self._queues[lane].get()  # blocks until a job or the stop sentinel
             if job_id is None:
                 return
             if lane is Lane.GPU and not self._gpus_counted:
                 device = self._count_gpus()
+            if engines is None or engines.device != device:
+                engines = EnginePool(self.settings, self._engine_factory, device,
+                                     retry_after_s=QUEUE_LOAD_RETRY_S)
             with self._changed:  # close() sets _closing under this lock: no claim after it
                 if self._closing:
                     return  # a queued job stays queued in the database for the next start
@@ -324,7 +328,7 @@ class JobQueue:
                 self._version += 1
                 self._changed.notify_all()
             try:
-                self._run(job, engines, device)
+                self._run(job, engines)
             except Exception:  # a bug in the runner, or a database error: the worker goes on
                 log.exception("job %s: unexpected failure in the worker", job_id)
                 try:
@@ -339,41 +343,35 @@ class JobQueue:
                     self._version += 1
                     self._changed.notify_all()
 
-    def _run(self, job: Job, engines: dict[str, Engine], device: str | None) -> None:
-        from img2vid.execution.pipeline import generate
-
+    def _run(self, job: Job, engines: EnginePool) -> None:
         running = self._running[job.id]
-        t0 = time.monotonic()
         log.info("job %s: started (attempt %d)", job.id, job.attempts)
-        status, error, result = JobStatus.FAILED, None, None
         try:
             request = GenerationRequest.model_validate(job.request)
-            name = request.engine.value if request.engine else EngineName.CAMERA.value
-            if name not in engines:
-                engines[name] = self._engine_factory(name, self.settings, device)
-            result = generate(request, self.settings, engine=engines[name], cancel=running.token,
-                              progress=self.previews.recording(job.id, self._on_progress, running))
-            status = JobStatus.SUCCEEDED
-        except CancelledError:
+        except ValueError as exc:  # a row written by another version
+            outcome = Outcome(None, describe_failure(exc), 0.0)
+        else:
+            outcome = run_request(request, self.settings, engines, label=f"job {job.id}",
+                                  progress=self.previews.recording(job.id, self._on_progress,
+                                                                   running),
+                                  cancel=running.token)
+        result, error = outcome.result, outcome.failure and outcome.failure.message
+        status = JobStatus.SUCCEEDED if result else JobStatus.FAILED
+        if outcome.cancelled:
             if running.reason == "shutdown":
                 self.store.requeue(job.id, count_attempt=False)
                 log.info("job %s: stopped for shutdown and re-queued", job.id)
                 return
             status, error = JobStatus.CANCELLED, "cancelled while running"
-        except Exception as exc:
-            if not expected_failure(exc):
-                log.exception("job %s failed", job.id)
-            error = failure_message(exc, job.request.get("engine"))
         self.store.finish(job.id, status, error=error,
                           output=str(result.output.resolve()) if result else None,
                           sidecar=result.metadata if result else None,
                           progress=running.progress)
         self.discard_uploads(job.id)
-        elapsed = time.monotonic() - t0
         with self._lock:
-            self._durations.append(elapsed)
+            self._durations.append(outcome.seconds)
             del self._durations[:-100]
-        log.info("job %s: %s in %.2f s%s", job.id, status.value, elapsed,
+        log.info("job %s: %s in %.2f s%s", job.id, status.value, outcome.seconds,
                  f" ({error})" if error else "")
 
     def _on_progress(self, running: RunningJob, event: Progress) -> None:

@@ -17,8 +17,7 @@ from typing import Any
 
 from img2vid.core.errors import Img2VidError, InputError
 from img2vid.core.progress import CancelToken, Progress
-from img2vid.core.request import Engine as EngineName
-from img2vid.core.request import GenerationRequest
+from img2vid.execution.lanes import Lane
 
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is re-queued once, then failed
 
@@ -33,15 +32,6 @@ class JobStatus(str, Enum):
     @property
     def terminal(self) -> bool:
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class Lane(str, Enum):
-    GPU = "gpu"  # diffusion: one job at a time per device
-    CPU = "cpu"  # camera engine: `workers` jobs at a time
-
-
-def lane_for(request: GenerationRequest) -> Lane:
-    return Lane.GPU if request.engine is EngineName.DIFFUSION else Lane.CPU
 
 
 class QueueFullError(Img2VidError):

@@ -7,13 +7,13 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from img2vid import __version__, postprocess
+from img2vid import postprocess
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -24,6 +24,8 @@ from img2vid.core.request import (
     OutputFormat,
     VideoCodec,
 )
+from img2vid.core.sidecar import InputImage, OutputInfo, Sidecar
+from img2vid.core.version import __version__
 from img2vid.engines.base import Engine, create_engine
 from img2vid.engines.memory import peak_rss_bytes
 from img2vid.media import outputs
@@ -40,8 +42,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GenerationResult:
     output: Path
-    sidecar: Path
-    metadata: dict[str, Any]
+    sidecar: Path  # the sidecar's path
+    info: Sidecar  # and its content
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The sidecar as written (JSON-ready)."""
+        return self.info.as_json()
 
 
 def generate(request: GenerationRequest, settings: Settings, *, output: Path | None = None,
@@ -87,31 +94,29 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
                                progress=progress, cancel=cancel, soundtrack=soundtrack)
     t_encoded = time.perf_counter()
 
-    sidecar_data = {
-        "img2vid": __version__,
-        "created": started.isoformat(timespec="seconds"),
-        "output": {"path": str(final), **encoded.as_dict()},
-        "engine": request.engine.value,
-        "seed": clip.info.get("seed", request.seed),
-        "request": asked.summary(),
-        "engine_info": clip.info,
-        "inputs": [image.describe() for image in images],
-        "settings": {"output": settings.output.model_dump(mode="json"),
-                     "images": settings.images.model_dump(mode="json")},
-        "versions": library_versions(),
-        "timings": {"load_s": round(t_loaded - t0, 3),
-                    "generate_and_encode_s": round(t_encoded - t_loaded, 3),
-                    "total_s": round(time.perf_counter() - t0, 3)},
-        "peak_rss_mb": round(peak_rss_bytes() / 1024**2, 1),
-    }
-    if encoded.audio:
-        sidecar_data["audio"] = encoded.audio
-    if styliser is not None:
-        sidecar_data["style"] = styliser.describe()
-    sidecar = write_sidecar(final, sidecar_data)
+    info = Sidecar(
+        img2vid=__version__,
+        created=started.isoformat(timespec="seconds"),
+        output=OutputInfo(path=str(final), **encoded.as_dict()),
+        engine=request.engine.value,
+        seed=clip.info.get("seed", request.seed),
+        request=asked,
+        engine_info=clip.info,
+        inputs=[InputImage(**image.describe()) for image in images],
+        settings={"output": settings.output.model_dump(mode="json"),
+                  "images": settings.images.model_dump(mode="json")},
+        versions=library_versions(),
+        timings={"load_s": round(t_loaded - t0, 3),
+                 "generate_and_encode_s": round(t_encoded - t_loaded, 3),
+                 "total_s": round(time.perf_counter() - t0, 3)},
+        peak_rss_mb=round(peak_rss_bytes() / 1024**2, 1),
+        audio=encoded.audio or None,
+        style=styliser.describe() if styliser is not None else None,
+    )
+    sidecar = write_sidecar(final, info)
     log.info("wrote %s (%d frames, %.2f s) in %.2f s", final, encoded.frames, encoded.duration,
-             sidecar_data["timings"]["total_s"])
-    return GenerationResult(final, sidecar, sidecar_data)
+             info.timings["total_s"])
+    return GenerationResult(final, sidecar, info)
 
 
 def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
@@ -151,7 +156,7 @@ def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, direct
             cancel.raise_if_cancelled()
             info = soundtrack.mux(silent, staged, options.format, encoded.duration)
             outputs.discard(silent)
-            encoded = replace(encoded, audio=info, bytes=staged.stat().st_size)
+            encoded = encoded.model_copy(update={"audio": info, "bytes": staged.stat().st_size})
         final = (outputs.commit_to(staged, output) if output else
                  outputs.commit_named(staged, directory, prefix, options.format.extension,
                                       started))
@@ -169,10 +174,10 @@ def save_clip(clip: Clip, options: EncodeOptions, *, output: Path | None, direct
     return final, encoded
 
 
-def write_sidecar(output: Path, data: dict[str, Any]) -> Path:
+def write_sidecar(output: Path, info: Sidecar) -> Path:
     """The JSON sidecar beside `output`, written atomically."""
     try:
-        return outputs.write_json_atomic(outputs.sidecar_path(output), data)
+        return outputs.write_json_atomic(outputs.sidecar_path(output), info.as_json())
     except OSError as exc:
         outputs.raise_if_disk_full(exc, output.parent)
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from img2vid.core.request import EncoderKind, OutputFormat, VideoCodec
+from img2vid.core.sidecar import EncodedInfo
 from img2vid.media import encoders
 
 log = logging.getLogger(__name__)
@@ -35,26 +36,6 @@ class EncodeOptions:
     comment: str = ""  # stored in the container's metadata (MP4/MKV/WebM comment tag)
     codec: VideoCodec = VideoCodec.H264  # MP4 only: WebM is VP9, MKV FFV1
     encoder: EncoderKind = EncoderKind.CPU
-
-
-@dataclass(frozen=True)
-class EncodedInfo:
-    """What was written, for the sidecar."""
-
-    format: str
-    codec: str
-    pix_fmt: str
-    width: int
-    height: int
-    frames: int
-    fps: float
-    duration: float
-    bytes: int
-    note: str = ""  # e.g. the GPU encoder asked for was not there
-    audio: dict[str, object] | None = None  # the muxed soundtrack, if any
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class VideoWriter(ABC):

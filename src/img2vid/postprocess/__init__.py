@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from img2vid.core.clip import Clip
 from img2vid.core.progress import CancelToken, ProgressCallback
-from img2vid.core.request import GenerationRequest, Interpolator, LoopMode
+from img2vid.core.request import GenerationRequest, InterpolatorKind, LoopMode
 from img2vid.postprocess.effects import fade
 from img2vid.postprocess.loops import pingpong, reverse, seamless
 
 if TYPE_CHECKING:
     from img2vid.core.config import Settings
-    from img2vid.postprocess.interpolate import Interpolator as FrameInterpolator
+    from img2vid.postprocess.interpolate import FrameInterpolator
     from img2vid.postprocess.upscale import FrameUpscaler
 
 
@@ -59,7 +59,7 @@ def preflight(request: GenerationRequest, settings: Settings | None = None,
     """Raise now, before an engine runs, what apply() would raise later: RIFE asked for
     without its weights or without torch, an upscale model missing, unreadable or of
     another scale. Returns the upscaler, loaded once, for apply()."""
-    if (request.interpolate or request.target_fps) and request.interpolator is Interpolator.RIFE:
+    if (request.interpolate or request.target_fps) and request.interpolator is InterpolatorKind.RIFE:
         from img2vid.media.models_cache import cache_dir, find_rife_weights
 
         find_rife_weights(request.rife_weights, cache_dir(settings))
@@ -90,13 +90,13 @@ def _require_torch() -> None:
                                      "img2vid[diffusion] or use --interpolator flow") from None
 
 
-def make_interpolator(kind: Interpolator, rife_weights: str | None = None,
+def make_interpolator(kind: InterpolatorKind, rife_weights: str | None = None,
                       settings: Settings | None = None, *,
                       device: str | None = None) -> FrameInterpolator:
     """The frame interpolator for a request: flow (weightless) or RIFE (weights from
     `rife_weights` or the model cache, on `device` or the best one found; torch imported
     only here)."""
-    if kind is Interpolator.FLOW:
+    if kind is InterpolatorKind.FLOW:
         from img2vid.postprocess.interpolate import FlowInterpolator
 
         return FlowInterpolator()

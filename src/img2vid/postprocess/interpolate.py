@@ -1,4 +1,4 @@
-"""Frame interpolation: the Interpolator protocol, the weightless optical-flow interpolator
+"""Frame interpolation: the FrameInterpolator protocol, the weightless optical-flow interpolator
 (whose pairs also morph between photos, see blend.py), and the streaming stage that raises a
 clip's frame rate."""
 
@@ -32,7 +32,7 @@ class PreparedPair(Protocol):
         ...
 
 
-class Interpolator(Protocol):
+class FrameInterpolator(Protocol):
     """Estimates motion between two H x W x 3 uint8 RGB frames of the same size."""
 
     name: str
@@ -343,7 +343,7 @@ def output_timing(num_frames: int, fps: float, *, factor: int | None = None,
     return out_fps, count, step
 
 
-def interpolate_clip(clip: Clip, interpolator: Interpolator, *, factor: int | None = None,
+def interpolate_clip(clip: Clip, interpolator: FrameInterpolator, *, factor: int | None = None,
                      target_fps: float | None = None, progress: ProgressCallback = no_progress,
                      cancel: CancelToken | None = None) -> Clip:
     """A new Clip at factor x the frame rate, or at target_fps, streaming over `clip.frames`.

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from img2vid.core.config import Settings
-from img2vid.core.errors import InputError, ModelNotAvailableError
+from img2vid.core.errors import InputError, ModelLoadError, ModelNotAvailableError
 from img2vid.engines.diffusion.registry import (
     FAMILIES,
     MODELS,
@@ -359,8 +359,8 @@ def load_pipeline(resolved: ResolvedModel, dtypes: dict[str, Any]) -> Any:
         pipe = cls.from_pretrained(resolved.path, dtype=dtypes, variant=resolved.variant,
                                    local_files_only=True)
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise InputError(f"cannot load {resolved.spec.name} from {resolved.path}: "
-                         f"{load_failure(exc)}") from None
+        raise ModelLoadError(f"cannot load {resolved.spec.name} from {resolved.path}: "
+                             f"{load_failure(exc)}") from None
     pipe.set_progress_bar_config(disable=True)  # progress goes through our callback instead
     resolved.spec.family.prepare(pipe)
     return pipe

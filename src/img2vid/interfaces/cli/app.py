@@ -11,17 +11,20 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from img2vid import __version__
 from img2vid.core.config import Settings, load_settings
-from img2vid.core.errors import CancelledError, Img2VidError, InputError
+from img2vid.core.errors import InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request
+from img2vid.core.version import __version__
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
 from img2vid.interfaces.cli.extend import add_extend_parser
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
 from img2vid.interfaces.cli.upscale import add_upscale_parser
+
+if TYPE_CHECKING:
+    from img2vid.execution.failures import Failure
 
 log = logging.getLogger("img2vid")
 
@@ -123,7 +126,8 @@ def _add_extend(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from img2vid.execution.pipeline import generate
+    from img2vid.execution.pool import EnginePool
+    from img2vid.execution.run import run_request
 
     request = request_from_args(args, args.images)
     if args.preview and not args.preview.parent.is_dir():
@@ -138,11 +142,15 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     with ProgressBars(enabled=not args.quiet) as bars:
         progress = with_preview(bars, args.preview) if args.preview else bars
-        result = generate(request, settings, output=args.output, progress=progress)
+        outcome = run_request(request, settings, EnginePool(settings), output=args.output,
+                              progress=progress, label="generate")
+    if outcome.result is None:
+        assert outcome.failure is not None
+        return report_failure(outcome.failure, args.log_path)
     if args.json:
-        print(json.dumps(result.metadata, indent=2))
+        print(json.dumps(outcome.result.metadata, indent=2))
     else:
-        print(result.output)
+        print(outcome.result.output)
     return 0
 
 
@@ -262,6 +270,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from img2vid.core.config import ModelSettings, ServerSettings
+    from img2vid.core.validation import one_line
 
     overrides = {k: getattr(args, k) for k in ("host", "port", "token", "workers")
                  if getattr(args, k) is not None}
@@ -272,9 +281,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server = ServerSettings.model_validate({**settings.server.model_dump(), **overrides})
         models = ModelSettings.model_validate(models)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        reason = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"--{err['loc'][0]}: {reason[:1].lower()}{reason[1:]}") from None
+        model = ServerSettings if exc.title == ServerSettings.__name__ else ModelSettings
+        raise InputError(one_line(exc, model, values=False, key_prefix="--")) from None
     settings = settings.model_copy(update={"server": server, "models": models})
     try:
         from img2vid.interfaces.server.run import is_loopback, prepare
@@ -334,34 +342,39 @@ def _accept_config(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    log_path: Path | None = None
+    args.log_path = None
     try:
         settings = load_settings(args.config)
         from img2vid.interfaces.cli.logs import setup_logging
 
-        log_path = setup_logging(settings.logs)
+        args.log_path = setup_logging(settings.logs)
         log.info("img2vid %s: %s", __version__, " ".join(_without_secrets(sys.argv)))
         return args.handler(args, settings)
     except KeyboardInterrupt:
         log.warning("interrupted by the user")
         print("img2vid: interrupted; no output was written", file=sys.stderr)
         return 130
-    except CancelledError:
-        print("img2vid: cancelled; no output was written", file=sys.stderr)
-        return 130
-    except InputError as exc:
-        log.info("input error: %s", exc)
-        print(f"img2vid: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Img2VidError as exc:
-        log.exception("failed")
-        print(f"img2vid: error: {exc}{_log_hint(log_path)}", file=sys.stderr)
-        return exc.exit_code
     except Exception as exc:
-        log.exception("internal error")
-        print(f"img2vid: internal error: {type(exc).__name__}: {exc}{_log_hint(log_path)}",
-              file=sys.stderr)
-        return 1
+        from img2vid.execution.failures import describe_failure
+
+        failure = describe_failure(exc)
+        if not failure.user_fault:
+            log.exception("failed")
+        return report_failure(failure, args.log_path)
+
+
+def report_failure(failure: Failure, log_path: Path | None) -> int:
+    """Print the failure's one line (with where the log is, unless it is the user's to fix)
+    and return the exit code."""
+    if failure.cancelled:
+        print("img2vid: cancelled; no output was written", file=sys.stderr)
+    elif failure.user_fault:
+        log.info("input error: %s", failure.message)
+        print(f"img2vid: error: {failure.message}", file=sys.stderr)
+    else:
+        prefix = "" if not failure.expected else "error: "  # "internal error: ..." as it is
+        print(f"img2vid: {prefix}{failure.message}{_log_hint(log_path)}", file=sys.stderr)
+    return failure.exit_code
 
 
 def _without_secrets(argv: Sequence[str]) -> list[str]:

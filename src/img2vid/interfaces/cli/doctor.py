@@ -11,7 +11,7 @@ from pathlib import Path
 
 from img2vid.core.config import Settings, dump_settings, find_config
 from img2vid.core.errors import InputError
-from img2vid.engines.memory import worker_devices
+from img2vid.execution.lanes import worker_devices
 
 REQUIRED_ENCODERS = ("libx264",)
 OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png", "aac",

@@ -10,17 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from img2vid import __version__
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
+from img2vid.core.interpolation import output_format
 from img2vid.core.progress import CancelToken, ProgressCallback
 from img2vid.core.request import OutputFormat, Upscaler, VideoCodec
-from img2vid.interfaces.cli.interpolate import (
-    add_encode_arguments,
-    add_input_output,
-    output_format,
-    rework_sidecar,
-)
+from img2vid.core.version import __version__
+from img2vid.interfaces.cli.interpolate import add_encode_arguments, add_input_output
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +61,7 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
                  cancel: CancelToken | None = None) -> dict[str, Any]:
     """Upscale `source` into `output` (atomically, with a JSON sidecar); the sidecar's
     content is returned. Bad input raises InputError before anything is written."""
+    from img2vid.execution.interpolation import rework_sidecar
     from img2vid.execution.pipeline import save_clip, write_sidecar
     from img2vid.media.encode import EncodeOptions
     from img2vid.media.video_input import open_clip
@@ -91,13 +88,11 @@ def upscale_file(source: Path, output: Path, settings: Settings, *, scale: int =
     final, encoded = save_clip(frames, options, output=output, directory=output.parent,
                                prefix="", started=started, progress=progress,
                                cancel=cancel or CancelToken(), soundtrack=soundtrack)
-    metadata = rework_sidecar("upscale", source, clip, final, encoded, started, t0)
-    metadata["upscale"] = frames.info["upscale"]
-    if encoded.audio:
-        metadata["audio"] = encoded.audio
-    write_sidecar(final, metadata)
+    info = rework_sidecar("upscale", source, clip, final, encoded, started, t0).model_copy(
+        update={"upscale": frames.info["upscale"]})
+    write_sidecar(final, info)
     log.info("upscaled %s -> %s (%dx%d)", source, final, encoded.width, encoded.height)
-    return metadata
+    return info.as_json()
 
 
 def _source_sound(source: Path, fmt: OutputFormat) -> Any:

@@ -16,9 +16,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from img2vid import __version__
 from img2vid.core.errors import InputError
-from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, Engine
+from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, EngineKind
+from img2vid.core.sidecar import Sidecar
+from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
@@ -60,7 +61,7 @@ class JobOut(BaseModel):
     result_url: str | None = Field(description="GET this for the video once succeeded")
     output: str | None = Field(description="file name of the result in the output folder")
     request: dict[str, Any] = Field(description="the request as resolved (presets applied)")
-    sidecar: dict[str, Any] | None = Field(description="the result's JSON sidecar")
+    sidecar: Sidecar | None = Field(description="the result's JSON sidecar")
 
 
 class JobListOut(BaseModel):
@@ -99,23 +100,30 @@ def job_out(job: Job) -> JobOut:
         request=request, sidecar=client_sidecar(job))
 
 
-def client_sidecar(job: Job) -> dict[str, Any] | None:
+def client_sidecar(job: Job) -> Sidecar | None:
     """The job's sidecar as a client sees it: its own file names instead of the server's
     paths (uploads, outputs), and without the server's settings."""
     if not job.sidecar:
         return None
-    sidecar = {k: v for k, v in job.sidecar.items() if k != "settings"}
-    sidecar["request"] = _client_request(job, sidecar.get("request", {}))
-    last = (sidecar.get("engine_info") or {}).get("last_image")
-    if isinstance(last, dict):  # the end frame's record names the client's file only
-        sidecar["engine_info"] = {**sidecar["engine_info"],
-                                  "last_image": {**last, "path": Path(last["path"]).name}}
-    sidecar["inputs"] = [{**entry, "path": name}
-                         for entry, name in zip(sidecar.get("inputs", []), job.input_names)]
-    if isinstance(sidecar.get("output"), dict):
-        sidecar["output"] = {**sidecar["output"],
-                             "path": Path(sidecar["output"].get("path", "")).name}
-    return sidecar
+    info = Sidecar.model_validate(job.sidecar)
+    names = list(job.input_names)
+    request = None
+    if info.request is not None:
+        client = _client_request(job, info.request.summary())
+        request = info.request.model_copy(update={
+            "images": tuple(client["images"]),
+            **{name: client[name] for name in intake.FILE_FIELDS if name in client}})
+    engine_info = dict(info.engine_info or {})
+    if isinstance(engine_info.get("last_image"), dict):  # the end frame: the client's name
+        last = engine_info["last_image"]
+        engine_info["last_image"] = {**last, "path": Path(last["path"]).name}
+    return info.model_copy(update={
+        "settings": None, "engine_info": engine_info,
+        "request": request,
+        "inputs": [entry.model_copy(update={"path": name})
+                   for entry, name in zip(info.inputs or [], names)],
+        "output": info.output.model_copy(update={"path": Path(info.output.path).name}),
+    })
 
 
 def _client_request(job: Job, request: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -350,8 +358,8 @@ def get_presets() -> list[PresetOut]:
     from img2vid.engines.diffusion.registry import preset_table
 
     return [PresetOut(name=name.value, description=PRESET_DESCRIPTIONS[name],
-                      camera=PRESETS[Engine.CAMERA][name],
-                      diffusion={**PRESETS[Engine.DIFFUSION][name],
+                      camera=PRESETS[EngineKind.CAMERA][name],
+                      diffusion={**PRESETS[EngineKind.DIFFUSION][name],
                                  "models": preset_table(name.value)})
             for name in PRESET_DESCRIPTIONS]
 

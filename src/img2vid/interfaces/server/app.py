@@ -13,8 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Mount
 
-from img2vid import __version__
 from img2vid.core.config import Settings
+from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server import api
 from img2vid.interfaces.server.security import require_token

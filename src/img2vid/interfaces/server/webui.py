@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -25,6 +24,7 @@ from img2vid.core.request import (
     Upscaler,
     VideoCodec,
 )
+from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake
@@ -299,13 +299,13 @@ class WebUI:
             if len(items) >= HISTORY_SIZE:
                 break
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                output = Path(data["output"]["path"])
+                info = Sidecar.read(path)
+                output = Path(info.output.path)
                 thumb = self._thumbnail(output)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError) as exc:
                 log.debug("history: skipping %s (%s)", path, exc)
                 continue
-            request = data.get("request", {})
+            request = info.request.summary() if info.request else {}
             caption = f"{output.name} · {request.get('engine', '?')}"
             if request.get("prompt"):
                 caption += f" · {request['prompt'][:40]}"
@@ -319,11 +319,11 @@ class WebUI:
         if not isinstance(index, int) or not 0 <= index < len(paths):
             raise gr.Error("That item is no longer in the history; reload the page.")
         try:
-            data = json.loads(Path(paths[index]).read_text(encoding="utf-8"))
+            info = Sidecar.read(Path(paths[index]))
         except (OSError, ValueError):
             raise gr.Error("Its sidecar can no longer be read.") from None
-        req = data.get("request", {})
-        output = Path(data.get("output", {}).get("path", ""))
+        req = info.request.summary() if info.request else {}
+        output = Path(info.output.path)
         focus = req.get("focus", "auto")
         form = (req.get("prompt", ""), req.get("negative_prompt", ""),
                 req.get("engine", "camera"), req.get("model"),
@@ -331,13 +331,13 @@ class WebUI:
                 str(req["resolution"]) if req.get("resolution") else FROM_PRESET,
                 *(parts.shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
                                                 "guidance_scale")),
-                parts.shown(data.get("seed", req.get("seed"))), False,
+                parts.shown(info.seed), False,
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
         return (*form, str(output) if output.suffix in PLAYABLE and output.is_file() else None,
-                str(output), parts.used(data), f"Loaded the settings of {output.name}.")
+                str(output), parts.used(info), f"Loaded the settings of {output.name}.")
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobstore import Job, JobStatus
 from img2vid.interfaces.server import intake
 
@@ -55,19 +56,24 @@ def describe(job: Job) -> str:
     return f"{job.status.value.capitalize()}: {job.error or ''}"
 
 
-def used(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
+def used(sidecar: Sidecar | dict[str, Any] | None) -> dict[str, Any] | None:
     """The parameters actually used, from the sidecar (request as resolved, engine details)."""
     if not sidecar:
         return None
-    output = dict(sidecar.get("output", {}))
+    info = Sidecar.model_validate(sidecar)
+    output = info.output.model_dump(mode="json")
     # Gradio takes any dict with a "path" for a file to serve; this one is only information.
     output["file"] = output.pop("path", None)
-    return {"seed": sidecar.get("seed"), "engine": sidecar.get("engine"),
+    request = info.request.summary() if info.request else {}
+    return {"seed": info.seed, "engine": info.engine,
             "request": {k: Path(v).name if k in intake.FILE_FIELDS and v else v
-                        for k, v in sidecar.get("request", {}).items() if k != "images"},
-            "engine_info": sidecar.get("engine_info"), "output": output,
-            "timings": sidecar.get("timings")}
+                        for k, v in request.items() if k != "images"},
+            "engine_info": info.engine_info, "output": output, "timings": info.timings}
 
 
 def shown(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value).strip()
