@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.request import Engine, GenerationRequest, output_size
+from img2vid.core.request import EngineKind, GenerationRequest, output_size
 from img2vid.media.images import load_image
 
 
@@ -15,7 +15,7 @@ def plan_request(request: GenerationRequest, settings: Settings) -> dict[str, An
     memory, and the download size when the model is not cached (nothing is downloaded)."""
     images = [load_image(path, settings.images) for path in request.images]
     first = images[0]
-    if request.engine is Engine.DIFFUSION:
+    if request.engine is EngineKind.DIFFUSION:
         from img2vid.engines.diffusion import DiffusionEngine
 
         engine = DiffusionEngine(settings)
