@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev browser lint bench clean
+.PHONY: demo test setup setup-dev browser lint bench clean wheel-test container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ browser:
 
 test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest
+
+# The wheel and sdist built, the wheel installed in fresh venvs: core only (also in `make
+# test`) and with the server and diffusion extras (minutes: torch, gradio).
+wheel-test: $(VENV)/.dev
+	IMG2VID_WHEEL_EXTRAS=1 $(BIN)/python -m pytest -q tests/test_wheel.py
+
+# The CPU image built with podman and run for real (root; apt-get install podman runc
+# debootstrap); GPU=1 also builds the CUDA image and runs img2vid doctor in it.
+container-test: $(VENV)/.core
+	PYTHON=$(BIN)/python scripts/container-test.sh $(if $(GPU),--gpu)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
