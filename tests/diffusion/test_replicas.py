@@ -14,6 +14,7 @@ from tests.conftest import run_cli
 # sizes each replica accepts (Wan 2.2's 32-pixel cells, CogVideoX's fixed 64x64 table)
 SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64)}
 FRAMES = {"i2vgen-xl": 4, "svd-xt": 4, "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
+          "wan2.2-i2v-a14b": 5, "wan2.1-flf2v-14b-720p": 5,
           "ltx-video": 9, "cogvideox-5b-i2v": 9}
 
 
@@ -57,7 +58,9 @@ def test_every_registered_model_runs_by_name_from_its_replica_offline(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / f"{name}.mp4"
-    code = main(["generate", str(small_photo), "--model", name, *small_args(name), "-o",
+    # a first-last-frame model runs only with its last frame
+    last = ["--last-image", str(small_photo)] if MODELS[name].last_image == "required" else []
+    code = main(["generate", str(small_photo), "--model", name, *small_args(name), *last, "-o",
                  str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from img2vid.core.errors import CancelledError
 
@@ -17,6 +18,8 @@ class Progress:
     done: int
     total: int | None = None
     message: str = ""
+    # a small RGB preview of the video so far (HxWx3 uint8 array), on some denoising steps
+    preview: Any = field(default=None, compare=False, repr=False)
 
     @property
     def fraction(self) -> float | None:

@@ -24,6 +24,7 @@ from img2vid.core.choices import (
     VideoCodec,
 )
 from img2vid.core.errors import InputError
+from img2vid.core.lora import check_loras
 from img2vid.core.validation import allowed_range, one_line
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
@@ -35,7 +36,7 @@ MAX_FRAMES = 3600
 MAX_DURATION = 120.0  # seconds
 # Fields that name a file or folder (a manifest's relative paths are relative to it).
 PATH_FIELDS = ("audio", "style", "style_weights", "upscale_model", "rife_weights", "depth",
-               "depth_model")
+               "depth_model", "last_image")
 
 # Values a preset fills in when the request leaves them unset, per engine.
 PRESETS: dict[EngineKind, dict[PresetName, dict[str, Any]]] = {
@@ -84,6 +85,8 @@ class GenerationRequest(BaseModel):
 
     images: tuple[str, ...] = Field(min_length=1, max_length=200,
                                     description="input image path(s); several make a slideshow")
+    last_image: str | None = Field(None, min_length=1, description="image the video ends on "
+                                   "(diffusion models trained for it: Wan FLF2V, Wan 2.2 A14B)")
     engine: EngineKind | None = Field(None, description="camera (default), diffusion (chosen "
                                   "automatically with --model) or parallax (with --depth, "
                                   "--depth-model or a parallax motion)")
@@ -105,10 +108,16 @@ class GenerationRequest(BaseModel):
     duration: float | None = Field(None, gt=0, le=MAX_DURATION, description="length of the "
                                    "final clip in seconds, whatever --loop (frames = duration "
                                    "x fps)")
+    window_frames: int | None = Field(None, ge=2, le=MAX_FRAMES, description="diffusion: "
+                                      "frames per window of a longer clip (default: the "
+                                      "model's native count), chained with matched seams")
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
+    lora: tuple[str, ...] = Field((), max_length=8, description="LoRA file, folder or hub id "
+                                  "(org/name[/file.safetensors]), optionally :SCALE (default "
+                                  "1); repeatable")
     motion: Motion = Field(Motion.KEN_BURNS, description="camera move (parallax engine: "
                            "dolly-in/out, truck-left/right, pedestal-up/down, orbit, circle, "
                            "vertigo; zoom and pan moves map to dolly and truck/pedestal)")
@@ -204,6 +213,11 @@ class GenerationRequest(BaseModel):
             raise ValueError("x and y must each be between 0 and 1")
         return value
 
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _check_loras(cls, value: Any) -> Any:
+        return check_loras(value)
+
     @field_validator("resolution")
     @classmethod
     def _check_resolution(cls, value: int | None) -> int | None:
@@ -297,6 +311,13 @@ class GenerationRequest(BaseModel):
         if self.target_fps is not None and self.fps and self.target_fps < self.fps:
             raise ValueError(f"target_fps={self.target_fps} is below fps={self.fps}; "
                              "interpolation only adds frames")
+        return self
+
+    @model_validator(mode="after")
+    def _check_diffusion_only(self) -> GenerationRequest:
+        used = [name for name in ("last_image", "lora") if getattr(self, name)]
+        if self.engine is EngineKind.CAMERA and used:
+            raise ValueError(f"{' and '.join(used)} need a diffusion model (give --model)")
         return self
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from typing import Any
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
+from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback, no_progress
 from img2vid.core.request import PATH_FIELDS, GenerationRequest, OutputFormat, build_request
 from img2vid.core.sidecar import Sidecar
@@ -151,8 +152,23 @@ def read_manifest(path: Path, options: dict[str, Any]) -> list[BatchItem]:
             continue
         resolved = [str(path.parent / Path(p).expanduser()) for p in paths]
         row = _absolute_paths(row, path.parent)
+        if row.get("lora"):
+            row["lora"] = _manifest_loras(path.parent, row["lora"])
         items.append(_item(name, resolved, merge_options(options, row)))
     return items
+
+
+def _manifest_loras(folder: Path, value: Any) -> Any:
+    """LoRA files named relative to the manifest (hub ids and absolute paths stay)."""
+    items = value.split(";") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return value  # the request reports the wrong type
+    resolved = []
+    for item in (str(i).strip() for i in items if str(i).strip()):
+        spec = LoraSpec.parse(item)
+        local = folder / Path(spec.source).expanduser()
+        resolved.append(f"{os.path.abspath(local)}:{spec.scale:g}" if local.exists() else item)
+    return resolved
 
 
 def _absolute_paths(fields: dict[str, Any], base: Path) -> dict[str, Any]:

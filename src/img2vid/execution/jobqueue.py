@@ -38,6 +38,7 @@ from img2vid.execution.jobstore import (
 )
 from img2vid.execution.lanes import GpuCounter, Lane, count_cuda_gpus, lane_for, worker_devices
 from img2vid.execution.pool import QUEUE_LOAD_RETRY_S, EnginePool
+from img2vid.execution.previews import PreviewStore
 from img2vid.execution.run import Outcome, run_request
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class JobQueue:
         # again from another working directory with the same config.
         self.directory = (directory or settings.output.directory / QUEUE_DIRNAME).resolve()
         self.uploads = self.directory / "uploads"
+        self.previews = PreviewStore(self.directory / "previews")
         self.cpu_workers = cpu_workers or settings.server.workers
         self._engine_factory = engine_factory or create_engine
         self._count_gpus_with = count_gpus
@@ -359,7 +361,8 @@ class JobQueue:
             outcome = Outcome(None, describe_failure(exc), 0.0)
         else:
             outcome = run_request(request, self.settings, engines, label=f"job {job.id}",
-                                  progress=lambda event: self._on_progress(running, event),
+                                  progress=self.previews.recording(job.id, self._on_progress,
+                                                                   running),
                                   cancel=running.token, input_names=job.input_names)
         result, error = outcome.result, outcome.failure and outcome.failure.message
         status = JobStatus.SUCCEEDED if result else JobStatus.FAILED

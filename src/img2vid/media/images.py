@@ -272,3 +272,12 @@ class LazyImages(Sequence[LoadedImage]):
     def describe(self) -> list[dict[str, object]]:
         """What the sidecar records of each photo (decoding any not yet seen)."""
         return [self._described.get(i) or self[i].describe() for i in range(len(self))]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An RGB array as PNG file bytes (live previews)."""
+    import io
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()

@@ -190,9 +190,14 @@ def _place_exclusive(staged: Path, target: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Replace `path` with `text` all at once: readers see the old file or the new one."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Replace `path` with `data` all at once: readers see the old file or the new one."""
     tmp = path.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}{path.suffix}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -13,21 +13,25 @@ from typing import Any
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError, OutOfMemoryError
+from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
 from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
+from img2vid.engines.diffusion.lora import loras_loaded
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
+from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
+from img2vid.engines.diffusion.windows import run_windows
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
     probe_memory,
     step_down,
 )
-from img2vid.media.images import LoadedImage
+from img2vid.media.images import LoadedImage, load_image
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class _Loaded:
     pipe: Any
     info: dict[str, Any] = field(default_factory=dict)
     weight_bytes: int = 0  # what releasing it gives back (the planner counts it as free)
+    previewer: Previewer | None = None  # its latent-to-RGB projection, fitted once
 
 
 class DiffusionEngine:
@@ -57,6 +62,8 @@ class DiffusionEngine:
         self._device = device
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
+        # steps between live previews (0: the default, about PREVIEWS_PER_JOB per job; -1: off)
+        self.preview_interval = 0
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
@@ -98,6 +105,12 @@ class DiffusionEngine:
 
         runtime.import_libraries()
         plan = self.plan(request, (image.width, image.height))
+        total = plan.choices.shape.num_frames
+        window = plan.spec.shape_rules.frames.snap(
+            request.window_frames or plan.spec.defaults.num_frames)
+        if total > window:  # longer than one window: plan (memory too) for one window
+            plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
+                             (image.width, image.height))
         resolved, spec, choices = plan.resolved, plan.spec, plan.choices
         assert resolved is not None  # only a dry run plans without files
         runtime.check_options(spec, request)
@@ -110,6 +123,8 @@ class DiffusionEngine:
                  shape.height, shape.num_frames, plan.dtypes, plan.device, plan.memory.reason)
 
         seed = resolve_seed(request.seed)
+        last = (load_image(request.last_image, self.settings.images)
+                if request.last_image is not None else None)
         job = DiffusionJob(
             image=fit_image(image.pixels, shape.width, shape.height),
             prompt=request.prompt if spec.uses_prompt else "",
@@ -117,12 +132,27 @@ class DiffusionEngine:
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=choices.num_inference_steps,
             guidance_scale=choices.guidance_scale, fps=choices.fps,
-            decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request))
+            decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
+            last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
+        chained: dict[str, Any] = {}
         try:
-            frames, timings, extras = self._run_with_fallback(
-                plan, request, job, seed, progress, cancel, attempts)
+            if total > window:
+                results: list[Any] = []
+
+                def one_window(part: DiffusionJob, part_seed: int) -> list[Any]:
+                    results.append(self._run_with_fallback(
+                        plan, request, part, part_seed, progress, cancel, attempts))
+                    return results[-1][0]
+
+                frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
+                                              seed, one_window)
+                _, timings, extras = results[-1]
+                timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
+            else:
+                frames, timings, extras = self._run_with_fallback(
+                    plan, request, job, seed, progress, cancel, attempts)
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)
@@ -147,6 +177,8 @@ class DiffusionEngine:
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
             **job.options,
+            **({"last_image": last.describe()} if last else {}),
+            **chained,
             **extras,
             "warnings": list(plan.notes),
         }
@@ -204,11 +236,18 @@ class DiffusionEngine:
         loaded = time.perf_counter()
         runtime.apply_decode(pipe, memory)
         cancel.raise_if_cancelled()
-        steps = StepReporter(job.num_inference_steps, progress, cancel)
+        previewer = self._loaded.previewer if self._loaded else None
+        steps = StepReporter(
+            job.num_inference_steps, progress, cancel,
+            preview=(lambda latents: previewer(pipe, job, latents)) if previewer else None,
+            every=self.preview_interval or preview_every(job.num_inference_steps))
         runtime.reset_peak(device)
         ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
+        loras = [LoraSpec.parse(text) for text in request.lora]
         try:
-            with (runtime.seeded(seed, device) as generator, torch.inference_mode(),
+            # LoRA layers are made outside inference mode: they are ordinary parameters
+            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras) as lora_records,
+                  runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
                   step_cache(pipe, family.denoiser, request.step_cache, job.num_inference_steps,
                              ratios_file) as cache_report):
@@ -225,7 +264,10 @@ class DiffusionEngine:
         finished = time.perf_counter()
         timings = {"load_s": round(loaded - started, 3),
                    "generate_s": round(finished - loaded, 3)}
-        return frames, timings, {**runtime.peak_memory(device), "step_cache": cache_report}
+        extras = {**runtime.peak_memory(device), "step_cache": cache_report}
+        if lora_records:
+            extras["loras"] = lora_records
+        return frames, timings, extras
 
     def _cache_root(self) -> Path:
         """img2vid's own model cache (beside the RIFE weights): MagCache ratios live here."""
@@ -256,5 +298,6 @@ class DiffusionEngine:
         if request.compile:
             runtime.compile_denoiser(pipe, family)
         self._loaded = _Loaded(key, pipe, info, sum(
-            runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")))
+            runtime.weight_bytes(c) for c in pipe.components.values() if hasattr(c, "parameters")),
+            Previewer(family))
         return pipe

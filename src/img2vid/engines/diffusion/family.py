@@ -74,6 +74,11 @@ class Family:
     block_modules: ClassVar[dict[str, list[str]]] = {}
     options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
 
+    def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
+        """Whether a folder's model ends on a given frame (--last-image): "optional",
+        "required" (it only runs with one), or None (not trained for it)."""
+        return None
+
     def accepts(self, index: dict[str, Any]) -> bool:
         """Whether a folder's model_index.json is an image-to-video model of this family."""
         return index.get("_class_name") in self.index_classes
@@ -89,6 +94,21 @@ class Family:
             return {"default": "float32"}
         default = "float16" if device_kind == "mps" or not bf16 else self.cuda_dtype
         return {"default": default, **dict.fromkeys(self.float32_components, "float32")}
+
+    # --- live previews (preview.py): how this family's latents look and are normalised ---
+
+    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+        """The step callback's latents as frames x channels x h x w (batch item 0)."""
+        raise NotImplementedError
+
+    def preview_encode(self, pipe: Any, pixels: Any) -> Any:
+        """An RGB image (1 x 3 x H x W in [-1, 1]) as normalised latents, channels x h x w,
+        in the space the pipeline denoises in."""
+        raise NotImplementedError
+
+    def preview_cell(self, pipe: Any) -> int:
+        """Pixels per latent cell."""
+        return int(getattr(pipe, "vae_scale_factor_spatial", 8))
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

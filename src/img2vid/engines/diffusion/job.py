@@ -42,6 +42,7 @@ class DiffusionJob:
     fps: int
     decode_chunk: int
     options: dict[str, Any]  # the family's own (SVD: motion_bucket_id, noise_aug_strength)
+    last_image: Image.Image | None = None  # the frame to end on, fitted like `image`
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:

@@ -273,7 +273,9 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
                             defaults.fps, defaults.num_inference_steps, defaults.guidance_scale)
     spec = ModelSpec(name=name or folder.name, family=family, hub_id=str(folder),
                      defaults=defaults, download_gb=0.0, rules=rules, tiers=reference.tiers,
-                     description=f"local {class_name} folder")
+                     description=f"local {class_name} folder",
+                     last_image=family.last_image_mode(
+                         index, lambda component: read_config(folder, component)))
     revision = folder.name if folder.parent.name == "snapshots" else None
     return ResolvedModel(spec=spec, path=folder, source="folder", revision=revision,
                          variant=_variant_present(folder, "fp16"))

@@ -201,8 +201,16 @@ def _models_of(family: Family) -> list[ModelSpec]:
 
 
 def check_request(spec: ModelSpec, request: GenerationRequest, choices: Choices) -> None:
-    """What the request could not check without the model's frame rate, before any loading:
-    a target fps below it, or fades longer than the clip."""
+    """What the request could not check without the model, before any loading: an end frame
+    on a model not trained for one, a target fps below its rate, fades longer than the clip."""
+    from img2vid.engines.diffusion.registry import last_image_models
+
+    if request.last_image is not None and not spec.last_image:
+        raise InputError(f"--last-image: {spec.name} was not trained to end on a given frame; "
+                         f"models that can: {', '.join(last_image_models())}")
+    if request.last_image is None and spec.last_image == "required":
+        raise InputError(f"{spec.name} animates from a first to a last frame: give the last "
+                         "one with --last-image")
     fps, shape = choices.fps, choices.shape
     if request.target_fps is not None and request.target_fps < fps:
         raise InputError(f"target_fps={request.target_fps:g} is below {spec.name}'s {fps} fps; "

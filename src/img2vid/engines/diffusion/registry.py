@@ -60,6 +60,8 @@ class ModelSpec:
     variant: str | None = None  # smaller weight files the hub repo offers (fp16)
     rules: ShapeRules | None = None  # where the model differs from its family's
     tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
+    # ends on a given frame (--last-image): "optional", "required", or None (not trained for it)
+    last_image: str | None = None
 
     @property
     def shape_rules(self) -> ShapeRules:
@@ -122,6 +124,25 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
                   "vae": 0.127},
         description="Wan 2.1 I2V 14B at 480p, 16 fps"),
     ModelSpec(
+        name="wan2.1-flf2v-14b-720p", family=FAMILIES["wan"],
+        hub_id="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+        # diffusers' Wan docs run it at 1280x720 area, 81 frames, guidance 5.5, 16 fps
+        defaults=Defaults(1280, 720, 81, 16, 50, 5.5), download_gb=82.0,
+        last_image="required",
+        params_b={"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
+                  "vae": 0.127},
+        description="Wan 2.1 FLF2V 14B 720p: first and last frame (--last-image) to video"),
+    ModelSpec(
+        name="wan2.2-i2v-a14b", family=FAMILIES["wan"],
+        hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        # two 14B experts (transformer: high noise, transformer_2: low noise, switched at
+        # boundary_ratio 0.9); the authors' settings: 40 steps, guidance 3.5 on both
+        defaults=Defaults(832, 480, 81, 16, 40, 3.5), download_gb=126.0,
+        last_image="optional",
+        params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": 5.7,
+                  "vae": 0.127},
+        description="Wan 2.2 I2V A14B: two experts, 480p/720p, 16 fps, optional end frame"),
+    ModelSpec(
         name="ltx-video", family=FAMILIES["ltx"], hub_id="Lightricks/LTX-Video",
         defaults=Defaults(704, 480, 161, 24, 50, 3.0), download_gb=28.0,
         params_b={"transformer": 1.92, "text_encoder": 4.76, "vae": 0.42},
@@ -145,6 +166,11 @@ def preset_table(preset: str) -> dict[str, dict[str, Any]]:
                             "num_inference_steps": tier.num_inference_steps,
                             "guidance_scale": d.guidance_scale, "fps": d.fps}
     return table
+
+
+def last_image_models() -> list[str]:
+    """Registered models that can end on a given frame (named when another one refuses)."""
+    return [spec.name for spec in MODELS.values() if spec.last_image]
 
 
 def get_spec(name: str) -> ModelSpec | None:

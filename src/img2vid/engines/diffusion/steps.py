@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,15 +13,23 @@ from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 class StepReporter:
     """Reports each finished denoising step and raises CancelledError between steps."""
 
-    def __init__(self, total: int, progress: ProgressCallback, cancel: CancelToken) -> None:
+    def __init__(self, total: int, progress: ProgressCallback, cancel: CancelToken,
+                 preview: Callable[[Any], Any] | None = None, every: int = 0) -> None:
         self.total = total
         self.done = 0
         self._progress = progress
         self._cancel = cancel
+        self._preview = preview  # latents -> a small RGB image, or None
+        self._every = every
 
-    def step_done(self) -> None:
+    def step_done(self, latents: Any = None) -> None:
         self.done += 1
-        self._progress(Progress("denoise", min(self.done, self.total), self.total))
+        image = None
+        if (self._preview is not None and latents is not None and self._every > 0
+                and (self.done % self._every == 0 or self.done == self.total)):
+            image = self._preview(latents)
+        self._progress(Progress("denoise", min(self.done, self.total), self.total,
+                                preview=image))
         if self.done == self.total:
             # the pipeline decodes the latents next, which can take a while on big videos
             self._progress(Progress("decode", 0, 1, "decoding frames"))
@@ -32,7 +40,7 @@ class StepReporter:
     def on_step_end(self, pipe: Any, step: int, timestep: Any,
                     callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         """diffusers' `callback_on_step_end` signature."""
-        self.step_done()
+        self.step_done(callback_kwargs.get("latents"))
         return callback_kwargs
 
     @contextmanager

@@ -6,7 +6,7 @@ from typing import Any
 
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import Shape
+from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 
 class Wan(Family):
@@ -25,6 +25,35 @@ class Wan(Family):
         name = index.get("_class_name")
         return name == "WanImageToVideoPipeline" or (
             name == "WanPipeline" and bool(index.get("expand_timesteps")))
+
+    def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
+        # Wan 2.1 FLF2V has a positional embedding for exactly two CLIP images
+        # (pos_embed_seq_len): it cannot run without the last one. Wan 2.2 A14B (two experts,
+        # boundary_ratio) takes one optionally. The 2.1 I2V and 2.2 TI2V models were not
+        # trained for it.
+        if config("transformer").get("pos_embed_seq_len") is not None:
+            return "required"
+        return "optional" if index.get("boundary_ratio") is not None else None
+
+    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+        if job.last_image is None:
+            return base
+        return {**base, "last_image": job.last_image}
+
+    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+        return latents[0].permute(1, 0, 2, 3)  # B x C x F x h x w
+
+    def preview_encode(self, pipe: Any, pixels: Any) -> Any:
+        import torch
+
+        vae = pipe.vae
+        param = next(vae.parameters())
+        z = vae.encode(pixels[:, :, None].to(param.device, param.dtype)).latent_dist.mean
+        # the pipelines' normalisation: (z - latents_mean) / latents_std
+        channels = z.shape[1]
+        mean = torch.tensor(vae.config.latents_mean).view(1, channels, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, channels, 1, 1, 1)
+        return ((z.float().cpu() - mean) / std)[0, :, 0]
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B

@@ -18,6 +18,7 @@ from img2vid.core.errors import InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request, field_range
 from img2vid.core.version import __version__
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
+from img2vid.interfaces.cli.extend import add_extend_parser
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
 from img2vid.interfaces.cli.upscale import add_upscale_parser
@@ -61,6 +62,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] =
                                default=None, help=help_text)
             continue
         metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+        if typing.get_origin(field.annotation) is tuple:
+            group.add_argument(flag, dest=name, default=None, action="append",
+                               metavar=metavar, help=help_text)  # repeatable
+            continue
         group.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
 
 
@@ -100,6 +105,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the sidecar JSON instead of "
                    "the output path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preview", type=Path, metavar="PATH", help="keep a live preview PNG "
+                   "here, updated every few denoising steps (diffusion)")
     p.add_argument("--dry-run", action="store_true", help="resolve the model and every value "
                    "(size, frames, steps, dtypes, memory level) and print the plan without "
                    "loading weights or writing a video")
@@ -107,11 +114,32 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_generate)
 
 
+def with_preview(progress: Callable[[Any], None], path: Path) -> Callable[[Any], None]:
+    """Pass events on, writing each live preview to `path` (atomically: a viewer polling the
+    file never reads half a PNG)."""
+    from img2vid.media.images import png_bytes
+    from img2vid.media.outputs import write_bytes_atomic
+
+    def report(event: Any) -> None:
+        if event.preview is not None:
+            write_bytes_atomic(path, png_bytes(event.preview))
+        progress(event)
+
+    return report
+
+
+def _add_extend(sub: argparse._SubParsersAction) -> None:
+    add_extend_parser(sub, add_request_arguments, request_fields)
+
+
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from img2vid.execution.pool import EnginePool
     from img2vid.execution.run import run_request
 
     request = request_from_args(args, args.images)
+    if args.preview and not args.preview.parent.is_dir():
+        raise InputError(f"--preview {args.preview}: the folder {args.preview.parent} does not "
+                         "exist")
     log.info("request: %s", request.summary())
     if args.dry_run:
         from img2vid.execution.plan import describe_plan, plan_request
@@ -120,8 +148,9 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(plan, indent=2) if args.json else "\n".join(describe_plan(plan)))
         return 0
     with ProgressBars(enabled=not args.quiet) as bars:
+        progress = with_preview(bars, args.preview) if args.preview else bars
         outcome = run_request(request, settings, EnginePool(settings), output=args.output,
-                              progress=bars, label="generate", overwrite=args.overwrite)
+                              progress=progress, label="generate", overwrite=args.overwrite)
     if outcome.result is None:
         assert outcome.failure is not None
         return report_failure(outcome.failure, args.log_path)
@@ -322,8 +351,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # Each subcommand registers itself; later features add their builders here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_generate, _add_serve, _add_batch, add_interpolate_parser, add_upscale_parser,
-    add_models_command, _add_doctor]
+    _add_generate, _add_extend, _add_serve, _add_batch, add_interpolate_parser,
+    add_upscale_parser, add_models_command, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import re
 from datetime import datetime, timezone
@@ -18,13 +17,14 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from img2vid.core.errors import InputError
-from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, EngineKind, GenerationRequest
+from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, EngineKind
 from img2vid.core.sidecar import Sidecar
 from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake, shown
 from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.schema import SUBMIT_BODY
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
@@ -137,49 +137,6 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-# --- the submission body, documented from GenerationRequest ----------------------------------
-
-def _submission_schema(multipart: bool) -> dict[str, Any]:
-    schema = _inline_refs(GenerationRequest.model_json_schema())
-    schema.pop("$defs", None)
-    schema["title"] = "JobSubmission"
-    props = schema["properties"]
-    for name in intake.SERVER_ONLY_FIELDS:
-        props.pop(name, None)
-    item = ({"type": "string", "format": "binary"} if multipart else
-            {"type": "string", "description": "base64 image bytes, or a data: URL"})
-    props["images"] = {"type": "array", "items": item, "minItems": 1,
-                       "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
-    for name, what in intake.FILE_FIELDS.items():
-        props[name] = ({"type": "string", "format": "binary", "description": what}
-                       if multipart else
-                       {"type": "string", "description": f"{what}: base64 bytes or a data: URL"})
-    schema["required"] = ["images"]
-    schema["additionalProperties"] = False
-    return schema
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    defs = schema.get("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return walk(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]))
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
-
-
-SUBMIT_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": _submission_schema(multipart=True)},
-    "application/json": {"schema": _submission_schema(multipart=False)},
-}}}
-
-
 # --- routes ---------------------------------------------------------------------------------
 
 router = APIRouter()
@@ -218,9 +175,9 @@ async def create_job(request: Request) -> Any:
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
-        dry_run = intake.pop_dry_run(fields) or dry_run
         files = {name: fields.pop(name) for name in list(fields)
                  if isinstance(fields[name], intake.Upload)}
+        dry_run = intake.pop_dry_run(fields) or dry_run
         job = await run_in_threadpool(intake.submit, queue, fields, uploads, files, dry_run)
     except intake.StorageError as exc:
         raise HTTPException(exc.status, str(exc),
@@ -239,6 +196,9 @@ async def create_job(request: Request) -> Any:
     if dry_run:
         return JSONResponse(job, status_code=200)
     return job_out(job)
+
+
+REPEATABLE = {"lora"}  # form fields a client may give several times
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
@@ -260,6 +220,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake
             uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
         elif key == "images":
             raise HTTPException(400, "images must be uploaded as files, not text")
+        elif key in REPEATABLE:
+            fields.setdefault(key, []).append(value)
         elif key in fields:
             raise HTTPException(422, f"{key} is given more than once")
         else:
@@ -360,6 +322,23 @@ def get_video(request: Request, job_id: str) -> FileResponse:
     media_type = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return FileResponse(path, media_type=media_type, filename=path.name,
                         content_disposition_type="inline")
+
+
+@router.get("/jobs/{job_id}/preview", response_class=Response,
+            responses={**_ERRORS, 200: {"content": {"image/png": {}},
+                                        "description": "the latest live preview"}},
+            summary="The latest live preview")
+def get_preview(request: Request, job_id: str) -> Response:
+    """A small PNG of the video so far (first, middle and last frames), updated every few
+    denoising steps of a diffusion job; 404 until the first one."""
+    _find(request, job_id)
+    try:
+        # read whole: the worker replaces the file while a FileResponse would stream it
+        data = _queue(request).previews.path(job_id).read_bytes()
+    except FileNotFoundError:
+        raise HTTPException(404, f"job {job_id} has no preview yet (diffusion jobs make one "
+                                 "every few denoising steps)") from None
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _find(request: Request, job_id: str) -> Job:

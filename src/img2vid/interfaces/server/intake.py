@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from img2vid.core.errors import Img2VidError, InputError
+from img2vid.core.lora import LoraSpec, is_hub_id
 from img2vid.core.request import GenerationRequest, build_request
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server.catalog import check_depth, check_model
@@ -27,7 +28,8 @@ SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RI
                                        "models.style_weights in the server's config instead"}
 # Request fields that name a file: a client uploads the file itself, one of each at most.
 FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
-               "depth": "the parallax depth map (brighter = nearer)"}
+               "depth": "the parallax depth map (brighter = nearer)",
+               "last_image": "the end frame (wan2.2-i2v-a14b, wan2.1-flf2v-14b-720p)"}
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
@@ -67,9 +69,9 @@ class Upload:
 
 def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload],
            files: Mapping[str, Upload] | None = None, dry_run: bool = False) -> Any:
-    """Validate, store the images (and `files`: audio, style) with the job, queue it; with
-    `dry_run`, return the plan a run would follow (model, values, dtypes, memory) and queue
-    nothing.
+    """Validate, store the images (and `files`: audio, style, last_image) with the job, queue
+    it; with `dry_run`, return the plan a run would follow (model, values, dtypes, memory)
+    and queue nothing.
 
     Raises InvalidImageError, UploadTooLargeError, InputError (bad fields), QueueFullError
     or ShuttingDownError; nothing is left behind when it raises.
@@ -89,6 +91,7 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
     unknown = set(files) - set(FILE_FIELDS)
     if unknown:
         raise InvalidImageError(f"unexpected file field {sorted(unknown)[0]!r}")
+    _check_loras(fields.get("lora"))
     if not uploads:
         raise InvalidImageError("no image: upload at least one photo")
     if len(uploads) > MAX_IMAGES:
@@ -153,6 +156,15 @@ def submit(queue: JobQueue, fields: Mapping[str, Any], uploads: Sequence[Upload]
         raise
 
 
+def _check_loras(value: Any) -> None:
+    """A client names LoRAs by hub id: a path would reach (and hash) a file on the server."""
+    items = value.split(";") if isinstance(value, str) else value or []
+    for item in items:
+        if not is_hub_id(LoraSpec.parse(str(item)).source):
+            raise InputError(f"lora {item}: the server takes LoRAs by hub id "
+                             "(org/name[/file.safetensors][:scale]), not by path")
+
+
 def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: float) -> int:
     """Copy one upload to `dest`, refusing it as soon as it passes `budget` bytes."""
     too_large = UploadTooLargeError(f"the uploaded images add up to more than {limit_mb:g} MB, "
@@ -180,7 +192,7 @@ def _store(source: IO[bytes] | bytes | Path, dest: Path, budget: int, limit_mb: 
 
 
 def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
-    """A bad soundtrack, style image or depth map is refused now (400), not when the job
+    """A bad soundtrack, style image, depth map or end frame is refused now (400), not when the job
     runs."""
     if "audio" in stored:
         from img2vid.postprocess.audio import probe_audio
@@ -189,7 +201,7 @@ def _probe_files(stored: Mapping[str, Path], settings: Any) -> None:
             probe_audio(stored["audio"])
         except InputError as exc:
             raise InvalidImageError(str(exc)) from None
-    for name in ("style", "depth"):
+    for name in ("style", "depth", "last_image"):
         if name in stored:
             try:
                 probe_image(stored[name], settings.images)

@@ -31,6 +31,7 @@ from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import intake, shown
+from img2vid.interfaces.server import webui_parts as parts
 from img2vid.interfaces.server.catalog import list_models
 from img2vid.interfaces.server.parking import Parking
 from img2vid.interfaces.server.thumbnails import first_frame
@@ -99,6 +100,10 @@ class WebUI:
                     # how to get the models this server lacks: shown with the diffusion engine
                     missing_note = gr.Markdown(missing_text, elem_id="missing-models",
                                                visible=False)
+                    end_frame = gr.Image(label="End frame (Wan FLF2V, Wan 2.2 A14B)", height=140,
+                                         type="filepath", sources=["upload"], elem_id="end")
+                    loras = gr.Textbox(label="LoRAs: hub ids, optional :scale, one per line",
+                                       elem_id="loras")
                     preset = gr.Radio([p.value for p in PresetName],
                                       value=PresetName.STANDARD.value, label="Preset",
                                       info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
@@ -172,6 +177,8 @@ class WebUI:
                 with gr.Column(scale=1):
                     status = gr.Markdown("Upload a photo and press Generate.",
                                          elem_id="status")
+                    live = gr.Image(label="Live preview", type="filepath", interactive=False,
+                                    height=160, elem_id="live-preview")
                     video = gr.Video(label="Video", format=None, interactive=False,
                                      elem_id="result")
                     saved = gr.Textbox(label="Saved to", interactive=False, elem_id="saved")
@@ -187,8 +194,10 @@ class WebUI:
             finishing = [audio, audio_offset, fit_to_audio, upscale, upscaler, style,
                          style_strength, codec]
             generate_btn.click(
-                self.generate, inputs=[images, *form, *finishing, depth_map, depth_of_field],
-                outputs=[status, video, saved, params, seed, history, history_paths, images],
+                self.generate,
+                inputs=[images, *form, *finishing, depth_map, depth_of_field, end_frame, loras],
+                outputs=[status, video, saved, params, seed, history, history_paths, images,
+                         live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
             cancel_btn.click(self.cancel, outputs=[status], api_name="cancel", queue=False)
             check_btn.click(self.check, inputs=[images, *form], outputs=[status, params])
@@ -227,7 +236,8 @@ class WebUI:
                  upscale: str = NO_UPSCALE, upscaler: str = Upscaler.MODEL.value,
                  style: str | None = None, style_strength: float = 1.0,
                  codec: str = VideoCodec.H264.value, depth_map: str | None = None,
-                 depth_of_field: float = 0.0, request: gr.Request | None = None,
+                 depth_of_field: float = 0.0, end_frame: str | None = None,
+                 loras: str | None = None, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -246,7 +256,8 @@ class WebUI:
                                 interpolate),
                   **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
                                      style_strength, codec),
-                  **intake.clean_fields({"depth_of_field": depth_of_field or None})}
+                  **intake.clean_fields({"depth_of_field": depth_of_field or None}),
+                  "lora": [x.strip() for x in (loras or "").splitlines() if x.strip()] or None}
         photos = [intake.Upload(f.name, f) for f in parked[:len(files)]]
         extra = dict(zip(extra_names, (intake.Upload(f.name, f) for f in parked[len(files):])))
         try:
@@ -260,9 +271,10 @@ class WebUI:
             self._session_jobs[session] = job.id
         skip = gr.skip()
         try:
-            yield (shown.describe(job), skip, skip, skip, seed, skip, skip, skip)
+            yield (shown.describe(job), skip, skip, skip, seed, skip, skip, skip, None)
             last = time.monotonic()
             version = -1
+            latest: tuple[int, str | None] = (0, None)  # version and path of the live preview
             while not job.status.terminal:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
@@ -278,7 +290,9 @@ class WebUI:
                 last = time.monotonic()
                 fraction = job.progress.fraction if job.progress else None
                 progress(fraction or 0.0, desc=shown.describe(job))
-                yield (shown.describe(job), skip, skip, skip, skip, skip, skip, skip)
+                latest = self.queue.previews.newer(job.id, latest[0])
+                yield (shown.describe(job), skip, skip, skip, skip, skip, skip, skip,
+                       latest[1] or skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -287,13 +301,14 @@ class WebUI:
         if job.status is JobStatus.FAILED:
             raise gr.Error(f"Failed: {job.error}")
         if job.status is JobStatus.CANCELLED:
-            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip, None)
+            yield ("Cancelled; no file was written.", None, "", None, seed, skip, skip, None,
+                   skip)
             return
         output = Path(job.output or "")
         gallery, paths = self.history()
         # Names only: where the server keeps its files is not the browser's business.
         yield (shown.describe(job), self._playable(output), output.name,
-               shown.parameters_used(job.sidecar), seed, gallery, paths, None)
+               shown.parameters_used(job.sidecar), seed, gallery, paths, None, skip)
 
     def cancel(self, request: gr.Request | None = None) -> str:
         session = getattr(request, "session_hash", None)
@@ -309,7 +324,7 @@ class WebUI:
         folder = self.settings.output.directory
         sidecars = sorted((p for p in folder.glob("*.json")
                            if not p.name.startswith(STAGING_PREFIX)),
-                          key=_mtime, reverse=True)
+                          key=parts.mtime, reverse=True)
         items, paths = [], []
         for path in sidecars:
             if len(items) >= HISTORY_SIZE:
@@ -345,9 +360,9 @@ class WebUI:
                 req.get("engine", "camera"), req.get("model"),
                 req.get("preset", PresetName.STANDARD.value),
                 str(req["resolution"]) if req.get("resolution") else FROM_PRESET,
-                *(_shown(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
+                *(parts.field_text(req.get(k)) for k in ("num_frames", "fps", "num_inference_steps",
                                                 "guidance_scale")),
-                _shown(info.seed), False,
+                parts.field_text(info.seed), False,
                 req.get("motion", Motion.KEN_BURNS.value), req.get("zoom", 1.3),
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
@@ -360,14 +375,14 @@ class WebUI:
         from the output folder, whose sidecars name the server's folders."""
         if output.suffix not in PLAYABLE or not output.is_file():
             return None
-        shown = self.shown_dir / output.name
-        if not shown.exists():
-            shown.parent.mkdir(parents=True, exist_ok=True)
+        copy = self.shown_dir / output.name
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(output, shown)
+                os.link(output, copy)
             except OSError:  # another drive, or no hard links there
-                shutil.copyfile(output, shown)
-        return str(shown)
+                shutil.copyfile(output, copy)
+        return str(copy)
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
@@ -376,16 +391,3 @@ class WebUI:
                 self._thumbs.clear()
             self._thumbs[key] = first_frame(output)
         return self._thumbs[key]
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # removed since the listing; it is skipped when read
-        return 0.0
-
-
-
-
-def _shown(value: object) -> str:
-    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

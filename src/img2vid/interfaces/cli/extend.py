@@ -1,0 +1,44 @@
+"""`img2vid extend CLIP --prompt ... --duration N`: continue an existing clip seamlessly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from img2vid.core.config import Settings
+from img2vid.interfaces.cli.bars import ProgressBars
+
+# from app.py (which registers this command): the generate command's request flags
+AddArguments = Callable[..., None]
+Fields = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def add_extend_parser(sub: argparse._SubParsersAction, add_request_arguments: AddArguments,
+                      request_fields: Fields) -> None:
+    p = sub.add_parser(
+        "extend", help="continue an existing clip with a diffusion model",
+        description="Continue a video (any file PyAV decodes, or a frame folder) for "
+        "--duration more seconds: its last frame starts the new part (in windows when longer "
+        "than one), colour matched across the seam. Size and frame rate are the clip's.")
+    p.add_argument("clip", type=Path, metavar="CLIP", help="the video to continue")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: a timestamped "
+                   "name in output.directory)")
+    p.add_argument("--json", action="store_true", help="print the sidecar JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # the clip decides the size and frame rate; the model its engine
+    add_request_arguments(p, skip=("images", "last_image", "engine", "width", "height",
+                                   "resolution", "fps"))
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from img2vid.execution.extend import extend_clip
+
+        with ProgressBars(enabled=not args.quiet) as bars:
+            result = extend_clip(args.clip, request_fields(args), settings,
+                                 output=args.output, progress=bars)
+        print(json.dumps(result.metadata, indent=2) if args.json else result.output)
+        return 0
+
+    p.set_defaults(handler=run)
