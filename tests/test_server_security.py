@@ -52,13 +52,16 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 def gradio_generate(client: httpx.Client, files: list[dict[str, Any]],
                     audio: dict[str, Any] | None = None, style: dict[str, Any] | None = None,
+                    depth: dict[str, Any] | None = None, end_frame: dict[str, Any] | None = None,
                     **headers: str) -> tuple[int, str]:
     """The raw Gradio API call from the issue: POST /gradio_api/call/generate, then read the
     event stream. Returns the POST's status and the stream's text."""
     data = [files, "", "", "camera", None, "standard", "256", "8", "8", "", "", "1", False,
             Motion.KEN_BURNS.value, 1.3, "auto", Easing.EASE_IN_OUT.value, "off",
             # the finishing section: soundtrack, upscale, style painting, codec
-            audio, "", False, "off", Upscaler.MODEL.value, style, 1.0, VideoCodec.H264.value]
+            audio, "", False, "off", Upscaler.MODEL.value, style, 1.0, VideoCodec.H264.value,
+            # parallax depth map and depth of field; diffusion end frame and LoRAs
+            depth, 0.0, end_frame, ""]
     r = client.post("/gradio_api/call/generate", json={"data": data}, headers=headers)
     if r.status_code != 200:
         return r.status_code, r.text
@@ -111,9 +114,10 @@ def test_gradio_call_with_a_server_path_makes_no_video(server: LiveServer, clien
     link.unlink()
     # whether a file exists or is an image cannot be told from the answer
     assert len(set(answers)) == 1, answers
-    # the soundtrack and the style painting are files too: the same rule
+    # the soundtrack, style painting, depth map and end frame are files too: the same rule
     photo = [file_data(upload(client))]
-    for extra in ({"audio": file_data(str(secret))}, {"style": file_data(str(secret))}):
+    for extra in ({name: file_data(str(secret))}
+                  for name in ("audio", "style", "depth", "end_frame")):
         status, text = gradio_generate(client, photo, **extra)
         assert status == 200 and "event: error" in text, (extra, text)
     assert job_count(server) == before

@@ -115,6 +115,6 @@ def test_manifest_column_relative_to_the_manifest(a14b_dir, small_photo, end_pho
                "num_inference_steps": 2}
     result = run_batch(str(manifest), options, Settings(), output_dir=tmp_path / "out")
     assert result.counts[DONE] == 1, result.rows
-    sidecar = json.loads((tmp_path / "out" / "photo.json").read_text())
+    sidecar = json.loads((tmp_path / "out" / "photo.mp4.json").read_text())
     assert sidecar["engine_info"]["last_image"]["sha256"] == file_sha256(end_photo)
     assert sidecar["request"]["last_image"] == str(folder / "end.png")

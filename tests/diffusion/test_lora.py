@@ -99,6 +99,6 @@ def test_cli_lora_is_repeatable_and_batch_rows_take_a_lora_column(wan_dir, small
 
     result = run_batch(str(manifest), options, Settings(), output_dir=tmp_path / "out")
     assert result.counts[DONE] == 1, result.rows
-    sidecar = json.loads((tmp_path / "out" / "photo.json").read_text())
+    sidecar = json.loads((tmp_path / "out" / "photo.mp4.json").read_text())
     (record,) = sidecar["engine_info"]["loras"]
     assert record["scale"] == 0.5 and record["sha256"] == file_sha256(tiny_lora)

@@ -7,6 +7,7 @@ from img2vid.core.progress import CancelToken
 from img2vid.core.request import build_request
 from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.windows import window_counts, window_prompts
+from img2vid.media.outputs import sidecar_path
 from tests.diffusion.conftest import frames_of
 
 
@@ -62,7 +63,7 @@ def test_extend_continues_a_clip_with_a_matched_seam(wan_dir, tmp_path, capsys):
     with av.open(str(out)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(decoded) == 9 + 8 and decoded[0].shape == (64, 64, 3)  # 8 new frames at 8 fps
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(sidecar_path(out).read_text())
     info = sidecar["engine_info"]
     assert info["extended_from"]["sha256"] == file_sha256(clip)
     assert info["extended_from"]["num_frames"] == 9

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -30,11 +28,10 @@ from img2vid.core.request import (
 from img2vid.core.sidecar import Sidecar
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake, shown
+from img2vid.interfaces.server import intake, shown, thumbnails
 from img2vid.interfaces.server import webui_parts as parts
 from img2vid.interfaces.server.catalog import list_models
 from img2vid.interfaces.server.parking import Parking
-from img2vid.interfaces.server.thumbnails import first_frame
 from img2vid.interfaces.server.webform import (
     FROM_PRESET,
     NO_INTERPOLATION,
@@ -48,7 +45,6 @@ from img2vid.media.outputs import STAGING_PREFIX
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 24
-PLAYABLE = {".mp4", ".webm"}  # what a browser's <video> plays
 MIN_UPDATE_INTERVAL = 0.25  # seconds between progress messages to one browser
 
 
@@ -242,10 +238,11 @@ class WebUI:
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
             raise gr.Error("Upload at least one photo first.")
-        extra_names = [name for name, path in
-                       (("audio", audio), ("style", style), ("depth", depth_map)) if path]
+        named = [(name, path) for name, path in (("audio", audio), ("style", style),
+                                                 ("depth", depth_map), ("last_image", end_frame))
+                 if path]
         try:  # only files this server received as uploads; never a path a client names
-            parked = self.parking.claim([*files, *(p for p in (audio, style, depth_map) if p)])
+            parked = self.parking.claim([*files, *(path for _, path in named)])
         except InputError as exc:
             raise gr.Error(str(exc)) from None
         seed = str(seed or "").strip() or None
@@ -259,7 +256,7 @@ class WebUI:
                   **intake.clean_fields({"depth_of_field": depth_of_field or None}),
                   "lora": [x.strip() for x in (loras or "").splitlines() if x.strip()] or None}
         photos = [intake.Upload(f.name, f) for f in parked[:len(files)]]
-        extra = dict(zip(extra_names, (intake.Upload(f.name, f) for f in parked[len(files):])))
+        extra = {name: intake.Upload(f.name, f) for (name, _), f in zip(named, parked[len(files):])}
         try:
             job = intake.submit(self.queue, fields, photos, extra)
         except (QueueFullError, ShuttingDownError, InputError, intake.StorageError) as exc:
@@ -279,7 +276,7 @@ class WebUI:
                 if self.queue.closing:
                     note = ("The server is shutting down; this job is saved and runs after it "
                             "restarts.")
-                    yield (note, skip, skip, skip, skip, skip, skip, skip)
+                    yield (note, skip, skip, skip, skip, skip, skip, skip, skip)
                     return
                 version = self.queue.wait_for_change(version, timeout=1.0)
                 job = self.queue.get(job.id) or job
@@ -292,7 +289,7 @@ class WebUI:
                 progress(fraction or 0.0, desc=shown.describe(job))
                 latest = self.queue.previews.newer(job.id, latest[0])
                 yield (shown.describe(job), skip, skip, skip, skip, skip, skip, skip,
-                       latest[1] or skip)
+                       thumbnails.live_preview(self.shown_dir, job.id, *latest) or skip)
         finally:
             with self._lock:
                 if self._session_jobs.get(session) == job.id:
@@ -307,7 +304,7 @@ class WebUI:
         output = Path(job.output or "")
         gallery, paths = self.history()
         # Names only: where the server keeps its files is not the browser's business.
-        yield (shown.describe(job), self._playable(output), output.name,
+        yield (shown.describe(job), thumbnails.playable(output, self.shown_dir), output.name,
                shown.parameters_used(job.sidecar), seed, gallery, paths, None, skip)
 
     def cancel(self, request: gr.Request | None = None) -> str:
@@ -367,27 +364,13 @@ class WebUI:
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
-        return (*form, self._playable(output), output.name, shown.parameters_used(info),
+        return (*form, thumbnails.playable(output, self.shown_dir), output.name, shown.parameters_used(info),
                 f"Loaded the settings of {output.name}.")
-
-    def _playable(self, output: Path) -> str | None:
-        """A copy of the video in Gradio's own cache, for the player: Gradio serves nothing
-        from the output folder, whose sidecars name the server's folders."""
-        if output.suffix not in PLAYABLE or not output.is_file():
-            return None
-        copy = self.shown_dir / output.name
-        if not copy.exists():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(output, copy)
-            except OSError:  # another drive, or no hard links there
-                shutil.copyfile(output, copy)
-        return str(copy)
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
         if key not in self._thumbs:
             if len(self._thumbs) > 4 * HISTORY_SIZE:
                 self._thumbs.clear()
-            self._thumbs[key] = first_frame(output)
+            self._thumbs[key] = thumbnails.first_frame(output)
         return self._thumbs[key]
