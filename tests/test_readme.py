@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.batchkit import make_photo
 from tests.conftest import EXAMPLES, ROOT
@@ -34,8 +36,11 @@ from tests.test_inputs_cli import make_heic
 README = ROOT / "README.md"
 # Offline forms: a command matching the pattern must exit 2 with one line containing the words.
 OFFLINE = [
-    (r"img2vid models download (?!rife)", "cannot download"),
-    (r"--model (i2vgen-xl|svd-xt)", "is not downloaded and the Hugging Face hub is offline"),
+    (r"img2vid models download depth-anything", "is not downloaded and could not be fetched"),
+    (r"img2vid models (download (?!rife)|update)", "cannot download"),
+    (r"^(?!.*--dry-run).*--model (?!/)[a-z]",
+     "is not downloaded and the Hugging Face hub is offline"),
+    (r"--motion (dolly-in|circle|vertigo)(?!.*--depth )", "no depth: the depth model"),
     (r"--model /path/to/", "/path/to/diffusers/folder"),
     (r"--ray head:6379", "cannot reach the Ray cluster at head:6379"),
     (r"--upscale-model RealESRGAN_x2plus.pth", "upscale model not found: RealESRGAN_x2plus.pth"),
@@ -78,6 +83,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_photo(root / name, hash(name) % 100, (240, 160))
     make_heic(root / "IMG_0042.HEIC")
     make_photo(root / "painting.jpg", 3, (240, 160))
+    for name in ("start.jpg", "end.jpg"):  # an end frame's pair
+        make_photo(root / name, hash(name) % 100, (240, 160))
+    ramp = np.tile(np.linspace(0, 255, 240, dtype=np.uint8), (160, 1))  # brighter = nearer
+    Image.fromarray(ramp).save(root / "depth.png")
     write_tone(root / "song.mp3", 34, codec="libmp3lame")  # --audio-offset 30 needs > 30 s
     # clip.mp4 is made by the README's own `-o clip.mp4` line before it is interpolated
     for i in range(6):

@@ -165,4 +165,4 @@ def test_serve_on_a_read_only_output_folder_is_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "img2vid: error: cannot write in the output folder /sys/kernel: "), lines
+        "img2vid: error: cannot write to the output folder /sys/kernel: "), lines

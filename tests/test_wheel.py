@@ -90,7 +90,7 @@ def _generate_and_doctor(bin_dir: Path, work: Path) -> str:
     _run(bin_dir, "generate", str(photo), "--preset", "preview", "--duration", "1",
          "--motion", "ken-burns", "-o", "clip.mp4", cwd=work)
     assert _frames(work / "clip.mp4") == 24
-    assert (work / "clip.json").is_file() and any((work / "logs").glob("app_*.log"))
+    assert (work / "clip.mp4.json").is_file() and any((work / "logs").glob("app_*.log"))
 
     doctor = _run(bin_dir, "doctor", cwd=work).stdout
     assert "Haar cascade bundled" in doctor and "encoder libx264        available" in doctor

@@ -35,7 +35,7 @@ def check_mp4(out: Path, name: str, commit: str) -> dict:
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES[name] and frames[0].shape == (height, width, 3)
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     model = sidecar["engine_info"]["model"]
     assert (model["name"], model["id"], model["source"]) == (name, MODELS[name].hub_id, "hub")
     assert model["revision"] == commit  # the sidecar records the commit used
@@ -218,7 +218,11 @@ def test_models_lists_the_replicas_as_cached(hub_replicas, tmp_path, monkeypatch
     monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
     monkeypatch.chdir(tmp_path)
     assert main(["models", "--json"]) == 0
+    from img2vid.engines.parallax.depth import DEPTH_MODELS
+
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(DEPTH_MODELS) <= set(rows)  # the parallax engine's depth model is listed too
+    rows = {name: row for name, row in rows.items() if name not in DEPTH_MODELS}
     assert set(rows) == set(MODELS)
     for name, row in rows.items():
         assert row["cached"] is True and row["size_on_disk_bytes"] > 0

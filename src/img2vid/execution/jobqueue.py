@@ -93,7 +93,7 @@ class JobQueue:
             log.error("job %s was interrupted again; marked failed", job_id)
             self.discard_uploads(job_id)
         upkeep.remove_orphan_uploads(self.uploads, keep=set(self.store.ids(JobStatus.QUEUED)))
-        upkeep.remove_partials(self.settings.output.directory, started_at=time.time())
+        self._sweep = upkeep.remove_partials(self.settings.output.directory, time.time())
         for lane in Lane:
             for job_id in self.store.ids(JobStatus.QUEUED, lane):
                 self._queues[lane].put(job_id)
@@ -137,6 +137,7 @@ class JobQueue:
         if self._stopped:
             return
         self._stopped = True
+        self._sweep.cancel()
         self.close()
         deadline = time.monotonic() + grace
         with self._changed:

@@ -35,9 +35,10 @@ def remove_orphan_uploads(uploads: Path, keep: set[str]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def remove_partials(directory: Path, started_at: float) -> None:
+def remove_partials(directory: Path, started_at: float) -> threading.Timer:
     """At start-up: remove the partial outputs a run killed mid-encode left behind, now those
-    clearly older than this start, and once the grace has passed, the rest of them."""
+    clearly older than this start, and once the grace has passed, the rest of them (the
+    returned timer; cancel it when the queue stops first)."""
 
     def sweep(older_than: float) -> None:
         for path in outputs.remove_stale_partials(directory, older_than):
@@ -47,6 +48,7 @@ def remove_partials(directory: Path, started_at: float) -> None:
     later = threading.Timer(PARTIAL_GRACE_S, sweep, (started_at,))
     later.daemon = True
     later.start()
+    return later
 
 
 class Workers:

@@ -243,6 +243,8 @@ class LazyImages(Sequence[LoadedImage]):
 
     def __init__(self, paths: Sequence[str | Path], settings: ImageSettings, *,
                  transform: Callable[[LoadedImage], LoadedImage] | None = None) -> None:
+        for raw in paths:
+            _check_not_url(raw)  # before Path() folds a URL's '//'
         self.paths = [Path(p) for p in paths]
         self.settings = settings
         self.transform = transform  # applied to each photo as it is decoded

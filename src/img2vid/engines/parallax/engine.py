@@ -101,7 +101,7 @@ class ParallaxEngine:
         photo = image.pixels if shrink == 1.0 else cv2.resize(image.pixels, size,
                                                               interpolation=cv2.INTER_AREA)
         depth = clean_depth(depth, photo, stretch=not request.depth)
-        focus, focus_source = choose_focus(request, photo, self._faces)
+        focus, focus_source, _region = choose_focus(request, photo, self._faces)
         if focus_source == "centre":  # no face: the nearest large region is the subject
             focus, focus_source = subject_focus(depth), "depth"
         framing = Framing.fit(size[0], size[1], out_w, out_h, focus)
