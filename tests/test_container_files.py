@@ -21,11 +21,18 @@ def _dockerfile_env() -> dict[str, str]:
     return env
 
 
+def _compose_default(value: str) -> str:
+    """What compose puts in a variable when the user sets nothing: `${X:-default}` is the
+    default, a required `${X:?...}` stands for any text."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match.group(1) if match else "x" if "${" in value else value
+
+
 @pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
 def test_every_img2vid_variable_the_images_set_is_a_setting(service, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     compose_env = COMPOSE["services"][service]["environment"]
-    env = {**_dockerfile_env(), **{k: "x" if "${" in v else v for k, v in compose_env.items()}}
+    env = {**_dockerfile_env(), **{k: _compose_default(v) for k, v in compose_env.items()}}
     for name, value in env.items():
         if name.startswith("IMG2VID_") and "__" in name:
             monkeypatch.setenv(name, value)

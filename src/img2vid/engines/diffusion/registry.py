@@ -93,6 +93,10 @@ class ModelSpec:
                 "guidance_scale": d.guidance_scale}
 
 
+# Wan 2.1's 14B models share their components (billions of parameters per component)
+WAN21_14B_PARAMS = {"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
+                    "vae": 0.127}
+
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec(
         name="i2vgen-xl", family=FAMILIES["i2vgen"], hub_id="ali-vilab/i2vgen-xl",
@@ -120,8 +124,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         name="wan2.1-i2v-14b-480p", family=FAMILIES["wan"],
         hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
         defaults=Defaults(832, 480, 81, 16, 50, 5.0), download_gb=82.0,
-        params_b={"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
-                  "vae": 0.127},
+        params_b=WAN21_14B_PARAMS,
         description="Wan 2.1 I2V 14B at 480p, 16 fps"),
     ModelSpec(
         name="wan2.1-flf2v-14b-720p", family=FAMILIES["wan"],
@@ -129,8 +132,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         # diffusers' Wan docs run it at 1280x720 area, 81 frames, guidance 5.5, 16 fps
         defaults=Defaults(1280, 720, 81, 16, 50, 5.5), download_gb=82.0,
         last_image="required",
-        params_b={"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
-                  "vae": 0.127},
+        params_b=WAN21_14B_PARAMS,
         description="Wan 2.1 FLF2V 14B 720p: first and last frame (--last-image) to video"),
     ModelSpec(
         name="wan2.2-i2v-a14b", family=FAMILIES["wan"],
