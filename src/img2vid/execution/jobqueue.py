@@ -69,8 +69,8 @@ class JobQueue:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0
-        self._closing = False
-        self._stopped = False
+        self._closing = self._stopped = False
+        self._sweep = threading.Timer(0, lambda: None)  # start() sets the real one; stop() cancels
         self._durations: list[float] = []
         self.uploads.mkdir(parents=True, exist_ok=True)
         self._lockfile = lock_directory(self.directory)
