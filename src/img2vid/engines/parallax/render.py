@@ -21,8 +21,7 @@ from img2vid.engines.parallax.paths import View3D
 # Coarse-to-fine search: a ray advances at most `radius` px per step against the depth map
 # dilated by that radius, so it cannot jump over a surface; then finer radii, then bisection.
 SEARCH_RADII = (32, 8)
-FINE_STEP_PX = 2.0  # depth maps are smooth: a 2 px step, then bisection to 1/64 px
-BISECTIONS = 7
+FINE_STEP_PX = 2.0  # depth maps are smooth: a 2 px step brackets the crossing
 GRID = 8  # the whole-frame search runs at each 8 x 8 block centre; pixels start from its answer
 SPREAD = 0.02  # neighbouring grid answers this far apart: an outline, searched at full size
 CLIFF_PX = 3.0  # a hit is on an outline's side if the depth this far before and after it
@@ -98,7 +97,8 @@ def search(layer: Layer, px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.
     Each coarse level advances every ray by equal steps in w, at most `radius` px in the
     photo, testing the depth dilated by that radius: a surface between two samples lifts the
     dilated depth at the second one, so the first such sample brackets the hit from above.
-    Finer levels walk only the last coarse step; a ray whose coarse hit was a near miss is
+    The fine level walks only the last coarse step and brackets the crossing; one bisection
+    and a secant step find it, sub-pixel exact. A ray whose coarse hit was a near miss is
     clear that far and searches on from there.
     """
     qn = np.maximum(np.hypot(qx, qy), 1e-6)
@@ -108,19 +108,37 @@ def search(layer: Layer, px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.
     previous = None
     for radius, dilated in zip(SEARCH_RADII, layer.dilated):
         floor = lo if previous is None else np.maximum(lo, hi - _window(previous) / qn)
-        hi, _ = _advance(dilated, px, py, qx, qy, qn, hi, floor, radius)
+        hi = _advance(dilated, px, py, qx, qy, qn, hi, floor, radius)
         previous = radius
     floor = np.maximum(lo, hi - _window(previous) / qn)
-    clear = floor.copy()
-    hi, found = _advance(layer.depth, px, py, qx, qy, qn, hi, floor, FINE_STEP_PX,
-                         bracket=True)
-    hits = _bisect(layer.depth, px, py, qx, qy, hi, floor)
-    missed = ~found & (clear > lo)
+    bracket = _bracket(layer.depth, px, py, qx, qy, qn, hi, floor)
+    hits = _refine(layer.depth, px, py, qx, qy, bracket)
+    missed = ~bracket.found & (floor > lo)
     if missed.any() and _passes < MAX_PASSES:
-        again = search(layer, px[missed], py[missed], qx[missed], qy[missed], clear[missed],
-                       lo[missed], _passes + 1)
+        again = search_points(layer, px[missed], py[missed], qx[missed], qy[missed],
+                              floor[missed], lo[missed], _passes + 1)
         hits.w[missed], hits.cliff[missed] = again.w, again.cliff
     return hits
+
+
+def search_points(layer: Layer, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
+                  qy: np.ndarray, w_hi: np.ndarray | float, w_lo: np.ndarray | float,
+                  _passes: int = 0) -> Hits:
+    """`search` for flat lists of rays, laid out once as rows that remap takes as they are."""
+    n = px.size
+    rows = max(1, -(-n // REMAP_WIDTH))
+
+    def lay(a: np.ndarray | float) -> np.ndarray:
+        flat = np.broadcast_to(np.asarray(a, np.float32), (n,))
+        out = np.empty(rows * REMAP_WIDTH, np.float32)
+        out[:n] = flat
+        out[n:] = flat[0] if n else 0.0  # a real ray: padding must not search further
+        return out.reshape(rows, REMAP_WIDTH)
+
+    if n == 0:
+        return Hits(np.zeros(0, np.float32), np.zeros(0, bool))
+    hits = search(layer, lay(px), lay(py), lay(qx), lay(qy), lay(w_hi), lay(w_lo), _passes)
+    return Hits(hits.w.ravel()[:n], hits.cliff.ravel()[:n])
 
 
 def _window(radius: float) -> float:
@@ -129,46 +147,82 @@ def _window(radius: float) -> float:
     return radius + (radius + 1) * 1.5 + 1
 
 
-def _advance(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
-             qy: np.ndarray, qn: np.ndarray, hi: np.ndarray, lo: np.ndarray, step_px: float,
-             bracket: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Move each ray's upper bound `hi` down to the last step before `depth` meets the ray;
-    a ray that meets nothing down to `lo` is clear to there. Also which rays met it.
-
-    With `bracket`, `lo` is also raised to the first step that meets it (in place).
-    """
+def _steps(hi: np.ndarray, lo: np.ndarray, qn: np.ndarray, step_px: float,
+           ) -> tuple[int, np.ndarray]:
+    """Equal steps in w from hi down to lo, none longer than step_px in the photo."""
     span = np.maximum(hi - lo, 0.0)
     steps = int(np.ceil(float((span * qn).max(initial=0.0)) / step_px)) if span.size else 0
     steps = max(1, min(steps, 4096))
-    dw = span / steps
-    start = hi.copy()
+    return steps, span / steps
+
+
+def _advance(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
+             qy: np.ndarray, qn: np.ndarray, hi: np.ndarray, lo: np.ndarray,
+             step_px: float) -> np.ndarray:
+    """Each ray's upper bound `hi` moved down to the last step before `depth` meets the ray;
+    a ray that meets nothing down to `lo` is clear to there."""
+    steps, dw = _steps(hi, lo, qn, step_px)
+    start, hi = hi, lo.copy()
     found = np.zeros(hi.shape, bool)
     for k in range(1, steps + 1):
         w = start - k * dw
-        hit = (sample(depth, px + qx * w, py + qy * w) >= w) & ~found
+        hit = sample(depth, px + qx * w, py + qy * w) >= w
+        hit &= ~found
         if hit.any():
-            hi = np.where(hit, w + dw, hi)
-            if bracket:
-                lo[hit] = w[hit]
+            np.copyto(hi, w + dw, where=hit)
             found |= hit
             if found.all():
                 break
-    if bracket:  # rays that reach w_lo end there
-        hi = np.where(found, hi, lo + dw)
-    else:
-        hi = np.where(found, hi, lo)
-    return np.minimum(hi, start), found
+    return hi
 
 
-def _bisect(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
-            qy: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> Hits:
-    """Narrow [lo, hi] (ray in front at hi, behind at lo) to the crossing, sub-pixel exact."""
-    for _ in range(BISECTIONS):
-        mid = (hi + lo) * 0.5
-        behind = sample(depth, px + qx * mid, py + qy * mid) >= mid
-        lo = np.where(behind, mid, lo)
-        hi = np.where(behind, hi, mid)
-    w = (hi + lo) * 0.5
+@dataclass
+class _Bracket:
+    """Where each ray crosses the depth: between lo (behind, depth - w = f_lo >= 0) and hi
+    (in front, f_hi < 0), for the rays that `found` one."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    f_hi: np.ndarray
+    f_lo: np.ndarray
+    found: np.ndarray
+
+
+def _bracket(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
+             qy: np.ndarray, qn: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> _Bracket:
+    """Walk from hi to lo in FINE_STEP_PX steps to the first step behind the depth."""
+    steps, dw = _steps(hi, lo, qn, FINE_STEP_PX)
+    start = hi
+    f_prev = sample(depth, px + qx * start, py + qy * start) - start
+    b = _Bracket(lo + dw, lo.copy(), np.full(hi.shape, -1.0, np.float32),
+                 np.zeros(hi.shape, np.float32), np.zeros(hi.shape, bool))
+    for k in range(1, steps + 1):
+        w = start - k * dw
+        f = sample(depth, px + qx * w, py + qy * w) - w
+        hit = (f >= 0) & ~b.found
+        if hit.any():
+            np.copyto(b.hi, w + dw, where=hit)
+            np.copyto(b.lo, w, where=hit)
+            np.copyto(b.f_hi, f_prev, where=hit)
+            np.copyto(b.f_lo, f, where=hit)
+            b.found |= hit
+            if b.found.all():
+                break
+        f_prev = f
+    return b
+
+
+def _refine(depth: np.ndarray, px: np.ndarray, py: np.ndarray, qx: np.ndarray,
+            qy: np.ndarray, b: _Bracket) -> Hits:
+    """The crossing inside each bracket: one bisection, then the secant of what is left
+    (the depth along a ray is near linear over a pixel), sub-pixel exact."""
+    mid = (b.hi + b.lo) * 0.5
+    f = sample(depth, px + qx * mid, py + qy * mid) - mid
+    behind = f >= 0
+    lo, hi = np.where(behind, mid, b.lo), np.where(behind, b.hi, mid)
+    f_lo, f_hi = np.where(behind, f, b.f_lo), np.where(behind, b.f_hi, f)
+    t = np.clip(f_lo / np.maximum(f_lo - f_hi, 1e-9), 0.0, 1.0)
+    w = np.where(b.found, lo + (hi - lo) * t, b.lo)
     # A surface hit sits on the depth met just before and after it along the ray; a hit on an
     # outline's side sits between a far value before it and a near value after it.
     delta = CLIFF_PX / np.maximum(np.hypot(qx, qy), 1e-6)
@@ -211,7 +265,7 @@ def render(scene: Scene, view: View3D, out_w: int, out_h: int,
     ey, ex, cell, (by, bx) = _block_pixels(edge, out_w, out_h)
     if ey.size:
         margin = 2 * SPREAD
-        hits = search(front, px[ex], py[ey], qx[ex], qy[ey],
+        hits = search_points(front, px[ex], py[ey], qx[ex], qy[ey],
                       np.minimum(top[by, bx][cell] + margin, front.near),
                       np.maximum(bottom[by, bx][cell] - margin, front.far))
         w[ey, ex] = hits.w
@@ -229,7 +283,7 @@ def render(scene: Scene, view: View3D, out_w: int, out_h: int,
     if behind_y and sum(a.size for a in behind_y):
         cy, cx = np.concatenate(behind_y), np.concatenate(behind_x)
         back = scene.back
-        hits = search(back, px[cx], py[cy], qx[cx], qy[cy],
+        hits = search_points(back, px[cx], py[cy], qx[cx], qy[cy],
                       np.minimum(np.concatenate(behind_hi), back.near), back.far)
         frame[cy, cx] = sample(back.colour, px[cx] + qx[cx] * hits.w,
                                py[cy] + qy[cy] * hits.w)
