@@ -100,6 +100,27 @@ def test_reveal_shows_the_background_not_a_stretched_card(engine: ParallaxEngine
     assert card.sum() > 5000 and (reveal.frame[card][:, 0].astype(int) >= 150).mean() > 0.98
 
 
+def test_the_background_fill_takes_nothing_from_the_outline_fringe(scene: Scene) -> None:
+    """Real outlines carry a pixel or two of mixed colour on the far side (anti-aliasing,
+    sharpening halos): the fill behind the object continues the background from beyond them."""
+    from img2vid.engines.parallax.clean import background_layer
+
+    x0, y0, x1, y1 = scene.rect
+    pixels = scene.photo.pixels.copy()
+    ring = np.zeros(pixels.shape[:2], bool)
+    ring[y0 - 2:y1 + 2, x0 - 2:x1 + 2] = True
+    ring[y0:y1, x0:x1] = False
+    pixels[ring] = (0, 255, 0)  # a green the scene has nowhere else (the plane's G <= 215)
+    depth = np.full(ring.shape, FAR, np.float32)
+    depth[y0:y1, x0:x1] = NEAR
+    colour, back = background_layer(pixels, depth, reach=40.0)
+    behind = colour[y0:y1, x0:x1]
+    assert (np.abs(back[y0:y1, x0:x1] - FAR) < 0.01).all()  # the plane continues, flat
+    assert not (behind[..., 1] > 222).any()  # no fringe copied in
+    assert (behind[..., 0] < 150).mean() > 0.5  # nor the red card: the plane's own colours
+    assert (colour[ring] == pixels[ring]).mean() < 0.05  # the fringe itself is refilled
+
+
 @pytest.mark.parametrize("motion", ["dolly-in", "dolly-out", "truck-left", "pedestal-up",
                                     "pedestal-down", "orbit", "circle", "vertigo", "zoom-in",
                                     "ken-burns", "pan-right", "static"])

@@ -14,6 +14,8 @@ GUIDED_EPS = 1e-3  # guided filter regularisation (depth units squared)
 EDGE_STEP = 0.06  # a depth change this big within a few pixels is an object outline
 NEAR_BIAS = 0.35  # outline pixels go to the near side unless clearly far: fringes move with it
 BACKGROUND_SIDE = 640  # long side of the grid the background layer is filled on
+FRINGE_PX = 2  # far-side pixels this close to an occluder carry its colour (anti-aliasing,
+# halos, the small grid's averaging): they are refilled too, never a source
 
 
 def normalise(depth: np.ndarray) -> np.ndarray:
@@ -153,8 +155,10 @@ def background_layer(photo: np.ndarray, depth: np.ndarray, reach: float,
 
     Pixels that have a much farther surface within `reach` pixels (the most any layer slides
     against another during the move) are occluders: they are refilled from the far side of
-    their outline only, so a reveal shows background continuing under the object and never the
-    object stretched. Everything else is the photo as it is.
+    their outline only (the background's texture mirrored across the outline, a smooth
+    pull-push fill where the mirror falls in the hole too), so a reveal shows background
+    continuing under the object and never the object stretched. Everything else is the photo
+    as it is.
     """
     height, width = depth.shape
     shrink = min(1.0, BACKGROUND_SIDE / max(width, height))
@@ -168,17 +172,20 @@ def background_layer(photo: np.ndarray, depth: np.ndarray, reach: float,
     if not occluder.any():
         return photo, depth
     fill_depth = np.minimum(push_pull(small_depth, ~occluder), small_depth)
-    fill_colour = push_pull(small_photo, ~occluder)
+    ring = cv2.dilate(occluder.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    fill_colour = push_pull(small_photo, ~ring)
     full = (width, height)
     mask = cv2.resize(occluder.astype(np.uint8), full, interpolation=cv2.INTER_NEAREST) > 0
     # the photo's own near pixels at full size decide too: a mask from the small grid alone
     # would leave a fringe of foreground along the outline
     mask |= cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (
         depth > cv2.resize(far, full, interpolation=cv2.INTER_LINEAR) + EDGE_STEP)
+    size = 2 * FRINGE_PX + 1
+    hole = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
     colour = photo.copy()
     up_colour = cv2.resize(fill_colour, full, interpolation=cv2.INTER_LINEAR)
-    colour[mask] = np.clip(up_colour[mask] + 0.5, 0, 255).astype(np.uint8)
-    colour = mirror_fill(colour, mask)
+    colour[hole] = np.clip(up_colour[hole] + 0.5, 0, 255).astype(np.uint8)
+    colour = mirror_fill(colour, hole)
     back = depth.copy()
     up_depth = cv2.resize(fill_depth, full, interpolation=cv2.INTER_LINEAR)
     back[mask] = np.minimum(up_depth[mask], depth[mask])
