@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.interpolation import MAX_TARGET_FPS, build_interpolation
 from img2vid.core.request import ENCODE_SPEEDS, InterpolatorKind, OutputFormat
+from img2vid.core.rework import MAX_TARGET_FPS, InterpolationRequest, ReworkRequest, build_rework
 from img2vid.interfaces.cli.bars import ProgressBars
 
 
@@ -63,15 +64,22 @@ def add_encode_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
     """The `interpolate` command; returns the exit code."""
-    from img2vid.execution.interpolation import interpolate_video
+    return run_rework(args, settings, InterpolationRequest,
+                      factor=args.interpolate, target_fps=args.target_fps,
+                      interpolator=args.interpolator, rife_weights=args.rife_weights)
 
-    request = build_interpolation(
-        source=args.input, output=args.output, factor=args.interpolate,
-        target_fps=args.target_fps, interpolator=args.interpolator,
-        rife_weights=args.rife_weights, fps=args.fps, format=args.format, crf=args.crf,
-        encode_speed=args.encode_speed, overwrite=args.overwrite)
+
+def run_rework(args: argparse.Namespace, settings: Settings, kind: type[ReworkRequest],
+               **fields: Any) -> int:
+    """Run a rework command: its request from the shared options (add_input_output,
+    add_encode_arguments) and its own `fields`, with progress bars; print the result."""
+    from img2vid.execution.rework import rework_video
+
+    request = build_rework(kind, source=args.input, output=args.output, fps=args.fps,
+                           format=args.format, crf=args.crf, encode_speed=args.encode_speed,
+                           overwrite=args.overwrite, **fields)
     with ProgressBars(enabled=not args.quiet) as bars:
-        result = interpolate_video(request, settings, progress=bars)
+        result = rework_video(request, settings, progress=bars)
     print_result(result.metadata, args.json)
     return 0
 
