@@ -12,17 +12,12 @@ from img2vid.core.config import Settings
 from img2vid.core.request import ENCODE_SPEEDS, InterpolatorKind, OutputFormat
 from img2vid.core.rework import MAX_TARGET_FPS, InterpolationRequest, ReworkRequest, build_rework
 from img2vid.interfaces.cli.bars import ProgressBars
+from img2vid.interfaces.cli.command import add_command
 
 
 def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     """Register `interpolate` on the CLI's subcommands."""
-    p = sub.add_parser(
-        "interpolate", help="raise the frame rate of an existing video or frame folder",
-        description="Interpolate new frames into any video PyAV decodes, or a folder of "
-        "numbered frames, keeping its size, duration and audio (stream copy; a GIF or PNG "
-        "frames cannot hold audio, WebM only Opus/Vorbis: a note says so). Output format "
-        "follows -o: .mp4, .webm, .mkv (lossless FFV1), .gif, a name without extension for "
-        "a folder of PNG frames (lossless), or a folder ending in / for a timestamped name.")
+    p = add_command(sub, "interpolate", run_interpolate)
     add_input_output(p)
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
@@ -36,7 +31,6 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rife-weights", metavar="PATH", help="a RIFE 4.25/4.26 flownet.pkl "
                    "(default: the downloaded one)")
     add_encode_arguments(p)
-    p.set_defaults(handler=run_interpolate)
 
 
 def add_input_output(p: argparse.ArgumentParser) -> None:
@@ -63,7 +57,14 @@ def add_encode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
-    """The `interpolate` command; returns the exit code."""
+    """Raise the frame rate of an existing video or frame folder.
+
+    Interpolate new frames into any video PyAV decodes, or a folder of numbered frames,
+    keeping its size, duration and audio (stream copy; a GIF or PNG frames cannot hold
+    audio, WebM only Opus/Vorbis: a note says so). Output format follows -o: .mp4, .webm,
+    .mkv (lossless FFV1), .gif, a name without extension for a folder of PNG frames
+    (lossless), or a folder ending in / for a timestamped name.
+    """
     return run_rework(args, settings, InterpolationRequest,
                       factor=args.interpolate, target_fps=args.target_fps,
                       interpolator=args.interpolator, rife_weights=args.rife_weights)

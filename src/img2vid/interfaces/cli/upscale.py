@@ -7,17 +7,13 @@ import argparse
 from img2vid.core.config import Settings
 from img2vid.core.request import Upscaler, VideoCodec
 from img2vid.core.rework import UpscaleRequest
+from img2vid.interfaces.cli.command import add_command
 from img2vid.interfaces.cli.interpolate import add_encode_arguments, add_input_output, run_rework
 
 
 def add_upscale_parser(sub: argparse._SubParsersAction) -> None:
     """Register `upscale` on the CLI's subcommands."""
-    p = sub.add_parser(
-        "upscale", help="make an existing video or frame folder 2x or 4x larger",
-        description="Upscale any video PyAV decodes, or a folder of numbered frames, with a "
-        "super-resolution model (ESRGAN, Real-ESRGAN... a local .pth/.safetensors file or a "
-        "hub id owner/repo/file.pth) or Lanczos resampling. Its sound, if any, is kept. "
-        "Output format follows -o as for `img2vid interpolate`.")
+    p = add_command(sub, "upscale", run_upscale)
     add_input_output(p)
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4 (default 2)")
     p.add_argument("--upscaler", choices=[u.value for u in Upscaler],
@@ -27,11 +23,16 @@ def add_upscale_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", choices=[c.value for c in VideoCodec], default="h264",
                    help="MP4 video codec (default h264)")
     add_encode_arguments(p)
-    p.set_defaults(handler=run_upscale)
 
 
 def run_upscale(args: argparse.Namespace, settings: Settings) -> int:
-    """The `upscale` command; returns the exit code."""
+    """Make an existing video or frame folder 2x or 4x larger.
+
+    Upscale any video PyAV decodes, or a folder of numbered frames, with a super-resolution
+    model (ESRGAN, Real-ESRGAN... a local .pth/.safetensors file or a hub id
+    owner/repo/file.pth) or Lanczos resampling. Its sound, if any, is kept. Output format
+    follows -o as for `img2vid interpolate`.
+    """
     return run_rework(args, settings, UpscaleRequest, scale=args.scale,
                       upscaler=args.upscaler, upscale_model=args.upscale_model,
                       codec=args.codec)
