@@ -144,15 +144,15 @@ def test_every_pixel_shows_the_surface_its_ray_meets(engine: ParallaxEngine, sce
     """The renderer's shortcuts (a coarse grid, half-resolution steps, cells that skip the
     search) against the scene's exact geometry: each ray sees the card if it lands on it at
     the card's depth, the plane otherwise (also behind the card, where a move uncovers it)."""
-    from img2vid.engines.camera import Timeline
-    from img2vid.engines.parallax.engine import FramePlanner
+    from img2vid.engines.parallax.engine import ParallaxPlanner
     from img2vid.engines.parallax.render import render
+    from img2vid.engines.slideshow import Timeline
 
     request = build_request(images=(scene.photo.path,), engine="parallax", motion=motion,
                             depth=str(scene.depth_path), width=OUT_W, height=OUT_H,
                             num_frames=8, fps=10, zoom=1.4)
     slide = engine.prepare(request, scene.photo, OUT_W, OUT_H)
-    built = FramePlanner([slide], Timeline.plan(8, 1, 0), loop=False)._scene(0)
+    built = ParallaxPlanner([slide], Timeline.plan(8, 1, 0), loop=False).build(0)
     scale = slide.photo.shape[1] / scene.photo.pixels.shape[1]
     x0, y0, x1, y1 = (v * scale for v in scene.rect)
     for t in (0.3, 0.8):
