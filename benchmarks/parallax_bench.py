@@ -3,7 +3,8 @@ inference on the CPU and the quality of what a move uncovers.
 
     python benchmarks/parallax_bench.py [--frames 180]
 
-- parallax render: the engine's frames for a dolly-in and a circle, discarded (frames/s).
+- parallax render: the engine's frames for a dolly-in, a circle and a dolly-in with depth of
+  field, discarded (frames/s).
 - end to end: `pipeline.generate` with libx264 (crf 18, medium) for the parallax dolly-in
   with a depth map, and for the camera engine's zoom-in on the same photo, clip and encoder
   (the peer), in `--rounds` interleaved rounds (camera then parallax, then the other way
@@ -56,10 +57,11 @@ DEPTH_CONFIG = {"hidden_size": 384, "num_attention_heads": 6, "num_hidden_layers
                 "image_size": 518, "patch_size": 14}
 
 
-def render_fps(engine: ParallaxEngine, photo, depth: Path, motion: str, frames: int) -> float:
+def render_fps(engine: ParallaxEngine, photo, depth: Path, motion: str, frames: int,
+               depth_of_field: float = 0.0) -> float:
     request = build_request(images=(photo.path,), engine="parallax", motion=motion,
                             depth=str(depth), width=WIDTH, height=HEIGHT, num_frames=frames,
-                            fps=FPS)
+                            fps=FPS, depth_of_field=depth_of_field)
     start = time.perf_counter()
     clip = engine.generate(request, [photo], no_progress, CancelToken())
     count = sum(1 for _ in clip.frames)
@@ -164,6 +166,8 @@ def main() -> None:
                                               args.frames)
         rows["render_fps_circle"] = render_fps(engine, scene.photo, scene.depth_path, "circle",
                                                args.frames)
+        rows["render_fps_dof"] = render_fps(engine, scene.photo, scene.depth_path, "dolly-in",
+                                            args.frames, depth_of_field=1.0)
         photo_path = Path(scene.photo.path)
         runs = rounds(settings, photo_path, scene.depth_path, args.frames, args.rounds)
         for name, values in runs.items():
@@ -181,6 +185,8 @@ def main() -> None:
     table = [
         ("parallax render, dolly-in", f"{rows['render_fps_dolly']:.1f} frames/s"),
         ("parallax render, circle", f"{rows['render_fps_circle']:.1f} frames/s"),
+        ("parallax render, dolly-in, depth of field 1",
+         f"{rows['render_fps_dof']:.1f} frames/s"),
         (f"end to end, camera zoom-in (peer), best of {args.rounds}",
          f"{rows['camera_e2e_s']:.1f} s ({rows['camera_cpu_e2e_s']:.1f} s CPU)"),
         (f"end to end, parallax dolly-in, best of {args.rounds}",
