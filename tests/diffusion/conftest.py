@@ -99,7 +99,6 @@ def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """Every registered model's tiny hub-layout replica, installed in one Hugging Face cache
     (built once per session). Returns the cache folder and each model's commit."""
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.loading import allow_patterns
     from img2vid.engines.diffusion.registry import MODELS
     from tests.diffusion import replicas
 
@@ -108,7 +107,11 @@ def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     cache = tmp_path_factory.mktemp("hf") / "hub"
     commits = {}
     for name, spec in MODELS.items():
-        repo = replicas.BUILDERS[name](work / name)
+        built = replicas.BUILDERS[name](work / name)
         commits[name] = replicas.commit_of(name)
-        replicas.install(repo, spec.hub_id, commits[name], cache, allow_patterns(spec))
+        # a model assembled from several repos (FramePack) builds each of them
+        repos = built if isinstance(built, dict) else {spec.hub_id: built}
+        for hub_id, repo in repos.items():
+            commit = commits[name] if hub_id == spec.hub_id else replicas.commit_of(hub_id)
+            replicas.install(repo, hub_id, commit, cache, replicas.patterns_for(spec, hub_id))
     return cache, commits

@@ -51,6 +51,9 @@ class ShapeRules:
     side_multiple: int
     frames: FrameRule
     fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
+    # the only (width, height) pairs it runs at (resolution buckets); the pipeline picks the
+    # one whose aspect ratio is nearest the photo's (sizing.bucket_for)
+    sizes: tuple[tuple[int, int], ...] | None = None
 
 
 class Family:
@@ -73,6 +76,13 @@ class Family:
     # level would move the whole encoder at once, so it recurses into `encoder` instead
     block_modules: ClassVar[dict[str, list[str]]] = {}
     options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
+    # its pipeline makes a video of any length itself (FramePack's sections), so a long
+    # --duration is one call instead of generic window chaining (windows.py)
+    long_video: ClassVar[bool] = False
+    # components a registered model may take from a repo of their own (ModelSpec.components):
+    # name -> (library, class) they load with; the rest come from the model's hub_id
+    part_classes: ClassVar[dict[str, tuple[str, str]]] = {}
+    base_components: ClassVar[tuple[str, ...]] = ()  # with parts: those the hub_id repo gives
 
     def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
         """Whether a folder's model ends on a given frame (--last-image): "optional",
@@ -118,6 +128,10 @@ class Family:
     def job_options(self, request: GenerationRequest) -> dict[str, Any]:
         """Values of this family's own options for one job (recorded in the sidecar)."""
         return {}
+
+    def denoise_steps(self, job: DiffusionJob) -> int:
+        """Step callbacks one job makes (progress counts them)."""
+        return job.num_inference_steps
 
     def prepare(self, pipe: Any) -> None:
         """Adjust a freshly loaded pipeline (e.g. the scheduler the authors run)."""

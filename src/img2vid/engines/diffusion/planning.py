@@ -17,7 +17,6 @@ from img2vid.engines.diffusion.loading import (
     Census,
     ResolvedModel,
     cached_model,
-    read_config,
     resolve_model,
     weight_census,
 )
@@ -131,10 +130,9 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
     weight when quantized, activations and decoding from the family's estimate."""
     family = spec.family
     if resolved is not None:
-        census = weight_census(resolved.path, resolved.variant)
-
-        def config(component: str) -> dict[str, Any]:
-            return read_config(resolved.path, component)
+        census = weight_census(resolved.path, resolved.variant,
+                               [(p.name, p.path) for p in resolved.parts])
+        config = resolved.config
     else:
         # the hub files' precision and shards are unknown here: count them as float32 (the
         # widest) in files of at most diffusers' default shard size

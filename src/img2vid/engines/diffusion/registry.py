@@ -7,13 +7,16 @@ from typing import Any
 
 from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
+from img2vid.engines.diffusion.framepack import FramePack
+from img2vid.engines.diffusion.hunyuan15 import HunyuanVideo15
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), HunyuanVideo15(),
+    FramePack())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -62,6 +65,8 @@ class ModelSpec:
     tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
     # ends on a given frame (--last-image): "optional", "required", or None (not trained for it)
     last_image: str | None = None
+    # components from repos of their own: name -> "org/repo" or "org/repo/subfolder" (parts.py)
+    components: dict[str, str] = field(default_factory=dict)
 
     @property
     def shape_rules(self) -> ShapeRules:
@@ -154,6 +159,27 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         defaults=Defaults(720, 480, 49, 8, 50, 6.0), download_gb=22.0,
         params_b={"transformer": 5.6, "text_encoder": 4.76, "vae": 0.216},
         description="CogVideoX 5B I2V: 49 frames at 720x480, 8 fps"),
+    ModelSpec(
+        name="hunyuanvideo-1.5-i2v-480p", family=FAMILIES["hunyuan15"],
+        hub_id="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v",
+        # diffusers' pipeline and docs: 121 frames, 50 steps, guider scale 6, 24 fps; the
+        # 480p transformer's 640-pixel buckets (848x480 for 16:9)
+        defaults=Defaults(848, 480, 121, 24, 50, 6.0), download_gb=58.0,
+        params_b={"transformer": 8.3, "text_encoder": 7.1, "text_encoder_2": 0.22,
+                  "image_encoder": 0.43, "vae": 0.5},
+        description="HunyuanVideo-1.5 I2V 480p (Tencent): 121 frames, 24 fps"),
+    ModelSpec(
+        name="framepack", family=FAMILIES["framepack"], hub_id="hunyuanvideo-community/HunyuanVideo",
+        components={"transformer": "lllyasviel/FramePackI2V_HY",
+                    "image_encoder": "lllyasviel/flux_redux_bfl/image_encoder",
+                    "feature_extractor": "lllyasviel/flux_redux_bfl/feature_extractor"},
+        # diffusers' FramePack docs: 832x480, 30 steps, guidance 9, 30 fps; their 91 frames
+        # make 3 sections = 109 frames
+        defaults=Defaults(832, 480, 109, 30, 30, 9.0), download_gb=44.0,
+        last_image="optional",
+        params_b={"transformer": 12.9, "text_encoder": 8.0, "text_encoder_2": 0.123,
+                  "image_encoder": 0.43, "vae": 0.246},
+        description="FramePack (HunyuanVideo): long videos in 6-8 GB, 30 fps, optional end frame"),
 )}
 
 
