@@ -1,0 +1,197 @@
+"""HunyuanVideo-1.5 I2V and FramePack by their registered names, from their hub replicas:
+resolution buckets, FramePack's three repos, its end frame and its own long-video sections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from img2vid.engines.diffusion.registry import MODELS
+from img2vid.media.images import file_sha256
+from tests.diffusion import replicas
+from tests.diffusion.test_replicas import snapshot
+
+FRAMEPACK_ARGS = ["--width", "64", "--height", "64", "--num-inference-steps", "2", "--seed", "3",
+                  "--prompt", "a cat runs"]
+
+
+@pytest.fixture(scope="module")
+def end_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("end") / "end.png"
+    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (64, 1)), np.zeros((64, 64), np.uint8),
+                       np.tile(gradient[:, None], (1, 64))], axis=-1)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def framepack_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments of every HunyuanVideoFramepackPipeline call (the real one runs)."""
+    import diffusers
+
+    calls: list[dict] = []
+    original = diffusers.HunyuanVideoFramepackPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.HunyuanVideoFramepackPipeline, "__call__", spy)
+    return calls
+
+
+def generate(name: str, photo: Path, out: Path, hub_replicas, monkeypatch, capsys,
+             *args: str) -> tuple[np.ndarray, dict]:
+    """`img2vid generate --model NAME` offline from the replica cache: frames and sidecar."""
+    import av
+    import huggingface_hub.constants
+
+    from img2vid.interfaces.cli.app import main
+
+    cache, _ = hub_replicas
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(out.parent)
+    code = main(["generate", str(photo), "--model", name, *args, "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(out)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    return frames, json.loads(out.with_name(out.name + ".json").read_text())
+
+
+def test_buckets_are_the_pipelines():
+    """The sizes the registry snaps to are those HunyuanVideo-1.5's pipeline picks itself."""
+    from diffusers.pipelines.hunyuan_video1_5.image_processor import (
+        HunyuanVideo15ImageProcessor,
+        generate_crop_size_list,
+    )
+
+    from img2vid.engines.diffusion.hunyuan15 import buckets
+    from img2vid.engines.diffusion.sizing import bucket_for
+
+    processor = HunyuanVideo15ImageProcessor(vae_scale_factor=16)
+    for target in (640, 960, 64):
+        sizes = buckets(target, 16)
+        assert sizes == tuple((w, h) for h, w in generate_crop_size_list(target, 16))
+        for width, height in [(1920, 1080), (1080, 1920), (150, 100), (100, 100), (3000, 700)]:
+            h, w = processor.calculate_default_height_width(height, width, target)
+            assert bucket_for(sizes, width, height) == (w, h)
+
+
+def test_hunyuan15_dry_run_snaps_an_asked_size_to_its_bucket(small_photo, tmp_path,
+                                                             monkeypatch, capsys):
+    from img2vid.interfaces.cli.app import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["generate", str(small_photo), "--model", "hunyuanvideo-1.5-i2v-480p",
+                 "--dry-run", "--json", "--width", "1280", "--height", "720"])
+    assert code == 0, capsys.readouterr().err
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["used"]["width"], plan["used"]["height"]) == (848, 480)
+    assert (plan["used"]["num_frames"], plan["used"]["fps"]) == (121, 24)
+    assert any("resolution buckets" in note for note in plan["notes"])
+
+
+def test_hunyuan15_runs_at_its_bucket_with_the_guidance_asked(hub_replicas, small_photo,
+                                                              tmp_path, monkeypatch, capsys):
+    """No height/width/guidance_scale in its call: the photo arrives at the bucket's size and
+    the guidance lands on the guider component."""
+    import diffusers
+
+    seen = []
+    original = diffusers.HunyuanVideo15ImageToVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.guider.guidance_scale, kwargs["image"].size, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.HunyuanVideo15ImageToVideoPipeline, "__call__", spy)
+    # 150x100 asked: the tiny transformer's buckets (target_size 64) give 64x48
+    frames, sidecar = generate(
+        "hunyuanvideo-1.5-i2v-480p", small_photo, tmp_path / "hy.mp4", hub_replicas,
+        monkeypatch, capsys, "--width", "150", "--height", "100", "--num-frames", "5",
+        "--num-inference-steps", "2", "--guidance-scale", "3.5", "--seed", "1")
+    assert frames.shape == (5, 48, 64, 3)
+    guidance, size, kwargs = seen[0]
+    assert guidance == 3.5 and size == (64, 48)
+    assert not {"height", "width", "guidance_scale"} & set(kwargs)
+    assert sidecar["engine_info"]["size"]["used"] == {"width": 64, "height": 48,
+                                                       "num_frames": 5}
+
+
+def test_framepack_comes_from_three_repos_each_locked(hub_replicas, small_photo, end_photo,
+                                                      tmp_path, monkeypatch, capsys,
+                                                      framepack_calls):
+    """The end frame reaches the pipeline's `last_image`, changes the video and is recorded;
+    the sidecar names each repo's commit; HunyuanVideo's own transformer is never fetched."""
+    cache, commits = hub_replicas
+    plain, _ = generate("framepack", small_photo, tmp_path / "plain.mp4", hub_replicas,
+                        monkeypatch, capsys, *FRAMEPACK_ARGS, "--num-frames", "37")
+    ended, sidecar = generate("framepack", small_photo, tmp_path / "ended.mp4", hub_replicas,
+                              monkeypatch, capsys, *FRAMEPACK_ARGS, "--num-frames", "37",
+                              "--last-image", str(end_photo))
+    assert plain.shape == ended.shape == (37, 64, 64, 3)  # one section of 36 frames + the photo
+    assert "last_image" not in framepack_calls[0]
+    last = framepack_calls[1]["last_image"]
+    assert last.size == (64, 64)
+    assert np.array_equal(np.asarray(last), np.asarray(Image.open(end_photo).convert("RGB")))
+    assert framepack_calls[1]["sampling_type"] == "inverted_anti_drifting"
+    # the end section is conditioned on the end frame: the video changes, most at its end
+    change = np.abs(plain.astype(int) - ended.astype(int)).mean(axis=(1, 2, 3))
+    assert change[-1] > 0.5
+    info = sidecar["engine_info"]
+    assert info["last_image"]["sha256"] == file_sha256(end_photo)
+    model = info["model"]
+    assert model["revision"] == commits["framepack"]
+    assert model["components"] == {
+        "transformer": {"id": "lllyasviel/FramePackI2V_HY",
+                        "revision": replicas.commit_of("lllyasviel/FramePackI2V_HY")},
+        "image_encoder": {"id": "lllyasviel/flux_redux_bfl/image_encoder",
+                          "revision": replicas.commit_of("lllyasviel/flux_redux_bfl")},
+        "feature_extractor": {"id": "lllyasviel/flux_redux_bfl/feature_extractor",
+                              "revision": replicas.commit_of("lllyasviel/flux_redux_bfl")}}
+    base = snapshot(cache, "framepack", commits["framepack"])
+    assert not (base / "transformer").exists()
+    assert {p.name for p in base.iterdir()} == {"model_index.json", "scheduler", "text_encoder",
+                                                "text_encoder_2", "tokenizer", "tokenizer_2",
+                                                "vae"}
+    assert {p.name for p in (base / "tokenizer").iterdir()} == {
+        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"}
+    assert any(p.name.endswith(".index.json") for p in (base / "text_encoder").iterdir())
+    locks = json.loads((cache / "img2vid-revisions.json").read_text())
+    assert locks["lllyasviel/FramePackI2V_HY"] == replicas.commit_of("lllyasviel/FramePackI2V_HY")
+
+
+def test_framepack_long_duration_is_its_own_sections(hub_replicas, small_photo, tmp_path,
+                                                     monkeypatch, capsys, framepack_calls):
+    """3.6 s at its 30 fps is 108 frames: three sections (3 x 36 + the photo) in one call,
+    not windows chained by img2vid."""
+    frames, sidecar = generate("framepack", small_photo, tmp_path / "long.mp4", hub_replicas,
+                               monkeypatch, capsys, *FRAMEPACK_ARGS, "--duration", "3.6")
+    assert frames.shape == (109, 64, 64, 3)
+    [call] = framepack_calls
+    assert (call["num_frames"], call["latent_window_size"]) == (3 * 33, 9)
+    info = sidecar["engine_info"]
+    assert "windows" not in info and "seams" not in info
+    assert info["size"]["asked"]["num_frames"] == 108
+    assert info["size"]["used"]["num_frames"] == 109
+
+
+def test_planner_counts_one_framepack_section_whatever_the_length():
+    from img2vid.engines.diffusion.job import Shape
+
+    def activations(name: str, frames: int) -> int:
+        shape = Shape(832, 480, frames, 832, 480, frames)
+        return MODELS[name].family.estimate(lambda _: {}, shape, 9.0, 2)[0]
+
+    assert activations("framepack", 109) == activations("framepack", 1081)
+    assert activations("hunyuanvideo-1.5-i2v-480p", 241) > 1.8 * activations(
+        "hunyuanvideo-1.5-i2v-480p", 121)
