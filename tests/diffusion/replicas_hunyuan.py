@@ -143,11 +143,15 @@ def hunyuanvideo15_i2v(work: Path) -> Path:
         rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}))
     byt5 = T5EncoderModel(T5Config(vocab_size=384, d_model=16, d_kv=4, d_ff=32, num_layers=1,
                                    num_heads=4, relative_attention_num_buckets=8))
+    # the conversion adds Glyph-SDXL-v2's colour and font tokens to ByT5 (a few here)
+    tokenizer_2 = ByT5Tokenizer()
+    tokenizer_2.add_tokens(["<color-0>", "<color-1>", "<en-font-0>"], special_tokens=True)
+    byt5.resize_token_embeddings(len(tokenizer_2), mean_resizing=False)
     image_encoder, processor = siglip(1)
     pipe = HunyuanVideo15ImageToVideoPipeline(
         text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), text_encoder_2=byt5,
-        tokenizer_2=ByT5Tokenizer(), guider=ClassifierFreeGuidance(guidance_scale=6.0),
+        tokenizer_2=tokenizer_2, guider=ClassifierFreeGuidance(guidance_scale=6.0),
         image_encoder=image_encoder, feature_extractor=processor)
     pipe.save_pretrained(repo)
     replicas.shard(pipe.transformer, repo / "transformer")

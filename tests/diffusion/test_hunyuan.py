@@ -195,3 +195,25 @@ def test_planner_counts_one_framepack_section_whatever_the_length():
     assert activations("framepack", 109) == activations("framepack", 1081)
     assert activations("hunyuanvideo-1.5-i2v-480p", 241) > 1.8 * activations(
         "hunyuanvideo-1.5-i2v-480p", 121)
+
+
+def test_hunyuan15_replica_has_the_hub_layout(hub_replicas):
+    cache, commits = hub_replicas
+    snap = snapshot(cache, "hunyuanvideo-1.5-i2v-480p", commits["hunyuanvideo-1.5-i2v-480p"])
+    index = json.loads((snap / "model_index.json").read_text())
+    assert index["_class_name"] == "HunyuanVideo15ImageToVideoPipeline"
+    assert index["guider"] == ["diffusers", "ClassifierFreeGuidance"]
+    assert index["text_encoder"] == ["transformers", "Qwen2_5_VLTextModel"]
+    assert index["image_encoder"] == ["transformers", "SiglipVisionModel"]
+
+    def names(folder: str) -> set[str]:
+        return {p.name for p in (snap / folder).iterdir()}
+
+    assert names("tokenizer") == {"added_tokens.json", "chat_template.jinja", "merges.txt",
+                                  "special_tokens_map.json", "tokenizer_config.json",
+                                  "vocab.json"}
+    assert names("tokenizer_2") == {"added_tokens.json", "special_tokens_map.json",
+                                    "tokenizer_config.json"}
+    assert names("guider") == {"guider_config.json"}
+    for folder in ("transformer", "text_encoder"):
+        assert any(name.endswith(".index.json") for name in names(folder))
