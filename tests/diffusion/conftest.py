@@ -64,6 +64,19 @@ def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def end_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64x64 colour gradient, far from the photo: a frame for a video to end on."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("end") / "end.png"
+    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (64, 1)), np.zeros((64, 64), np.uint8),
+                       np.tile(gradient[:, None], (1, 64))], axis=-1)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def loaded_photo(small_photo: Path) -> LoadedImage:
     return load_image(small_photo)
 

@@ -19,16 +19,6 @@ FRAMEPACK_ARGS = ["--width", "64", "--height", "64", "--num-inference-steps", "2
                   "--prompt", "a cat runs"]
 
 
-@pytest.fixture(scope="module")
-def end_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("end") / "end.png"
-    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
-    pixels = np.stack([np.tile(gradient, (64, 1)), np.zeros((64, 64), np.uint8),
-                       np.tile(gradient[:, None], (1, 64))], axis=-1)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
 @pytest.fixture
 def framepack_calls(monkeypatch) -> list[dict]:
     """The keyword arguments of every HunyuanVideoFramepackPipeline call (the real one runs)."""

@@ -184,6 +184,9 @@ def ignored_options(spec: ModelSpec, request: GenerationRequest) -> list[str]:
     if not spec.uses_prompt and (request.prompt or request.negative_prompt):
         notes.append(f"{spec.name} takes no text prompt: the prompt and negative prompt are "
                      "ignored (use i2vgen-xl or wan for prompt-driven motion)")
+    if spec.family.long_video and request.window_frames is not None:
+        notes.append(f"{spec.name} makes long videos in its own sections: window_frames is "
+                     "ignored")
     for family in FAMILIES.values():
         for option in family.options:
             if family is not spec.family and getattr(request, option) is not None:
