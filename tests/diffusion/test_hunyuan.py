@@ -207,3 +207,64 @@ def test_hunyuan15_replica_has_the_hub_layout(hub_replicas):
     assert names("guider") == {"guider_config.json"}
     for folder in ("transformer", "text_encoder"):
         assert any(name.endswith(".index.json") for name in names(folder))
+
+
+class ReposHub:
+    """A fake hub of several repos: records (repo, revision, patterns, local_only) per call."""
+
+    def __init__(self, root: Path, heads: dict[str, str]) -> None:
+        self.root, self.heads, self.cached, self.calls = root, heads, set(), []
+
+    def snapshot(self, repo_id, *, revision, allow_patterns, cache_dir, local_only):
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        self.calls.append((repo_id, revision, tuple(allow_patterns), local_only))
+        commit = revision or self.heads[repo_id]
+        if local_only and (repo_id, commit) not in self.cached:
+            raise LocalEntryNotFoundError("not cached")
+        self.cached.add((repo_id, commit))
+        folder = self.root / repo_id / "snapshots" / commit
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+
+def test_framepack_downloads_three_repos_each_at_its_locked_commit(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from img2vid.core.config import ModelSettings, Settings
+    from img2vid.core.errors import ModelNotAvailableError
+    from img2vid.engines.diffusion import loading
+
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    repos = {"hunyuanvideo-community/HunyuanVideo": "a" * 40,
+             "lllyasviel/FramePackI2V_HY": "b" * 40, "lllyasviel/flux_redux_bfl": "c" * 40}
+    hub = ReposHub(tmp_path, dict(repos))
+    monkeypatch.setattr(loading, "HUB", hub)
+    settings = Settings(models=ModelSettings(cache_dir=tmp_path / "hub"))
+
+    resolved = loading.resolve_model("framepack", settings)
+    downloads = {call[0]: call[2] for call in hub.calls if not call[3]}
+    assert set(downloads) == set(repos)
+    base = downloads["hunyuanvideo-community/HunyuanVideo"]
+    assert "vae/*.safetensors" in base and not any(p.startswith(("transformer", "*")) for p in base)
+    assert downloads["lllyasviel/FramePackI2V_HY"] == ("*.json", "*.txt", "*.model", "*.jinja",
+                                                       "*.safetensors")
+    assert all(p.startswith(("image_encoder/", "feature_extractor/"))
+               for p in downloads["lllyasviel/flux_redux_bfl"])
+    assert {p.name: p.revision for p in resolved.parts} == {
+        "transformer": "b" * 40, "image_encoder": "c" * 40, "feature_extractor": "c" * 40}
+    assert resolved.component_dir("image_encoder").name == "image_encoder"
+    lock = json.loads((tmp_path / "hub" / "img2vid-revisions.json").read_text())
+    assert lock == repos
+
+    hub.heads["lllyasviel/FramePackI2V_HY"], hub.calls = "d" * 40, []  # the repo moved on
+    again = loading.resolve_model("framepack", settings)
+    assert again.parts[0].revision == "b" * 40 and all(call[3] for call in hub.calls)
+    updated = loading.download_model("framepack", settings, update=True)
+    assert updated.parts[0].revision == "d" * 40
+
+    # offline with a part missing: one line naming that repo
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+    hub.cached.discard(("lllyasviel/flux_redux_bfl", "c" * 40))
+    with pytest.raises(ModelNotAvailableError, match="lllyasviel/flux_redux_bfl.*offline"):
+        loading.resolve_model("framepack", settings)
