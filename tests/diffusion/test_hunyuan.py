@@ -176,7 +176,7 @@ def test_framepack_long_duration_is_its_own_sections(hub_replicas, small_photo, 
 
 
 def test_planner_counts_one_framepack_section_whatever_the_length():
-    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.call import Shape
 
     def activations(name: str, frames: int) -> int:
         shape = Shape(832, 480, frames, 832, 480, frames)

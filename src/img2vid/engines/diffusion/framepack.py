@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 # Latent frames per section: the released checkpoints' setting (the FramePack demo says it
 # "should not change"). A section adds 4 x 9 = 36 frames: a video is 36k + 1 frames long.
@@ -59,20 +59,20 @@ class FramePack(Family):
     def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
         return "optional" if self.sampling_type == "inverted_anti_drifting" else None
 
-    def denoise_steps(self, job: DiffusionJob) -> int:
-        return job.num_inference_steps * sections(job.num_frames)
+    def denoise_steps(self, call: DiffusionCall) -> int:
+        return call.num_inference_steps * sections(call.num_frames)
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
         # the pipeline makes ceil(num_frames / 33) sections of 36 frames (+ the photo): ask
         # for exactly the sections that give the job's 36k + 1 frames
         window = (LATENT_WINDOW - 1) * TEMPORAL + 1
-        arguments = {**base, "num_frames": sections(job.num_frames) * window,
+        arguments = {**base, "num_frames": sections(call.num_frames) * window,
                      "latent_window_size": LATENT_WINDOW, "sampling_type": self.sampling_type}
-        if job.last_image is not None:
-            arguments["last_image"] = job.last_image
+        if call.last_image is not None:
+            arguments["last_image"] = call.last_image
         return arguments
 
-    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
         return latents[0].permute(1, 0, 2, 3)  # the section's B x C x F x h x w
 
     def preview_encode(self, pipe: Any, pixels: Any) -> Any:

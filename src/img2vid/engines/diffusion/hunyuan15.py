@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
@@ -19,7 +20,6 @@ from img2vid.engines.diffusion.family import (
     ShapeRules,
     shared_arguments,
 )
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 from img2vid.engines.diffusion.steps import StepReporter
 
 TARGET_SIZE = 640  # the 480p transformers' target_size (720p: 960)
@@ -60,10 +60,10 @@ class HunyuanVideo15(Family):
         cell = int(config("vae").get("spatial_compression_ratio", CELL))
         return ShapeRules(cell, self.rules.frames, sizes=buckets(target, cell))
 
-    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
+    def run(self, pipe: Any, call: DiffusionCall, generator: Any, steps: StepReporter) -> Any:
         # guidance is a component: set per job, as the cached pipeline serves the next job too
-        pipe.guider = pipe.guider.new(guidance_scale=job.guidance_scale)
-        arguments = shared_arguments(job, generator, None)
+        pipe.guider = pipe.guider.new(guidance_scale=call.guidance_scale)
+        arguments = shared_arguments(call, generator, None)
         for name in ("height", "width", "guidance_scale"):  # not in its call (see above)
             del arguments[name]
         # no step callback: the scheduler hook reports progress and cancels instead

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import FrameRule
-from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.postprocess.seams import join_windows
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,20 @@ def window_counts(total: int, window: int, overlap: int, rule: FrameRule) -> lis
     return counts
 
 
-def run_windows(job: DiffusionJob, total: int, window: int, rule: FrameRule, seed: int,
-                run: Callable[[DiffusionJob, int], list[np.ndarray]],
+def run_windows(call: DiffusionCall, total: int, window: int, rule: FrameRule, seed: int,
+                run: Callable[[DiffusionCall, int], list[np.ndarray]],
                 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Make `total` frames window by window (`run(job, seed)` makes one); returns the frames
+    """Make `total` frames window by window (`run(call, seed)` makes one); returns the frames
     and what the sidecar records (windows, seams with and without colour matching)."""
     overlap = overlap_for(window)
     counts = window_counts(total, window, overlap, rule)
-    prompts = window_prompts(job.prompt, len(counts))
+    prompts = window_prompts(call.prompt, len(counts))
     windows: list[list[np.ndarray]] = []
     for index, (count, prompt) in enumerate(zip(counts, prompts)):
         start = (Image.fromarray(windows[-1][-overlap - 1 if overlap else -1])
-                 if windows else job.image)
-        this = replace(job, image=start, prompt=prompt, num_frames=count,
-                       last_image=job.last_image if index == len(counts) - 1 else None)
+                 if windows else call.image)
+        this = replace(call, image=start, prompt=prompt, num_frames=count,
+                       last_image=call.last_image if index == len(counts) - 1 else None)
         log.info("window %d/%d: %d frames, prompt %r", index + 1, len(counts), count, prompt)
         frames = run(this, seed + index)
         # the model's first frame is (close to) its conditioning frame, already in the video
