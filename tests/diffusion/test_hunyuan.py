@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from img2vid.engines.diffusion.registry import MODELS
@@ -268,3 +269,25 @@ def test_framepack_downloads_three_repos_each_at_its_locked_commit(tmp_path, mon
     hub.cached.discard(("lllyasviel/flux_redux_bfl", "c" * 40))
     with pytest.raises(ModelNotAvailableError, match="lllyasviel/flux_redux_bfl.*offline"):
         loading.resolve_model("framepack", settings)
+
+
+def test_siglip_image_encoders_go_by_blocks_even_at_leaf_level(monkeypatch):
+    """A leaf hook never moves SigLIP's pooling-head out_proj (MultiheadAttention hands its
+    weight to a functional call): the image encoder is offloaded as a block instead."""
+    from types import SimpleNamespace
+
+    import diffusers.hooks
+
+    from img2vid.engines.diffusion import runtime
+
+    calls = {}
+    monkeypatch.setattr(diffusers.hooks, "apply_group_offloading",
+                        lambda module, **options: calls.setdefault(module.name, options))
+    pipe = SimpleNamespace(components={
+        name: torch.nn.Module() for name in ("transformer", "image_encoder", "vae")})
+    for name, module in pipe.components.items():
+        module.name = name
+    runtime.apply_offload(pipe, MODELS["framepack"].family, SimpleNamespace(offload="leaf"),
+                          "cpu")
+    assert calls["image_encoder"]["offload_type"] == "block_level"
+    assert calls["transformer"]["offload_type"] == calls["vae"]["offload_type"] == "leaf_level"

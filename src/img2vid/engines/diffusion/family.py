@@ -75,6 +75,10 @@ class Family:
     # text encoders whose children are `shared` + `encoder` (T5/UMT5): group offload at block
     # level would move the whole encoder at once, so it recurses into `encoder` instead
     block_modules: ClassVar[dict[str, list[str]]] = {}
+    # components leaf-level offload cannot move (SigLIP's pooling head hands
+    # torch.nn.MultiheadAttention's out_proj weight to a functional call, so no leaf hook
+    # fires): offloaded by blocks even at the minimum memory level
+    no_leaf_offload: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
     # its pipeline makes a video of any length itself (FramePack's sections), so a long
     # --duration is one call instead of generic window chaining (windows.py)

@@ -39,6 +39,7 @@ class FramePack(Family):
     rules = ShapeRules(side_multiple=16, frames=FrameRule(
         step=SECTION_FRAMES, offset=1, minimum=SECTION_FRAMES + 1))
     long_video = True
+    no_leaf_offload = ("image_encoder",)  # SigLIP (family.py)
     part_classes = {
         "transformer": ("diffusers", "HunyuanVideoFramepackTransformer3DModel"),
         "image_encoder": ("transformers", "SiglipVisionModel"),

@@ -54,6 +54,7 @@ class HunyuanVideo15(Family):
     # the community card and diffusers' docs run it in bfloat16 with VAE tiling
     cuda_dtype = "bfloat16"
     block_modules = {"text_encoder_2": ["encoder"]}  # ByT5: a T5 encoder
+    no_leaf_offload = ("image_encoder",)  # SigLIP (family.py)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         target = int(config("transformer").get("target_size", TARGET_SIZE))

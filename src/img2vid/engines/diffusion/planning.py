@@ -150,7 +150,8 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
     weights = {name: c.elements * size(name) for name, c in census.items()}
     pieces = {name: _group_piece(family, name, c, config, size(name))
               for name, c in census.items()}
-    leaves = {name: (c.largest or c.elements // 50) * size(name) for name, c in census.items()}
+    leaves = {name: (c.elements if name in family.no_leaf_offload else
+                     c.largest or c.elements // 50) * size(name) for name, c in census.items()}
     run_bytes = DTYPE_BYTES[dtypes.get(family.denoiser, dtypes["default"])]
     activations, full, tiled = family.estimate(config, choices.shape, choices.guidance_scale,
                                                run_bytes)
