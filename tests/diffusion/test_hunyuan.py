@@ -91,6 +91,21 @@ def test_hunyuan15_dry_run_snaps_an_asked_size_to_its_bucket(small_photo, tmp_pa
     assert any("resolution buckets" in note for note in plan["notes"])
 
 
+def test_framepack_dry_run_names_its_three_repos(small_photo, tmp_path, monkeypatch, capsys):
+    from img2vid.interfaces.cli.app import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["generate", str(small_photo), "--model", "framepack", "--dry-run", "--json",
+                 "--duration", "10", "--window-frames", "33"])
+    assert code == 0, capsys.readouterr().err
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["components"]["transformer"] == {"id": "lllyasviel/FramePackI2V_HY",
+                                                 "revision": None}
+    assert plan["used"]["num_frames"] == 289  # 10 s at 30 fps: 8 sections of 36 + the photo
+    assert any("window_frames is ignored" in note for note in plan["notes"])
+
+
 def test_hunyuan15_runs_at_its_bucket_with_the_guidance_asked(hub_replicas, small_photo,
                                                               tmp_path, monkeypatch, capsys):
     """No height/width/guidance_scale in its call: the photo arrives at the bucket's size and

@@ -66,6 +66,10 @@ class JobPlan:
             "hub_id": self.spec.hub_id if r is None or r.source == "hub" else None,
             "path": str(r.path) if r else None,
             "revision": (r.revision if r else request.revision or self.spec.revision),
+            # components from repos of their own, with the commit each loads at (FramePack)
+            **({"components": {p.name: p.describe() for p in r.parts} if r else
+                {name: {"id": text, "revision": None} for name, text in
+                 self.spec.components.items()}} if self.spec.components else {}),
             "cached": r is not None,
             "download_gb": None if r is not None else self.spec.download_gb,
             "pipeline": self.spec.pipeline_class,
