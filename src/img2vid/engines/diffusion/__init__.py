@@ -24,7 +24,7 @@ from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
-from img2vid.engines.diffusion.windows import run_windows
+from img2vid.engines.diffusion.windows import run_chained, run_windows
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -136,23 +136,21 @@ class DiffusionEngine:
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
-        chained: dict[str, Any] = {}
+        results: list[Any] = []
+
+        def one_call(part: DiffusionJob, part_seed: int = seed) -> list[Any]:
+            results.append(self._run_with_fallback(
+                plan, request, part, part_seed, progress, cancel, attempts))
+            return results[-1][0]
+
         try:
-            if total > window:
-                results: list[Any] = []
-
-                def one_window(part: DiffusionJob, part_seed: int) -> list[Any]:
-                    results.append(self._run_with_fallback(
-                        plan, request, part, part_seed, progress, cancel, attempts))
-                    return results[-1][0]
-
-                frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
-                                              seed, one_window)
-                _, timings, extras = results[-1]
-                timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
-            else:
-                frames, timings, extras = self._run_with_fallback(
-                    plan, request, job, seed, progress, cancel, attempts)
+            made = (run_chained(job, total, window, spec.family, seed, one_call)
+                    if total > window else None)
+            if made is None and total > window:
+                made = run_windows(job, total, window, spec.shape_rules.frames, seed, one_call)
+            frames, chained = made if made is not None else (one_call(job), {})
+            _, timings, extras = results[-1]
+            timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)

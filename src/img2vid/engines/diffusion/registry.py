@@ -9,11 +9,13 @@ from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.skyreels import SkyReelsV2, SkyReelsV2DiffusionForcing
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), SkyReelsV2(),
+    SkyReelsV2DiffusionForcing())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -144,6 +146,38 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": 5.7,
                   "vae": 0.127},
         description="Wan 2.2 I2V A14B: two experts, 480p/720p, 16 fps, optional end frame"),
+    # SkyReels-V2 (Skywork): the authors' 544x960 x 97 frames (540P) or 720x1280 x 121 (720P),
+    # 24 fps, guidance 5.0 for image-to-video; 50 steps (I2V), 30 (diffusion forcing, the
+    # diffusers docs' examples). Weights are float32 (the conversion script's default dtype).
+    ModelSpec(
+        name="skyreels-v2-i2v-1.3b-540p", family=FAMILIES["skyreels-v2"],
+        hub_id="Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers",
+        defaults=Defaults(960, 544, 97, 24, 50, 5.0), download_gb=33.0,
+        params_b={"transformer": 1.6, "text_encoder": 5.7, "image_encoder": 0.632,
+                  "vae": 0.127},
+        description="SkyReels-V2 I2V 1.3B 540p: small, 97 frames at 24 fps"),
+    ModelSpec(
+        name="skyreels-v2-i2v-14b-720p", family=FAMILIES["skyreels-v2"],
+        hub_id="Skywork/SkyReels-V2-I2V-14B-720P-Diffusers",
+        defaults=Defaults(1280, 720, 121, 24, 50, 5.0), download_gb=92.0,
+        params_b=WAN21_14B_PARAMS,
+        description="SkyReels-V2 I2V 14B 720p: 121 frames at 24 fps"),
+    ModelSpec(
+        name="skyreels-v2-df-1.3b-540p", family=FAMILIES["skyreels-v2-df"],
+        hub_id="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers",
+        defaults=Defaults(960, 544, 97, 24, 30, 5.0), download_gb=29.0,
+        last_image="optional",
+        params_b={"transformer": 1.42, "text_encoder": 5.7, "vae": 0.127},
+        description="SkyReels-V2 diffusion forcing 1.3B 540p: long videos in one run "
+                    "(--duration), optional end frame"),
+    ModelSpec(
+        name="skyreels-v2-df-14b-720p", family=FAMILIES["skyreels-v2-df"],
+        hub_id="Skywork/SkyReels-V2-DF-14B-720P-Diffusers",
+        defaults=Defaults(1280, 720, 121, 24, 30, 5.0), download_gb=81.0,
+        last_image="optional",
+        params_b={"transformer": 14.3, "text_encoder": 5.7, "vae": 0.127},
+        description="SkyReels-V2 diffusion forcing 14B 720p: long videos in one run "
+                    "(--duration), optional end frame"),
     ModelSpec(
         name="ltx-video", family=FAMILIES["ltx"], hub_id="Lightricks/LTX-Video",
         defaults=Defaults(704, 480, 161, 24, 50, 3.0), download_gb=28.0,
