@@ -79,6 +79,9 @@ class ServerSettings(_Section):
 
 
 class ModelSettings(_Section):
+    default: str = Field("i2vgen-xl", min_length=1, max_length=500,
+                         description="diffusion model of --engine diffusion without --model: "
+                         "a registered name, a local_dirs name or a folder")
     cache_dir: Path | None = Field(None, description="Hugging Face cache (default: HF_HOME)")
     local_dirs: dict[str, Path] = Field(default_factory=dict,
                                         description="model name -> local folder")

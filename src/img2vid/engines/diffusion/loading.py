@@ -23,9 +23,6 @@ from img2vid.engines.diffusion.registry import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "i2vgen-xl"
-
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model whose files are on disk, with what the sidecar records about where they came from."""
@@ -83,7 +80,7 @@ def resolve_model(name: str | None, settings: Settings,
     its registry pin, else the hub's newest; `revision` overrides all three. Downloads through
     huggingface_hub when the model is missing and the hub is reachable.
     """
-    name = (name or DEFAULT_MODEL).strip()
+    name = (name or settings.models.default).strip()
     configured = settings.models.local_dirs.get(name)
     if configured is not None:
         return resolve_folder(Path(configured).expanduser(), name=name)
