@@ -45,6 +45,7 @@ class DiffusionJob:
     last_image: Image.Image | None = None  # the frame to end on, fitted like `image`
     # frames per window where the pipeline chains windows itself (SkyReels-V2 DF); None: one
     window_frames: int | None = None
+    guidance_scale_2: float | None = None  # the low-noise expert's (Wan 2.2 A14B)
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:

@@ -268,6 +268,9 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
     if rules.fixed_size is not None:
         defaults = Defaults(*rules.fixed_size, rules.frames.fixed or defaults.num_frames,
                             defaults.fps, defaults.num_inference_steps, defaults.guidance_scale)
+    if index.get("boundary_ratio") is not None and defaults.guidance_scale_2 is None:
+        # a second (low-noise) expert: the pipeline gives it the first one's guidance
+        defaults = dataclasses.replace(defaults, guidance_scale_2=defaults.guidance_scale)
     spec = ModelSpec(name=name or folder.name, family=family, hub_id=str(folder),
                      defaults=defaults, download_gb=0.0, rules=rules, tiers=reference.tiers,
                      description=f"local {class_name} folder",

@@ -75,10 +75,13 @@ class JobPlan:
             "asked": {"width": request.width, "height": request.height,
                       "resolution": request.resolution, "num_frames": request.num_frames,
                       "fps": request.fps, "num_inference_steps": request.num_inference_steps,
-                      "guidance_scale": request.guidance_scale},
+                      "guidance_scale": request.guidance_scale,
+                      "guidance_scale_2": request.guidance_scale_2},
             "used": {"width": s.width, "height": s.height, "num_frames": s.num_frames,
                      "fps": c.fps, "num_inference_steps": c.num_inference_steps,
-                     "guidance_scale": c.guidance_scale},
+                     "guidance_scale": c.guidance_scale,
+                     **({"guidance_scale_2": c.guidance_scale_2}
+                        if c.guidance_scale_2 is not None else {})},
             "native": self.spec.describe_defaults(),
             "device": self.device,
             "dtypes": self.dtypes,
@@ -103,6 +106,12 @@ def plan_job(request: GenerationRequest, settings: Settings, source_size: tuple[
     else:
         resolved = resolve_model(request.model, settings, request.revision)
     spec = resolved.spec if resolved else _spec(request.model, settings)
+    if request.guidance_scale_2 is not None and spec.defaults.guidance_scale_2 is None:
+        from img2vid.engines.diffusion.registry import second_expert_models
+
+        raise InputError(f"--guidance-scale-2: {spec.name} has one denoiser; the low-noise "
+                         "expert's guidance is for two-expert models: "
+                         + ", ".join(second_expert_models()))
     choices = choose(spec, request, *source_size)
     notes = shape_notes(choices.shape, spec) + ignored_options(spec, request)
     dtypes = spec.family.dtypes(device.split(":")[0], bf16)

@@ -36,6 +36,8 @@ class Wan(Family):
         return "optional" if index.get("boundary_ratio") is not None else None
 
     def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+        if job.guidance_scale_2 is not None:  # two experts: the low-noise one's guidance
+            base = {**base, "guidance_scale_2": job.guidance_scale_2}
         if job.last_image is None:
             return base
         return {**base, "last_image": job.last_image}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from img2vid.core.errors import InputError
 from img2vid.engines.diffusion.family import Family, FrameRule
 from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.postprocess.seams import colour_difference, join_windows, psnr
@@ -35,6 +36,17 @@ def window_prompts(prompt: str, count: int) -> list[str]:
     """One prompt per window: "a | b | c" gives a, b, c (the last repeats if fewer)."""
     parts = prompt_parts(prompt)
     return [parts[min(i, len(parts) - 1)] for i in range(count)]
+
+
+def check_prompts(prompt: str, total: int, window: int, rule: FrameRule) -> None:
+    """More window prompts than windows is refused (one line); fewer: the last one repeats."""
+    parts = prompt_parts(prompt)
+    count = len(window_counts(total, window, overlap_for(window), rule)) if total > window else 1
+    if len(parts) > count:
+        raise InputError(
+            f"prompt: {len(parts)} window prompts for {count} window{'s' * (count > 1)} "
+            f"({total} frames, {window} per window): give at most {count}, or more frames "
+            "(--duration, --num-frames) or fewer per window (--window-frames)")
 
 
 def overlap_for(window: int) -> int:
