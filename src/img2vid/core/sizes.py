@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from img2vid.core.request import GenerationRequest
+from typing import Protocol
 
 
-def output_size(request: GenerationRequest, source_width: int, source_height: int,
+class Sized(Protocol):
+    """The request's size fields (GenerationRequest has them)."""
+
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def height(self) -> int | None: ...
+    @property
+    def resolution(self) -> int | None: ...
+
+
+def output_size(request: Sized, source_width: int, source_height: int,
                 multiple: int = 2) -> tuple[int, int]:
     """Output (width, height): the request's, or the resolution with the photo's aspect ratio.
 
