@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import Chain, ConfigReader
-from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.engines.diffusion.wan import Wan
 
 # the authors' flow shift for image-to-video (8.0 is for text-to-video); the converted repos'
@@ -70,11 +70,11 @@ class SkyReelsV2DiffusionForcing(SkyReelsV2):
         return Chain((base + more * step - 1) * 4 + 1, overlap_history(window),
                      [s for s in starts if s < total])
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
-        window = job.window_frames or job.num_frames
-        arguments = {**super().arguments(pipe, job, base), "fps": job.fps,
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        window = call.window_frames or call.num_frames
+        arguments = {**super().arguments(pipe, call, base), "fps": call.fps,
                      "base_num_frames": window}
-        if job.num_frames > window:
+        if call.num_frames > window:
             arguments.update(overlap_history=overlap_history(window),
                              addnoise_condition=self.ADDNOISE_CONDITION)
         return arguments
