@@ -94,3 +94,29 @@ def test_both_pipelines_run_at_the_authors_flow_shift(engine, i2v_dir, small_pho
     pipe = engine._loaded.pipe
     assert type(pipe).__name__ == "SkyReelsV2ImageToVideoPipeline"
     assert pipe.scheduler.config.flow_shift == 5.0
+
+
+@pytest.mark.parametrize("name", ["skyreels-v2-i2v-14b-720p", "skyreels-v2-df-1.3b-540p"])
+def test_planner_counts_each_component_at_its_dtype(name, tmp_path):
+    """Before a download: the registry's parameter counts, bf16 on CUDA but the Wan VAE and
+    CLIP image encoder in float32; activations from the native 720p/540p window."""
+    from img2vid.core.config import ModelSettings, Settings
+    from img2vid.engines.diffusion.planning import plan_job
+    from img2vid.engines.diffusion.registry import MODELS
+    from img2vid.engines.memory import GB, MemoryFigures
+
+    spec = MODELS[name]
+    settings = Settings(models=ModelSettings(cache_dir=tmp_path / "empty"))
+    request = build_request(images=("p.jpg",), model=name)
+    figures = MemoryFigures("cuda", int(80 * GB), int(80 * GB), int(128 * GB))
+    plan = plan_job(request, settings, (1600, 900), "cuda:0", figures, dry_run=True)
+    assert plan.resolved is None and plan.dtypes["vae"] == "float32"
+    for component, billions in spec.params_b.items():
+        size = 4 if component in ("vae", "image_encoder") else 2
+        assert plan.work.weights[component] == int(billions * 1e9) * size
+    shape = plan.choices.shape
+    assert (shape.width * shape.height, shape.num_frames) == (
+        pytest.approx(spec.defaults.width * spec.defaults.height, rel=0.1),
+        spec.defaults.num_frames)
+    assert plan.work.activations > GB // 4
+    assert plan.memory.estimated_peak > sum(plan.work.weights.values()) * 0.5
