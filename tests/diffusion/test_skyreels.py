@@ -120,3 +120,33 @@ def test_planner_counts_each_component_at_its_dtype(name, tmp_path):
         spec.defaults.num_frames)
     assert plan.work.activations > GB // 4
     assert plan.memory.estimated_peak > sum(plan.work.weights.values()) * 0.5
+
+
+def test_df_by_name_offline_makes_a_longer_mp4(hub_replicas, small_photo, tmp_path,
+                                               monkeypatch, capsys):
+    """`img2vid generate --model skyreels-v2-df-1.3b-540p` from its hub replica, offline, for
+    three windows' worth of frames: one MP4, the windows and seams in the sidecar."""
+    import json
+
+    import av
+    import huggingface_hub.constants
+
+    from img2vid.interfaces.cli.app import main
+
+    cache, commits = hub_replicas
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "long.mp4"
+    code = main(["generate", str(small_photo), "--model", "skyreels-v2-df-1.3b-540p",
+                 "--width", "96", "--height", "64", "--num-frames", "13", "--window-frames",
+                 "5", "--num-inference-steps", "2", "--seed", "2", "--prompt", "a cat runs",
+                 "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 13 and frames[0].shape == (64, 96, 3)
+    info = json.loads(out.with_name(out.name + ".json").read_text())["engine_info"]
+    assert info["model"]["revision"] == commits["skyreels-v2-df-1.3b-540p"]
+    assert info["window_chaining"] == "latents (in the pipeline)" and len(info["seams"]) == 2
