@@ -302,10 +302,11 @@ def install(repo: Path, hub_id: str, commit: str, cache: Path,
 
 def _more_builders() -> None:
     # the models issue 14 adds live in their own module (it imports this one)
-    from tests.diffusion import replicas_hunyuan, replicas_new
+    from tests.diffusion import replicas_hunyuan, replicas_new, replicas_skyreels
 
     BUILDERS.update(replicas_new.BUILDERS)
     BUILDERS.update(replicas_hunyuan.BUILDERS)
+    BUILDERS.update(replicas_skyreels.BUILDERS)
 
 
 _more_builders()
