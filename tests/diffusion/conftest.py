@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,29 +29,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-models")
 
 
-@pytest.fixture(scope="session")
-def i2vgen_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_i2vgen(tiny_dir)
+def _tiny_model(build: Callable[[Path], Path]) -> Any:
+    """A session fixture: the folder of the tiny model `build` saves (built on first use)."""
+
+    @pytest.fixture(scope="session")
+    def folder(tiny_dir: Path) -> Path:
+        return build(tiny_dir)
+
+    return folder
 
 
-@pytest.fixture(scope="session")
-def svd_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_svd(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def wan_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_wan(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def ltx_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_ltx(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def cogvideox_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_cogvideox(tiny_dir)
+i2vgen_dir = _tiny_model(tiny_models.build_i2vgen)
+svd_dir = _tiny_model(tiny_models.build_svd)
+wan_dir = _tiny_model(tiny_models.build_wan)
+ltx_dir = _tiny_model(tiny_models.build_ltx)
+cogvideox_dir = _tiny_model(tiny_models.build_cogvideox)
 
 
 @pytest.fixture(scope="session")
