@@ -10,13 +10,17 @@ import yaml
 
 from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
+from img2vid.engines.diffusion.framepack import FramePack
+from img2vid.engines.diffusion.hunyuan15 import HunyuanVideo15
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.skyreels import SkyReelsV2, SkyReelsV2DiffusionForcing
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), HunyuanVideo15(),
+    FramePack(), SkyReelsV2(), SkyReelsV2DiffusionForcing())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -30,6 +34,7 @@ class Defaults:
     fps: int  # the frame rate its motion is made for
     num_inference_steps: int
     guidance_scale: float
+    guidance_scale_2: float | None = None  # the low-noise expert's, on two-expert models
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class ModelSpec:
     tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
     # ends on a given frame (--last-image): "optional", "required", or None (not trained for it)
     last_image: str | None = None
+    # components from repos of their own: name -> "org/repo" or "org/repo/subfolder" (parts.py)
+    components: dict[str, str] = field(default_factory=dict)
 
     @property
     def shape_rules(self) -> ShapeRules:
@@ -93,12 +100,14 @@ class ModelSpec:
         d = self.defaults
         return {"width": d.width, "height": d.height, "num_frames": d.num_frames, "fps": d.fps,
                 "num_inference_steps": d.num_inference_steps,
-                "guidance_scale": d.guidance_scale}
+                "guidance_scale": d.guidance_scale,
+                **({"guidance_scale_2": d.guidance_scale_2}
+                   if d.guidance_scale_2 is not None else {})}
 
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 _KEYS = {"family", "hub_id", "description", "download_gb", "defaults", "params_b", "variant",
-         "revision", "side_multiple", "tiers", "last_image"}
+         "revision", "side_multiple", "tiers", "last_image", "components"}
 
 
 def _spec(name: str, entry: dict[str, Any]) -> ModelSpec:
@@ -114,6 +123,7 @@ def _spec(name: str, entry: dict[str, Any]) -> ModelSpec:
         download_gb=float(entry["download_gb"]), defaults=Defaults(**entry["defaults"]),
         params_b=dict(entry.get("params_b", {})), variant=entry.get("variant"),
         revision=entry.get("revision"), last_image=entry.get("last_image"),
+        components=dict(entry.get("components", {})),
         rules=ShapeRules(side, family.rules.frames) if side else None,
         tiers={k: Tier(*v) for k, v in tiers.items()} if tiers else None)
 
@@ -144,6 +154,11 @@ def preset_table(preset: str) -> dict[str, dict[str, Any]]:
 def last_image_models() -> list[str]:
     """Registered models that can end on a given frame (named when another one refuses)."""
     return [spec.name for spec in MODELS.values() if spec.last_image]
+
+
+def second_expert_models() -> list[str]:
+    """Registered models with a low-noise expert of their own guidance (guidance_scale_2)."""
+    return [s.name for s in MODELS.values() if s.defaults.guidance_scale_2 is not None]
 
 
 def get_spec(name: str) -> ModelSpec | None:
