@@ -44,7 +44,7 @@ class _Loaded:
     pipe: Any
     info: dict[str, Any] = field(default_factory=dict)
     weight_bytes: int = 0  # what releasing it gives back (the planner counts it as free)
-    previewer: Previewer | None = None  # its latent-to-RGB projection, fitted once
+    previewer: Previewer | None = None  # its latent-to-RGB projection, chosen once
 
 
 class DiffusionEngine:

@@ -14,6 +14,7 @@ from img2vid.engines.diffusion.family import (
     vae_scale,
 )
 from img2vid.engines.diffusion.job import DiffusionJob, Shape
+from img2vid.engines.diffusion.preview import LatentPreview, frames_in_batch
 from img2vid.engines.diffusion.steps import StepReporter
 
 # I2VGen-XL's default clip_skip: the text encoder's penultimate layer, then its final norm.
@@ -31,6 +32,8 @@ class I2VGenXL(Family):
     denoiser = "unet"
     chunked_decode = True
     cuda_dtype = "float16"
+    # no step callback: the scheduler hook hands over its (frames x C x h x w) prev_sample
+    preview = LatentPreview(frames_in_batch, ("sd15",), image_vae=True)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the pipeline checks for multiples of 8 whatever the VAE

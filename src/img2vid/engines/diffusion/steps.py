@@ -45,7 +45,9 @@ class StepReporter:
 
     @contextmanager
     def scheduler_hook(self, scheduler: Any) -> Iterator[None]:
-        """For pipelines without a step callback (I2VGen-XL): report after each scheduler step.
+        """For pipelines without a step callback (I2VGen-XL): report after each scheduler step,
+        with the step's new latents (`prev_sample`, the first item of a tuple output) for
+        previews.
 
         The wrapper shadows the bound method on this scheduler instance only and is removed on
         exit. functools.wraps keeps the signature that pipelines inspect for `eta`/`generator`.
@@ -55,7 +57,8 @@ class StepReporter:
         @functools.wraps(original)
         def step(*args: Any, **kwargs: Any) -> Any:
             output = original(*args, **kwargs)
-            self.step_done()
+            self.step_done(output[0] if isinstance(output, tuple)
+                           else getattr(output, "prev_sample", None))
             return output
 
         scheduler.step = step

@@ -14,6 +14,7 @@ from img2vid.engines.diffusion.family import (
     vae_scale,
 )
 from img2vid.engines.diffusion.job import DiffusionJob, Shape
+from img2vid.engines.diffusion.preview import LatentPreview, frames_then_channels
 
 MIN_GUIDANCE_SCALE = 1.0  # guidance ramps from this on the first frame to guidance_scale
 MOTION_BUCKET_ID = 127  # the pipeline's defaults
@@ -31,6 +32,7 @@ class StableVideoDiffusion(Family):
     uses_prompt = False
     cuda_dtype = "float16"
     options = ("motion_bucket_id", "noise_aug_strength")
+    preview = LatentPreview(frames_then_channels, ("sd15",), image_vae=True)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         return ShapeRules(max(8, vae_scale(config)), self.rules.frames)
