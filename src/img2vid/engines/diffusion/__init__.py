@@ -263,7 +263,8 @@ class DiffusionEngine:
         del video
         finished = time.perf_counter()
         timings = {"load_s": round(loaded - started, 3),
-                   "generate_s": round(finished - loaded, 3)}
+                   "generate_s": round(finished - loaded, 3),
+                   "preview_s": round(steps.preview_s, 3)}
         extras = {**runtime.peak_memory(device), "step_cache": cache_report}
         if lora_records:
             extras["loras"] = lora_records
