@@ -18,12 +18,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from img2vid.engines.diffusion.family import Family
     from img2vid.engines.diffusion.job import DiffusionJob
 
 log = logging.getLogger(__name__)
@@ -102,10 +101,21 @@ class LatentPreview:
     image_vae: bool = False  # the VAE encodes images (4-D), not videos (5-D)
 
 
+class PreviewFamily(Protocol):
+    """What previews need of a model family (family.Family, which imports this module)."""
+
+    name: str
+    preview: LatentPreview | None
+
+    def preview_cell(self, pipe: Any) -> int: ...
+
+    def preview_encode(self, pipe: Any, pixels: Any) -> Any: ...
+
+
 class Previewer:
     """Turns a family's in-loop latents into a preview image (HxWx3 uint8)."""
 
-    def __init__(self, family: Family) -> None:
+    def __init__(self, family: PreviewFamily) -> None:
         self.family = family
         self.projection: Any = None  # (channels + 1) x 3, chosen or fitted on first use
         self.source = ""  # "published <format>" or "fitted from the VAE"
@@ -128,7 +138,7 @@ class Previewer:
             return None
 
 
-def projection_for(pipe: Any, family: Family, spec: LatentPreview,
+def projection_for(pipe: Any, family: PreviewFamily, spec: LatentPreview,
                    channels: int) -> tuple[Any, str]:
     """The published table of the family's latent format with this many channels, or a fit."""
     for name in spec.tables:
@@ -147,7 +157,7 @@ def published(name: str) -> Any:
     return torch.tensor(entry["factors"] + [entry["bias"]], dtype=torch.float32)
 
 
-def encode_chart(pipe: Any, family: Family, pixels: Any) -> Any:
+def encode_chart(pipe: Any, family: PreviewFamily, pixels: Any) -> Any:
     """An RGB image (1 x 3 x H x W in [-1, 1]) as normalised latents, channels x h x w."""
     spec = family.preview
     assert spec is not None
@@ -168,11 +178,8 @@ def latent_cell(pipe: Any) -> int:
     return 8
 
 
-def fit_projection(pipe: Any, family: Any, channels: int) -> Any:
-    """Least-squares (channels + 1) x 3 map from normalised latents to RGB in [-1, 1].
-
-    `family` needs `preview_cell(pipe)` and `preview_encode(pipe, pixels)` (Family has both).
-    """
+def fit_projection(pipe: Any, family: PreviewFamily, channels: int) -> Any:
+    """Least-squares (channels + 1) x 3 map from normalised latents to RGB in [-1, 1]."""
     import torch
 
     cell = family.preview_cell(pipe)
