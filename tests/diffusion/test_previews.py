@@ -118,19 +118,19 @@ def test_packed_ltx_tokens_unpack_to_frames():
     import torch
     from diffusers import LTXImageToVideoPipeline
 
-    from img2vid.engines.diffusion.job import DiffusionJob
+    from img2vid.engines.diffusion.call import DiffusionCall
     from img2vid.engines.diffusion.preview import packed_tokens
 
     pipe = SimpleNamespace(vae_spatial_compression_ratio=32, vae_temporal_compression_ratio=8,
                            transformer_spatial_patch_size=1, transformer_temporal_patch_size=1,
                            _unpack_latents=LTXImageToVideoPipeline._unpack_latents)
-    job = DiffusionJob(image=None, prompt="", negative_prompt="", width=96, height=64,
+    call = DiffusionCall(image=None, prompt="", negative_prompt="", width=96, height=64,
                        num_frames=17, num_inference_steps=2, guidance_scale=1.0, fps=8,
                        decode_chunk=1, options={})
     video = torch.randn(1, 128, 3, 2, 3)  # B x C x F x h x w for 17 frames of 96x64
     packed = LTXImageToVideoPipeline._pack_latents(video)
     assert packed.shape == (1, 18, 128)
-    torch.testing.assert_close(packed_tokens(pipe, job, packed), video[0].transpose(0, 1))
+    torch.testing.assert_close(packed_tokens(pipe, call, packed), video[0].transpose(0, 1))
 
 
 def test_a_failing_preview_never_fails_the_job(caplog):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from img2vid.engines.diffusion.job import DiffusionJob
+    from img2vid.engines.diffusion.call import DiffusionCall
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ PREVIEWS_PER_JOB = 8  # about this many previews over a job's denoising steps
 MIN_HEIGHT = 96  # previews smaller than this are upscaled (latent grids are tiny)
 TABLES = Path(__file__).with_name("latent_rgb.json")
 
-FramesOf = Callable[[Any, "DiffusionJob", Any], Any]  # (pipe, job, latents) -> F x C x h x w
+FramesOf = Callable[[Any, "DiffusionCall", Any], Any]  # (pipe, call, latents) -> F x C x h x w
 
 
 def preview_every(steps: int) -> int:
@@ -40,27 +40,27 @@ def preview_every(steps: int) -> int:
 
 # --- where the frames are in the latents a pipeline hands its step callback (batch item 0) ---
 
-def channels_then_frames(pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+def channels_then_frames(pipe: Any, call: DiffusionCall, latents: Any) -> Any:
     """B x C x F x h x w: Wan, HunyuanVideo, SkyReels-V2."""
     return latents[0].transpose(0, 1)
 
 
-def frames_then_channels(pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+def frames_then_channels(pipe: Any, call: DiffusionCall, latents: Any) -> Any:
     """B x F x C x h x w: Stable Video Diffusion, CogVideoX."""
     return latents[0]
 
 
-def frames_in_batch(pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+def frames_in_batch(pipe: Any, call: DiffusionCall, latents: Any) -> Any:
     """(B * F) x C x h x w: I2VGen-XL's scheduler steps on the frames folded into the batch."""
-    return latents[: job.num_frames]
+    return latents[: call.num_frames]
 
 
-def packed_tokens(pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+def packed_tokens(pipe: Any, call: DiffusionCall, latents: Any) -> Any:
     """B x tokens x (C * patch): LTX-Video denoises the video as a sequence of patch tokens;
     the pipeline's own inverse of its packing restores B x C x F x h x w."""
     spatial = pipe.vae_spatial_compression_ratio
-    grid = ((job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
-            job.height // spatial, job.width // spatial)
+    grid = ((call.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
+            call.height // spatial, call.width // spatial)
     video = pipe._unpack_latents(latents[:1], *grid, pipe.transformer_spatial_patch_size,
                                  pipe.transformer_temporal_patch_size)
     return video[0].transpose(0, 1)
@@ -121,12 +121,12 @@ class Previewer:
         self.source = ""  # "published <format>" or "fitted from the VAE"
         self.failed = family.preview is None
 
-    def __call__(self, pipe: Any, job: DiffusionJob, latents: Any) -> np.ndarray | None:
+    def __call__(self, pipe: Any, call: DiffusionCall, latents: Any) -> np.ndarray | None:
         spec = self.family.preview
         if self.failed or spec is None:
             return None
         try:
-            frames = spec.frames(pipe, job, latents)  # F x C x h x w
+            frames = spec.frames(pipe, call, latents)  # F x C x h x w
             if self.projection is None:
                 self.projection, self.source = projection_for(pipe, self.family, spec,
                                                               int(frames.shape[1]))

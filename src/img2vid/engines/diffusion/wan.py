@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 from img2vid.engines.diffusion.preview import LatentPreview, channels_then_frames, standardised
 
 
@@ -37,10 +37,12 @@ class Wan(Family):
             return "required"
         return "optional" if index.get("boundary_ratio") is not None else None
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
-        if job.last_image is None:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        if call.guidance_scale_2 is not None:  # two experts: the low-noise one's guidance
+            base = {**base, "guidance_scale_2": call.guidance_scale_2}
+        if call.last_image is None:
             return base
-        return {**base, "last_image": job.last_image}
+        return {**base, "last_image": call.last_image}
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B
