@@ -125,8 +125,8 @@ def test_packed_ltx_tokens_unpack_to_frames():
                            transformer_spatial_patch_size=1, transformer_temporal_patch_size=1,
                            _unpack_latents=LTXImageToVideoPipeline._unpack_latents)
     call = DiffusionCall(image=None, prompt="", negative_prompt="", width=96, height=64,
-                       num_frames=17, num_inference_steps=2, guidance_scale=1.0, fps=8,
-                       decode_chunk=1, options={})
+                         num_frames=17, num_inference_steps=2, guidance_scale=1.0, fps=8,
+                         decode_chunk=1, options={})
     video = torch.randn(1, 128, 3, 2, 3)  # B x C x F x h x w for 17 frames of 96x64
     packed = LTXImageToVideoPipeline._pack_latents(video)
     assert packed.shape == (1, 18, 128)
