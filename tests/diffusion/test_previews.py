@@ -112,6 +112,15 @@ def test_published_tables_are_chosen_by_channel_count():
     assert float(published("ltxv").abs().max()) < 1 and published("sd15").shape == (5, 3)
 
 
+def test_every_registered_family_has_previews():
+    """A new family plugs in with one line (`preview = LatentPreview(...)`); the families
+    checked end to end here and in test_hunyuan/test_skyreels run through the same path."""
+    from img2vid.engines.diffusion.registry import FAMILIES
+
+    missing = [name for name, family in FAMILIES.items() if family.preview is None]
+    assert not missing, f"families without live previews: {missing}"
+
+
 def test_packed_ltx_tokens_unpack_to_frames():
     """LTX denoises B x tokens x C; the preview restores frames x C x h x w from the job's
     size through the pipeline's own inverse of its packing."""
