@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from img2vid.core.config import LogSettings, ModelSettings, OutputSettings, Settings
@@ -58,22 +60,117 @@ def test_projection_inverts_a_linear_latent_space():
                                atol=1.0)
 
 
-def test_cli_writes_the_preview_file(wan_dir, small_photo, tmp_path, capsys):
+# family fixture, size, frames, latent frames shown side by side (first, middle, last)
+FAMILIES = [("i2vgen_dir", (96, 64), 4, 3), ("svd_dir", (96, 64), 4, 3),
+            ("wan_dir", (64, 64), 9, 3), ("ltx_dir", (96, 64), 9, 2),
+            ("cogvideox_dir", (64, 64), 9, 3)]
+
+
+@pytest.mark.parametrize(("model", "size", "frames", "shown"), FAMILIES,
+                         ids=[f[0].removesuffix("_dir") for f in FAMILIES])
+def test_cli_writes_the_preview_file_for_every_family(request, model, size, frames, shown,
+                                                     small_photo, tmp_path, capsys):
+    """Each family's step latents (B x C x F x h x w, B x F x C x h x w, I2VGen-XL's frames in
+    the batch, LTX's packed tokens) reach the preview as frames: the strip has the video's
+    aspect ratio per frame, which a wrong unpacking (frames for rows, tokens misfolded) breaks."""
     from img2vid.interfaces.cli.app import main
 
-    preview = tmp_path / "live.png"
-    code = main(["generate", str(small_photo), "--model", str(wan_dir), "--width", "64",
-                 "--height", "64", "--num-frames", "5", "--num-inference-steps", "3",
-                 "--preview", str(preview), "-o", str(tmp_path / "x.mp4"), "--quiet"])
+    preview, video = tmp_path / "live.png", tmp_path / "x.mp4"
+    code = main(["generate", str(small_photo), "--model", str(request.getfixturevalue(model)),
+                 "--width", str(size[0]), "--height", str(size[1]), "--num-frames", str(frames),
+                 "--num-inference-steps", "2", "--preview", str(preview), "-o", str(video),
+                 "--quiet"])
     assert code == 0, capsys.readouterr().err
     with Image.open(preview) as im:
-        assert im.format == "PNG" and im.mode == "RGB"
+        assert im.format == "PNG" and im.mode == "RGB" and im.height >= 96
+        assert im.width * size[1] == shown * im.height * size[0]
+        assert np.asarray(im).std() > 1
+    # written while denoising, before the video was encoded and moved into place
+    assert preview.stat().st_mtime_ns <= video.stat().st_mtime_ns
+
+
+def test_cli_refuses_a_preview_path_in_a_missing_folder(wan_dir, small_photo, tmp_path, capsys):
+    from img2vid.interfaces.cli.app import main
+
     code = main(["generate", str(small_photo), "--model", str(wan_dir), "--preview",
                  str(tmp_path / "missing" / "p.png")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
-def test_previews_arrive_during_a_run_through_the_queue_and_api(wan_dir: Path,
+def test_published_tables_are_chosen_by_channel_count():
+    """A latent format's published factors apply when the model's latents have its channel
+    count (Wan 2.1 vs Wan 2.2 5B); other checkpoints get a projection fitted from their VAE."""
+    from img2vid.engines.diffusion.ltx import LTXVideo
+    from img2vid.engines.diffusion.preview import projection_for, published
+    from img2vid.engines.diffusion.wan import Wan
+
+    for channels, name in ((16, "wan2.1"), (48, "wan2.2")):
+        table, source = projection_for(None, Wan(), Wan.preview, channels)
+        assert source == f"published {name}" and table.shape == (channels + 1, 3)
+    assert projection_for(None, LTXVideo(), LTXVideo.preview, 128)[1] == "published ltxv"
+    # the tables map normalised latents to RGB in [-1, 1]: rows of small weights
+    assert float(published("ltxv").abs().max()) < 1 and published("sd15").shape == (5, 3)
+
+
+def test_every_registered_family_has_previews():
+    """A new family plugs in with one line (`preview = LatentPreview(...)`); the families
+    checked end to end here and in test_hunyuan/test_skyreels run through the same path."""
+    from img2vid.engines.diffusion.registry import FAMILIES
+
+    missing = [name for name, family in FAMILIES.items() if family.preview is None]
+    assert not missing, f"families without live previews: {missing}"
+
+
+def test_packed_ltx_tokens_unpack_to_frames():
+    """LTX denoises B x tokens x C; the preview restores frames x C x h x w from the job's
+    size through the pipeline's own inverse of its packing."""
+    import torch
+    from diffusers import LTXImageToVideoPipeline
+
+    from img2vid.engines.diffusion.call import DiffusionCall
+    from img2vid.engines.diffusion.preview import packed_tokens
+
+    pipe = SimpleNamespace(vae_spatial_compression_ratio=32, vae_temporal_compression_ratio=8,
+                           transformer_spatial_patch_size=1, transformer_temporal_patch_size=1,
+                           _unpack_latents=LTXImageToVideoPipeline._unpack_latents)
+    call = DiffusionCall(image=None, prompt="", negative_prompt="", width=96, height=64,
+                         num_frames=17, num_inference_steps=2, guidance_scale=1.0, fps=8,
+                         decode_chunk=1, options={})
+    video = torch.randn(1, 128, 3, 2, 3)  # B x C x F x h x w for 17 frames of 96x64
+    packed = LTXImageToVideoPipeline._pack_latents(video)
+    assert packed.shape == (1, 18, 128)
+    torch.testing.assert_close(packed_tokens(pipe, call, packed), video[0].transpose(0, 1))
+
+
+def test_a_failing_preview_never_fails_the_job(caplog):
+    """A family whose latents do not look as declared loses its previews, with one warning,
+    and the step goes on; a family without a LatentPreview has none at all."""
+    import torch
+
+    from img2vid.engines.diffusion.family import Family
+    from img2vid.engines.diffusion.preview import LatentPreview, Previewer
+
+    class Broken(Family):
+        name = "broken"
+        preview = LatentPreview(lambda pipe, job, latents: latents[0].view(-1, 7))
+
+    previewer = Previewer(Broken())
+    assert previewer(None, None, torch.zeros(1, 4, 2, 3, 3)) is None
+    assert previewer.failed and "live preview failed" in caplog.text
+    assert Previewer(Family()).failed  # the base class has no preview
+
+
+# Wan (latents B x C x F x h x w) and LTX-Video (packed tokens, a projection fitted from its
+# VAE): enough steps that the job runs a few seconds and previews are polled while it does
+API_RUNS = [("wan_dir", {"width": "64", "height": "64", "num_frames": "17",
+                         "num_inference_steps": "40"}),
+            ("ltx_dir", {"width": "96", "height": "64", "num_frames": "17",
+                         "num_inference_steps": "60"})]
+
+
+@pytest.mark.parametrize(("model", "fields"), API_RUNS, ids=["wan", "ltx"])
+def test_previews_arrive_during_a_run_through_the_queue_and_api(request, model: str,
+                                                               fields: dict[str, str],
                                                                small_photo: Path,
                                                                tmp_path: Path) -> None:
     from tests.live_server import TERMINAL, live_server, submit, wait_for
@@ -81,10 +178,9 @@ def test_previews_arrive_during_a_run_through_the_queue_and_api(wan_dir: Path,
     settings = Settings(output=OutputSettings(directory=tmp_path / "outputs"),
                         logs=LogSettings(directory=tmp_path / "logs"),
                         models=ModelSettings(cache_dir=tmp_path / "empty-hf-cache",
-                                             local_dirs={"tiny-wan": wan_dir}))
+                                             local_dirs={"tiny": request.getfixturevalue(model)}))
     with live_server(settings, None) as server, server.client() as client:
-        r = submit(client, photo=small_photo, model="tiny-wan", resolution="", width="64",
-                   height="64", num_frames="17", fps="8", num_inference_steps="40")
+        r = submit(client, photo=small_photo, model="tiny", resolution="", fps="8", **fields)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         first = client.get(f"/api/v1/jobs/{job_id}/preview")

@@ -66,11 +66,13 @@ class Seam:
     colour_difference: float
     psnr: float
     colour_difference_unmatched: float
+    psnr_unmatched: float
 
     def as_dict(self) -> dict[str, float | int]:
         return {"frame": self.index, "colour_difference": round(self.colour_difference, 3),
                 "psnr": round(self.psnr, 2),
-                "colour_difference_unmatched": round(self.colour_difference_unmatched, 3)}
+                "colour_difference_unmatched": round(self.colour_difference_unmatched, 3),
+                "psnr_unmatched": round(self.psnr_unmatched, 2)}
 
 
 def join_windows(windows: Sequence[Sequence[np.ndarray]], overlap: int,
@@ -90,6 +92,7 @@ def join_windows(windows: Sequence[Sequence[np.ndarray]], overlap: int,
         joined = [crossfade(video[start + i], matched[i], (i + 1) / (o + 1)) for i in range(o)]
         before = video[start - 1]
         seams.append(Seam(start + o, colour_difference(before, matched[o]),
-                          psnr(before, matched[o]), colour_difference(before, window[o])))
+                          psnr(before, matched[o]), colour_difference(before, window[o]),
+                          psnr(before, window[o])))
         video = video[:start] + joined + matched[o:]
     return video, seams

@@ -44,7 +44,7 @@ class _Loaded:
     pipe: Any
     info: dict[str, Any] = field(default_factory=dict)
     weight_bytes: int = 0  # what releasing it gives back (the planner counts it as free)
-    previewer: Previewer | None = None  # its latent-to-RGB projection, fitted once
+    previewer: Previewer | None = None  # its latent-to-RGB projection, chosen once
 
 
 class DiffusionEngine:
@@ -269,7 +269,8 @@ class DiffusionEngine:
         del video
         finished = time.perf_counter()
         timings = {"load_s": round(loaded - started, 3),
-                   "generate_s": round(finished - loaded, 3)}
+                   "generate_s": round(finished - loaded, 3),
+                   "preview_s": round(steps.preview_s, 3)}
         extras = {**runtime.peak_memory(device), "step_cache": cache_report}
         if lora_records:
             extras["loras"] = lora_records

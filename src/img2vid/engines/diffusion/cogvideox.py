@@ -13,6 +13,7 @@ from img2vid.engines.diffusion.family import (
     ShapeRules,
     vae_scale,
 )
+from img2vid.engines.diffusion.preview import LatentPreview, frames_then_channels
 
 
 class CogVideoX(Family):
@@ -22,6 +23,8 @@ class CogVideoX(Family):
     text_to_video = ("CogVideoXPipeline",)
     rules = ShapeRules(side_multiple=16, frames=FrameRule(fixed=49), fixed_size=(720, 480))
     block_modules = {"text_encoder": ["encoder"]}
+    # no published table for its 16-channel latents: the projection is fitted from its VAE
+    preview = LatentPreview(frames_then_channels)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         """The learned positional embeddings pin one size and frame count: read them from the

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from img2vid.engines.diffusion.preview import LatentPreview, encode_chart, latent_cell
+
 if TYPE_CHECKING:
     from img2vid.core.request import GenerationRequest
     from img2vid.engines.diffusion.call import DiffusionCall, Shape
@@ -118,20 +120,19 @@ class Family:
         default = "float16" if device_kind == "mps" or not bf16 else self.cuda_dtype
         return {"default": default, **dict.fromkeys(self.float32_components, "float32")}
 
-    # --- live previews (preview.py): how this family's latents look and are normalised ---
-
-    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
-        """The step callback's latents as frames x channels x h x w (batch item 0)."""
-        raise NotImplementedError
+    # live previews (preview.py): where the frames are in the step callback's latents, the
+    # published latent-to-RGB tables of its latent format, its VAE's normalisation.
+    # None: no previews for this family (the job runs the same).
+    preview: ClassVar[LatentPreview | None] = None
 
     def preview_encode(self, pipe: Any, pixels: Any) -> Any:
         """An RGB image (1 x 3 x H x W in [-1, 1]) as normalised latents, channels x h x w,
-        in the space the pipeline denoises in."""
-        raise NotImplementedError
+        in the space the pipeline denoises in (to fit a projection without a table)."""
+        return encode_chart(pipe, self, pixels)
 
     def preview_cell(self, pipe: Any) -> int:
         """Pixels per latent cell."""
-        return int(getattr(pipe, "vae_scale_factor_spatial", 8))
+        return latent_cell(pipe)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

@@ -18,6 +18,7 @@ from typing import Any
 from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
+from img2vid.engines.diffusion.preview import LatentPreview, channels_then_frames
 
 # Latent frames per section: the released checkpoints' setting (the FramePack demo says it
 # "should not change"). A section adds 4 x 9 = 36 frames: a video is 36k + 1 frames long.
@@ -48,6 +49,8 @@ class FramePack(Family):
     base_components = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer",
                        "tokenizer_2", "vae")
     sampling_type = "inverted_anti_drifting"  # FramePack F1 samples "vanilla" (no end frame)
+    # the step callback sees the current section's latents; HunyuanVideo's VAE (16 channels)
+    preview = LatentPreview(channels_then_frames, ("hunyuanvideo",))
 
     def dtypes(self, device_kind: str, bf16: bool = True) -> dict[str, str]:
         # diffusers' FramePack docs: the transformer in bfloat16 (its release precision), the
@@ -72,15 +75,6 @@ class FramePack(Family):
         if call.last_image is not None:
             arguments["last_image"] = call.last_image
         return arguments
-
-    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
-        return latents[0].permute(1, 0, 2, 3)  # the section's B x C x F x h x w
-
-    def preview_encode(self, pipe: Any, pixels: Any) -> Any:
-        vae = pipe.vae
-        param = next(vae.parameters())
-        z = vae.encode(pixels[:, :, None].to(param.device, param.dtype)).latent_dist.mean
-        return (z.float().cpu() * vae.config.scaling_factor)[0, :, 0]
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

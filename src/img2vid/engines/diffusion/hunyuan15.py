@@ -20,6 +20,7 @@ from img2vid.engines.diffusion.family import (
     ShapeRules,
     shared_arguments,
 )
+from img2vid.engines.diffusion.preview import LatentPreview, channels_then_frames
 from img2vid.engines.diffusion.steps import StepReporter
 
 TARGET_SIZE = 640  # the 480p transformers' target_size (720p: 960)
@@ -55,6 +56,9 @@ class HunyuanVideo15(Family):
     cuda_dtype = "bfloat16"
     block_modules = {"text_encoder_2": ["encoder"]}  # ByT5: a T5 encoder
     no_leaf_offload = ("image_encoder",)  # SigLIP (family.py)
+    # 32-channel latents without a published table: the projection is fitted from its VAE;
+    # the scheduler hook hands over its B x C x F x h x w prev_sample (no step callback)
+    preview = LatentPreview(channels_then_frames)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         target = int(config("transformer").get("target_size", TARGET_SIZE))

@@ -12,6 +12,7 @@ from img2vid.engines.diffusion.family import (
     shared_arguments,
     vae_scale,
 )
+from img2vid.engines.diffusion.preview import LatentPreview, frames_in_batch
 from img2vid.engines.diffusion.steps import StepReporter
 
 # I2VGen-XL's default clip_skip: the text encoder's penultimate layer, then its final norm.
@@ -25,6 +26,8 @@ class I2VGenXL(UNetFamily):
     name = "i2vgen"
     pipeline_class = "I2VGenXLPipeline"
     index_classes = ("I2VGenXLPipeline",)
+    # no step callback: the scheduler hook hands over its (frames x C x h x w) prev_sample
+    preview = LatentPreview(frames_in_batch, ("sd15",), image_vae=True)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

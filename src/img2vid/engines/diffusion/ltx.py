@@ -7,6 +7,7 @@ from typing import Any
 from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
+from img2vid.engines.diffusion.preview import LatentPreview, packed_tokens, standardised
 
 # Lightricks' recommended decode settings for VAEs with timestep conditioning (0.9.1+);
 # VAEs without it ignore them.
@@ -20,6 +21,7 @@ class LTXVideo(Family):
     index_classes = ("LTXImageToVideoPipeline", "LTXPipeline")  # the hub repo names LTXPipeline
     rules = ShapeRules(side_multiple=32, frames=FrameRule(step=8, offset=1, minimum=9))
     block_modules = {"text_encoder": ["encoder"]}
+    preview = LatentPreview(packed_tokens, ("ltxv",), standardised)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ from img2vid.engines.diffusion.family import (
     UNetFamily,
     vae_scale,
 )
+from img2vid.engines.diffusion.preview import LatentPreview, frames_then_channels
 
 MIN_GUIDANCE_SCALE = 1.0  # guidance ramps from this on the first frame to guidance_scale
 MOTION_BUCKET_ID = 127  # the pipeline's defaults
@@ -25,6 +26,7 @@ class StableVideoDiffusion(UNetFamily):
     vae_tiling = False  # the temporal decoder has no tiled path; decoding is chunked by frames
     uses_prompt = False
     options = ("motion_bucket_id", "noise_aug_strength")
+    preview = LatentPreview(frames_then_channels, ("sd15",), image_vae=True)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

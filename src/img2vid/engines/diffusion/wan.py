@@ -7,6 +7,7 @@ from typing import Any
 from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
+from img2vid.engines.diffusion.preview import LatentPreview, channels_then_frames, standardised
 
 
 class Wan(Family):
@@ -20,6 +21,7 @@ class Wan(Family):
     # "for better decoding quality"
     float32_components = ("vae", "image_encoder")
     block_modules = {"text_encoder": ["encoder"]}
+    preview = LatentPreview(channels_then_frames, ("wan2.1", "wan2.2"), standardised)
 
     def accepts(self, index: dict[str, Any]) -> bool:
         name = index.get("_class_name")
@@ -41,21 +43,6 @@ class Wan(Family):
         if call.last_image is None:
             return base
         return {**base, "last_image": call.last_image}
-
-    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
-        return latents[0].permute(1, 0, 2, 3)  # B x C x F x h x w
-
-    def preview_encode(self, pipe: Any, pixels: Any) -> Any:
-        import torch
-
-        vae = pipe.vae
-        param = next(vae.parameters())
-        z = vae.encode(pixels[:, :, None].to(param.device, param.dtype)).latent_dist.mean
-        # the pipelines' normalisation: (z - latents_mean) / latents_std
-        channels = z.shape[1]
-        mean = torch.tensor(vae.config.latents_mean).view(1, channels, 1, 1, 1)
-        std = torch.tensor(vae.config.latents_std).view(1, channels, 1, 1, 1)
-        return ((z.float().cpu() - mean) / std)[0, :, 0]
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's spatial factor times the transformer's patch: 16 on 2.1, 32 on 2.2 5B
