@@ -103,8 +103,9 @@ def test_help_shows_every_numeric_range_and_what_duration_means(tmp_path):
     assert len(numeric) >= 15
     for name in numeric:
         flag = "--" + name.replace("_", "-")
-        entry = re.search(re.escape(flag) + r" [A-Z_]+ (.*?)(?= --[a-z-]+ (?:[A-Z_]+|\{)"
-                          r"| --[a-z-]+, --no-|$)", text)
+        # metavars and flags may carry digits (--guidance-scale-2 GUIDANCE_SCALE_2)
+        entry = re.search(re.escape(flag) + r" [A-Z_0-9]+ (.*?)(?= --[a-z0-9-]+ "
+                          r"(?:[A-Z_0-9]+|\{)| --[a-z0-9-]+, --no-|$)", text)
         assert entry and f"(range: {field_range(name)})" in entry.group(1), flag
     assert "length of the final clip in seconds, whatever --loop" in text
     assert "the clip lasts --duration either way" in text

@@ -66,8 +66,9 @@ def gradio_generate(client: httpx.Client, files: list[dict[str, Any]],
             Motion.KEN_BURNS.value, 1.3, "auto", Easing.EASE_IN_OUT.value, "off",
             # the finishing section: soundtrack, upscale, style painting, codec
             audio, "", False, "off", Upscaler.MODEL.value, style, 1.0, VideoCodec.H264.value,
-            # parallax depth map and depth of field; diffusion end frame and LoRAs
-            depth, 0.0, end_frame, ""]
+            # parallax depth map and depth of field; diffusion end frame, LoRAs, low-noise
+            # guidance, LoRA fuse
+            depth, 0.0, end_frame, "", "", False]
     r = client.post("/gradio_api/call/generate", json={"data": data}, headers=headers)
     if r.status_code != 200:
         return r.status_code, r.text

@@ -50,7 +50,6 @@ class SkyReelsV2DiffusionForcing(SkyReelsV2):
     index_classes = ("SkyReelsV2DiffusionForcingPipeline",
                      "SkyReelsV2DiffusionForcingImageToVideoPipeline")
     text_to_video = ()  # the DF repos are both: loaded with the image-to-video class
-    chains_windows = True  # a longer --duration is one call (windows chained on latents)
     # noise added to the conditioning latents of each later window: the authors' value for
     # long videos ("20 is recommended"); 0 in a single window, where there are none
     ADDNOISE_CONDITION = 20.0
