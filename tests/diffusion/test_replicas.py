@@ -15,7 +15,8 @@ from tests.conftest import run_cli
 SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64)}
 FRAMES = {"i2vgen-xl": 4, "svd-xt": 4, "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
           "wan2.2-i2v-a14b": 5, "wan2.1-flf2v-14b-720p": 5,
-          "ltx-video": 9, "cogvideox-5b-i2v": 9}
+          "ltx-video": 9, "cogvideox-5b-i2v": 9, "ltx-video-0.9.7-dev": 9,
+          "ltx-video-0.9.7-distilled": 9, "ltx-video-0.9.8-distilled": 9}
 
 
 def snapshot(cache: Path, name: str, commit: str) -> Path:
@@ -119,7 +120,7 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
             assert pointer.resolve().parent == (root / "blobs").resolve()
         index = json.loads((snap / "model_index.json").read_text())
         tokenizer = {f.split("/", 1)[1] for f in files if f.startswith("tokenizer/")}
-        if name in ("ltx-video", "cogvideox-5b-i2v"):
+        if name.startswith("ltx-video") or name == "cogvideox-5b-i2v":
             assert tokenizer == {"spiece.model", "tokenizer_config.json",
                                  "special_tokens_map.json", "added_tokens.json"}
             assert index["tokenizer"] == ["transformers", "T5Tokenizer"]
@@ -144,6 +145,15 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
     ltx = json.loads((snapshot(cache, "ltx-video", commits["ltx-video"])
                       / "model_index.json").read_text())
     assert ltx["_class_name"] == "LTXPipeline"
+    for name in ("ltx-video-0.9.7-dev", "ltx-video-0.9.7-distilled", "ltx-video-0.9.8-distilled"):
+        snap = snapshot(cache, name, commits[name])
+        assert json.loads((snap / "model_index.json").read_text())["_class_name"] == \
+            "LTXConditionPipeline"
+        scheduler = json.loads((snap / "scheduler" / "scheduler_config.json").read_text())
+        assert scheduler["use_dynamic_shifting"] is False  # the 0.9.7 conversion's scheduler
+        vae = json.loads((snap / "vae" / "config.json").read_text())
+        assert vae["down_block_types"] == ["LTXVideo095DownBlock3D"] * 4
+        assert vae["timestep_conditioning"] is True
 
 
 def _dry_run(name: str, photo: Path, cache: Path, monkeypatch, capsys, *extra: str) -> dict:

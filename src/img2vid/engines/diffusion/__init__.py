@@ -147,7 +147,8 @@ class DiffusionEngine:
                     return results[-1][0]
 
                 frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
-                                              seed, one_window)
+                                              seed, one_window,
+                                              lead=spec.family.lead_frames(window))
                 _, timings, extras = results[-1]
                 timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
             else:

@@ -79,6 +79,11 @@ class Family:
         "required" (it only runs with one), or None (not trained for it)."""
         return None
 
+    def lead_frames(self, window: int) -> int:
+        """Frames of the previous window a chained window is conditioned on (windows.py): one
+        (an image) unless the pipeline takes a video condition."""
+        return 1
+
     def accepts(self, index: dict[str, Any]) -> bool:
         """Whether a folder's model_index.json is an image-to-video model of this family."""
         return index.get("_class_name") in self.index_classes

@@ -9,11 +9,13 @@ from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.ltx_condition import LTXCondition, LTXConditionDistilled
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), LTXCondition(),
+    LTXConditionDistilled())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -93,6 +95,12 @@ class ModelSpec:
                 "guidance_scale": d.guidance_scale}
 
 
+# LTX-Video 0.9.7/0.9.8 13B (diffusers' convert_ltx_to_diffusers.py configs): components
+LTXV13B_PARAMS = {"transformer": 13.04, "text_encoder": 4.76, "vae": 1.25}
+# distilled: 8 steps of their own schedule at guidance 1 whatever the tier (more steps leave it)
+LTXV_DISTILLED_TIERS = {"preview": Tier(None, 81, 8), "standard": Tier(None, 161, 8),
+                        "high": Tier(None, 161, 8), "max": Tier(None, 161, 8)}
+
 # Wan 2.1's 14B models share their components (billions of parameters per component)
 WAN21_14B_PARAMS = {"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
                     "vae": 0.127}
@@ -149,6 +157,26 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         defaults=Defaults(704, 480, 161, 24, 50, 3.0), download_gb=28.0,
         params_b={"transformer": 1.92, "text_encoder": 4.76, "vae": 0.42},
         description="LTX-Video (Lightricks) image-to-video, fast, 24 fps"),
+    # diffusers' LTX-Video docs: 0.9.7 at 1152x768 (their expected size), 161 frames, 24 fps;
+    # dev 30 steps at guidance 5, distilled 8 steps at guidance 1; 0.9.8 distilled at 832x480
+    ModelSpec(
+        name="ltx-video-0.9.7-dev", family=FAMILIES["ltx-condition"],
+        hub_id="Lightricks/LTX-Video-0.9.7-dev",
+        defaults=Defaults(1152, 768, 161, 24, 30, 5.0), download_gb=47.0, last_image="optional",
+        params_b=LTXV13B_PARAMS,
+        description="LTX-Video 0.9.7 13B dev: condition pipeline, optional end frame, 24 fps"),
+    ModelSpec(
+        name="ltx-video-0.9.7-distilled", family=FAMILIES["ltx-condition-distilled"],
+        hub_id="Lightricks/LTX-Video-0.9.7-distilled",
+        defaults=Defaults(1152, 768, 161, 24, 8, 1.0), download_gb=47.0, last_image="optional",
+        tiers=LTXV_DISTILLED_TIERS, params_b=LTXV13B_PARAMS,
+        description="LTX-Video 0.9.7 13B distilled: 8 steps, optional end frame, 24 fps"),
+    ModelSpec(
+        name="ltx-video-0.9.8-distilled", family=FAMILIES["ltx-condition-distilled"],
+        hub_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
+        defaults=Defaults(832, 480, 161, 24, 8, 1.0), download_gb=47.0, last_image="optional",
+        tiers=LTXV_DISTILLED_TIERS, params_b=LTXV13B_PARAMS,
+        description="LTX-Video 0.9.8 13B distilled: 8 steps, long videos, optional end frame"),
     ModelSpec(
         name="cogvideox-5b-i2v", family=FAMILIES["cogvideox"], hub_id="zai-org/CogVideoX-5b-I2V",
         defaults=Defaults(720, 480, 49, 8, 50, 6.0), download_gb=22.0,

@@ -1,10 +1,12 @@
 """Videos longer than one window of a model: windows chained, each conditioned on the end of
 the previous one, joined with colour matching and cross-blending across each seam.
 
-Every window starts from the previous window's frame `overlap` frames before its end (the
-pipelines here take one conditioning image), so the overlapping frames cover the same moment
-twice and are cross-faded; before that the new window's colours are matched to the video's
-over the overlap (postprocess.seams). A prompt may give one part per window: "a | b | c".
+Every window starts from the previous window's `lead` frames ending `overlap` frames before
+its end: one frame (an image) for most pipelines, several for those that take a video condition
+(LTX-Video's condition pipeline), so motion carries across. The window reproduces those lead
+frames first (they are dropped), then the overlapping frames cover the same moment twice and
+are cross-faded; before that the new window's colours are matched to the video's over the
+overlap (postprocess.seams). A prompt may give one part per window: "a | b | c".
 """
 
 from __future__ import annotations
@@ -37,44 +39,51 @@ def overlap_for(window: int) -> int:
     return max(1, window // 8)
 
 
-def window_counts(total: int, window: int, overlap: int, rule: FrameRule) -> list[int]:
+def window_counts(total: int, window: int, overlap: int, rule: FrameRule,
+                  lead: int = 1) -> list[int]:
     """Frames of each window so that the joined video has at least `total` frames: a later
-    window adds its frames less its conditioning frame and the overlap."""
+    window adds its frames less its `lead` conditioning frames and the overlap."""
     counts, made = [window], window
     while made < total:
-        wanted = max(total - made + overlap + 1, rule.minimum, overlap + 2)
+        wanted = max(total - made + overlap + lead, rule.minimum, overlap + lead + 1)
         count = rule.snap(wanted)
         if count < wanted:
             count = rule.snap(wanted + rule.step)
         count = min(window, count)
         counts.append(count)
-        made += count - 1 - overlap
+        made += count - lead - overlap
     return counts
 
 
 def run_windows(job: DiffusionJob, total: int, window: int, rule: FrameRule, seed: int,
-                run: Callable[[DiffusionJob, int], list[np.ndarray]],
+                run: Callable[[DiffusionJob, int], list[np.ndarray]], lead: int = 1,
                 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Make `total` frames window by window (`run(job, seed)` makes one); returns the frames
-    and what the sidecar records (windows, seams with and without colour matching)."""
+    """Make `total` frames window by window (`run(job, seed)` makes one), each later one
+    conditioned on `lead` frames of the previous; returns the frames and what the sidecar
+    records (windows, seams with and without colour matching)."""
     overlap = overlap_for(window)
-    counts = window_counts(total, window, overlap, rule)
+    lead = max(1, min(lead, window - overlap - 1))
+    counts = window_counts(total, window, overlap, rule, lead)
     prompts = window_prompts(job.prompt, len(counts))
     windows: list[list[np.ndarray]] = []
+    previous: list[np.ndarray] = []  # the last window as the model made it
     for index, (count, prompt) in enumerate(zip(counts, prompts)):
-        start = (Image.fromarray(windows[-1][-overlap - 1 if overlap else -1])
-                 if windows else job.image)
-        this = replace(job, image=start, prompt=prompt, num_frames=count,
+        this = replace(job, prompt=prompt, num_frames=count,
                        last_image=job.last_image if index == len(counts) - 1 else None)
+        if previous:
+            end = len(previous) - overlap
+            starts = tuple(Image.fromarray(f) for f in previous[end - lead:end])
+            this = replace(this, image=starts[0], lead_frames=starts if lead > 1 else ())
         log.info("window %d/%d: %d frames, prompt %r", index + 1, len(counts), count, prompt)
-        frames = run(this, seed + index)
-        # the model's first frame is (close to) its conditioning frame, already in the video
-        windows.append(frames if not windows else frames[1:])
+        previous = run(this, seed + index)
+        # the model's first frames are (close to) its conditioning frames, already in the video
+        windows.append(previous if not windows else previous[lead:])
     video, seams = join_windows(windows, overlap, match=True)
     video = video[:total]
     return video, {
         "windows": [{"index": i, "num_frames": c, "prompt": p, "seed": seed + i}
                     for i, (c, p) in enumerate(zip(counts, prompts))],
         "window_overlap": overlap,
+        "window_lead_frames": lead,
         "seams": [s.as_dict() for s in seams],
     }
