@@ -12,11 +12,11 @@ from img2vid.engines.diffusion.registry import MODELS
 from tests.conftest import run_cli
 
 # sizes each replica accepts (Wan 2.2's 32-pixel cells, CogVideoX's fixed 64x64 table)
-SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64)}
+SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64), "ltx-2": (64, 64)}
 FRAMES = {"i2vgen-xl": 4, "svd-xt": 4, "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
           "wan2.2-i2v-a14b": 5, "wan2.1-flf2v-14b-720p": 5,
           "ltx-video": 9, "cogvideox-5b-i2v": 9, "ltx-video-0.9.7-dev": 9,
-          "ltx-video-0.9.7-distilled": 9, "ltx-video-0.9.8-distilled": 9}
+          "ltx-video-0.9.7-distilled": 9, "ltx-video-0.9.8-distilled": 9, "ltx-2": 5}
 
 
 def snapshot(cache: Path, name: str, commit: str) -> Path:

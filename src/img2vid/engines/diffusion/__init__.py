@@ -24,7 +24,7 @@ from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
-from img2vid.engines.diffusion.windows import run_windows
+from img2vid.engines.diffusion.windows import join_audio, run_windows
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -149,11 +149,15 @@ class DiffusionEngine:
                 frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
                                               seed, one_window,
                                               lead=spec.family.lead_frames(window))
+                sound = join_audio([r[2].pop("generated_audio", None) for r in results],
+                                   chained["window_lead_frames"] + chained["window_overlap"],
+                                   job.fps)
                 _, timings, extras = results[-1]
                 timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
             else:
                 frames, timings, extras = self._run_with_fallback(
                     plan, request, job, seed, progress, cancel, attempts)
+                sound = extras.pop("generated_audio", None)
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)
@@ -186,7 +190,8 @@ class DiffusionEngine:
         if not spec.uses_prompt and (request.prompt or request.negative_prompt):
             info["ignored_prompt"] = {"prompt": request.prompt,
                                       "negative_prompt": request.negative_prompt}
-        return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info)
+        return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info,
+                    audio=sound)
 
     def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, job: DiffusionJob,
                            seed: int, progress: ProgressCallback, cancel: CancelToken,
@@ -260,6 +265,7 @@ class DiffusionEngine:
             pipe.maybe_free_model_hooks()
             raise
         progress(Progress("decode", 1, 1))
+        video, sound = family.split_audio(pipe, video)
         frames = to_uint8_frames(video)
         del video
         finished = time.perf_counter()
@@ -268,6 +274,8 @@ class DiffusionEngine:
         extras = {**runtime.peak_memory(device), "step_cache": cache_report}
         if lora_records:
             extras["loras"] = lora_records
+        if sound is not None:
+            extras["generated_audio"] = sound  # taken off before the sidecar
         return frames, timings, extras
 
     def _cache_root(self) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from img2vid.core.clip import GeneratedAudio
     from img2vid.core.request import GenerationRequest
     from img2vid.engines.diffusion.job import DiffusionJob, Shape
     from img2vid.engines.diffusion.steps import StepReporter
@@ -134,6 +135,10 @@ class Family:
     def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
         output = pipe(**self.arguments(pipe, job, shared_arguments(job, generator, steps)))
         return output.frames
+
+    def split_audio(self, pipe: Any, output: Any) -> tuple[Any, GeneratedAudio | None]:
+        """The frames of `run`'s output, and the sound the model made with them if any."""
+        return output, None
 
 
 def shared_arguments(job: DiffusionJob, generator: Any,

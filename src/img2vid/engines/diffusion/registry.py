@@ -9,13 +9,14 @@ from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.ltx2 import LTX2
 from img2vid.engines.diffusion.ltx_condition import LTXCondition, LTXConditionDistilled
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), LTXCondition(),
-    LTXConditionDistilled())}
+    LTXConditionDistilled(), LTX2())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -177,6 +178,14 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         defaults=Defaults(832, 480, 161, 24, 8, 1.0), download_gb=47.0, last_image="optional",
         tiers=LTXV_DISTILLED_TIERS, params_b=LTXV13B_PARAMS,
         description="LTX-Video 0.9.8 13B distilled: 8 steps, long videos, optional end frame"),
+    ModelSpec(
+        # the pipeline's example: 768x512, 121 frames at 24 fps, 30 steps, guidance 3; the
+        # sizes: diffusers' convert_ltx2_to_diffusers.py configs and Gemma 3 12B
+        name="ltx-2", family=FAMILIES["ltx2"], hub_id="Lightricks/LTX-2",
+        defaults=Defaults(768, 512, 121, 24, 30, 3.0), download_gb=69.0,
+        params_b={"transformer": 18.88, "text_encoder": 12.19, "connectors": 1.43,
+                  "vae": 1.22, "audio_vae": 0.053, "vocoder": 0.056},
+        description="LTX-2 (Lightricks): video with its sound (AAC in the MP4), 24 fps"),
     ModelSpec(
         name="cogvideox-5b-i2v", family=FAMILIES["cogvideox"], hub_id="zai-org/CogVideoX-5b-I2V",
         defaults=Defaults(720, 480, 49, 8, 50, 6.0), download_gb=22.0,

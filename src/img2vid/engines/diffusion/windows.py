@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from img2vid.core.clip import GeneratedAudio
 from img2vid.engines.diffusion.family import FrameRule
 from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.postprocess.seams import join_windows
@@ -87,3 +88,15 @@ def run_windows(job: DiffusionJob, total: int, window: int, rule: FrameRule, see
         "window_lead_frames": lead,
         "seams": [s.as_dict() for s in seams],
     }
+
+
+def join_audio(parts: list[GeneratedAudio | None], skip: int,
+               fps: float) -> GeneratedAudio | None:
+    """The windows' sound as one track: each later window's from where its new frames begin
+    (after its `skip` lead and overlap frames), so it lasts as long as the joined video."""
+    if not parts or any(part is None for part in parts):
+        return None
+    rate = parts[0].sample_rate
+    cut = round(skip / fps * rate)
+    samples = [parts[0].samples] + [part.samples[:, cut:] for part in parts[1:]]
+    return GeneratedAudio(np.concatenate(samples, axis=1), rate)
