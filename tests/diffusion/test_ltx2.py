@@ -119,3 +119,22 @@ def test_windows_sound_joins_from_each_windows_new_frames():
     assert joined.samples.shape == (2, 1000 + 600) and joined.sample_rate == rate
     assert (joined.samples[:, :1000] == 1).all() and (joined.samples[:, 1000:] == 2).all()
     assert join_audio([first, None], skip=3, fps=fps) is None
+
+
+def test_planner_counts_every_ltx2_component_and_the_19b_width():
+    from img2vid.core.request import Quantize
+    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.planning import workload
+    from img2vid.engines.diffusion.registry import MODELS
+    from img2vid.engines.diffusion.sizing import Choices
+
+    spec = MODELS["ltx-2"]
+    shape = Shape(768, 512, 121, 768, 512, 121)
+    work = workload(spec, None, Choices(shape, 24, 30, 3.0), {"default": "bfloat16"},
+                    Quantize.NONE)
+    assert set(work.weights) == {"transformer", "text_encoder", "connectors", "vae",
+                                 "audio_vae", "vocoder"}
+    assert sum(work.weights.values()) >= 33.8e9 * 2  # 33.8 B parameters in bf16
+    tokens = 16 * 16 * 24  # 16 latent frames of 16 x 24 cells
+    assert work.activations == 2 * tokens * (6 * 4096 + 4 * 4096) * 2
+    assert spec.family.block_modules["text_encoder"] == ["model", "language_model"]

@@ -151,3 +151,23 @@ def test_cli_end_frame_on_a_registered_ltx_model_offline(hub_replicas, small_pho
     assert info["model"]["revision"] == commits["ltx-video-0.9.8-distilled"]
     assert info["last_image"]["sha256"] == file_sha256(end_photo)
     assert sidecar["request"]["last_image"] == str(end_photo)
+
+
+def test_planner_counts_the_13b_width_and_the_end_frames_tokens():
+    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.ltx import LTXVideo
+    from img2vid.engines.diffusion.registry import MODELS
+
+    shape = Shape(1152, 768, 161, 1152, 768, 161)
+    condition = MODELS["ltx-video-0.9.7-dev"].family
+    big, _, _ = condition.estimate(lambda _: {}, shape, 5.0, 2)
+    small, _, _ = LTXVideo().estimate(lambda _: {}, shape, 5.0, 2)
+    # 21 latent frames + the end frame's keyframe, 24 x 36 cells, 4096 wide, CFG batched
+    tokens = (21 + 1) * 24 * 36
+    assert big == 2 * tokens * (6 * 4096 + 4 * 4096) * 2
+    assert big > 2 * small  # the 2B's width is half the 13B's
+    # the configs' width wins once the files are there
+    tiny, _, _ = condition.estimate(
+        lambda c: {"num_attention_heads": 2, "attention_head_dim": 8} if c == "transformer"
+        else {}, shape, 5.0, 2)
+    assert tiny < big / 100

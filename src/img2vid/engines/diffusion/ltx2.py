@@ -24,6 +24,8 @@ class LTX2(LTXVideo):
     # Gemma 3's decoder layers sit two levels down (model.language_model.layers): group offload
     # recurses through both, so its blocks stream one at a time
     block_modules = {"text_encoder": ["model", "language_model"]}
+    # the 19B video stream (32 x 128); its audio stream's tokens are a few per second
+    default_heads = (32, 128)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's compression (32x spatial, 8x temporal on the real model) times the

@@ -23,6 +23,8 @@ class LTXCondition(LTXVideo):
     name = "ltx-condition"
     pipeline_class = "LTXConditionPipeline"
     index_classes = ("LTXConditionPipeline",)
+    default_heads = (32, 128)  # the 13B (0.9.7/0.9.8)
+    extra_latent_frames = 1  # an end frame's keyframe tokens
 
     def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
         return "optional"  # a condition at the last frame index
