@@ -123,7 +123,7 @@ def test_windows_sound_joins_from_each_windows_new_frames():
 
 def test_planner_counts_every_ltx2_component_and_the_19b_width():
     from img2vid.core.request import Quantize
-    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.call import Shape
     from img2vid.engines.diffusion.planning import workload
     from img2vid.engines.diffusion.registry import MODELS
     from img2vid.engines.diffusion.sizing import Choices

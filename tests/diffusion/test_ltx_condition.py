@@ -13,7 +13,7 @@ from PIL import Image
 
 from img2vid.core.progress import CancelToken
 from img2vid.core.request import build_request
-from img2vid.engines.diffusion.job import DiffusionJob
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.ltx_condition import (
     DISTILLED_TIMESTEPS,
     LTXCondition,
@@ -113,9 +113,9 @@ def test_lead_frames_are_whole_latent_frames():
 
 
 def test_distilled_models_use_their_schedule_at_eight_steps():
-    def job(steps: int) -> DiffusionJob:
+    def job(steps: int) -> DiffusionCall:
         image = Image.new("RGB", (64, 64))
-        return DiffusionJob(image=image, prompt="", negative_prompt="", width=64, height=64,
+        return DiffusionCall(image=image, prompt="", negative_prompt="", width=64, height=64,
                             num_frames=9, num_inference_steps=steps, guidance_scale=1.0,
                             fps=24, decode_chunk=0, options={})
 
@@ -154,7 +154,7 @@ def test_cli_end_frame_on_a_registered_ltx_model_offline(hub_replicas, small_pho
 
 
 def test_planner_counts_the_13b_width_and_the_end_frames_tokens():
-    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.call import Shape
     from img2vid.engines.diffusion.ltx import LTXVideo
     from img2vid.engines.diffusion.registry import MODELS
 

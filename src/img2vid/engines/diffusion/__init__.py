@@ -17,7 +17,7 @@ from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
-from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
+from img2vid.engines.diffusion.call import DiffusionCall, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
 from img2vid.engines.diffusion.lora import loras_loaded
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
@@ -125,7 +125,7 @@ class DiffusionEngine:
         seed = resolve_seed(request.seed)
         last = (load_image(request.last_image, self.settings.images)
                 if request.last_image is not None else None)
-        job = DiffusionJob(
+        call = DiffusionCall(
             image=fit_image(image.pixels, shape.width, shape.height),
             prompt=request.prompt if spec.uses_prompt else "",
             negative_prompt=request.negative_prompt if spec.uses_prompt else "",
@@ -141,22 +141,22 @@ class DiffusionEngine:
             if total > window:
                 results: list[Any] = []
 
-                def one_window(part: DiffusionJob, part_seed: int) -> list[Any]:
+                def one_window(part: DiffusionCall, part_seed: int) -> list[Any]:
                     results.append(self._run_with_fallback(
                         plan, request, part, part_seed, progress, cancel, attempts))
                     return results[-1][0]
 
-                frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
+                frames, chained = run_windows(call, total, window, spec.shape_rules.frames,
                                               seed, one_window,
                                               lead=spec.family.lead_frames(window))
                 sound = join_audio([r[2].pop("generated_audio", None) for r in results],
                                    chained["window_lead_frames"] + chained["window_overlap"],
-                                   job.fps)
+                                   call.fps)
                 _, timings, extras = results[-1]
                 timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
             else:
                 frames, timings, extras = self._run_with_fallback(
-                    plan, request, job, seed, progress, cancel, attempts)
+                    plan, request, call, seed, progress, cancel, attempts)
                 sound = extras.pop("generated_audio", None)
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
@@ -167,9 +167,9 @@ class DiffusionEngine:
             "model": resolved.describe(),
             "seed": seed,
             "size": shape.describe(),
-            "num_inference_steps": job.num_inference_steps,
-            "guidance_scale": job.guidance_scale,
-            "fps": job.fps,
+            "num_inference_steps": call.num_inference_steps,
+            "guidance_scale": call.guidance_scale,
+            "fps": call.fps,
             "preset": request.preset.value,
             "device": plan.device,
             "dtype": plan.dtypes["default"],
@@ -181,7 +181,7 @@ class DiffusionEngine:
                       "step_cache": extras.pop("step_cache"),
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
-            **job.options,
+            **call.options,
             **({"last_image": last.describe()} if last else {}),
             **chained,
             **extras,
@@ -190,10 +190,10 @@ class DiffusionEngine:
         if not spec.uses_prompt and (request.prompt or request.negative_prompt):
             info["ignored_prompt"] = {"prompt": request.prompt,
                                       "negative_prompt": request.negative_prompt}
-        return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info,
+        return Clip(iter(frames), float(call.fps), shape.width, shape.height, len(frames), info,
                     audio=sound)
 
-    def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, job: DiffusionJob,
+    def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, call: DiffusionCall,
                            seed: int, progress: ProgressCallback, cancel: CancelToken,
                            attempts: list[dict[str, Any]],
                            ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
@@ -205,7 +205,7 @@ class DiffusionEngine:
             attempt = {"plan": memory, "result": "running"}
             attempts.append(attempt)
             try:
-                result = self._run(plan, memory, request, job, seed, progress, cancel)
+                result = self._run(plan, memory, request, call, seed, progress, cancel)
                 attempt["result"] = "ok"
                 return result
             except Exception as exc:
@@ -220,16 +220,16 @@ class DiffusionEngine:
             if lower is None:
                 raise OutOfMemoryError(
                     f"{plan.spec.name} ran out of memory on {plan.device} at memory level "
-                    f"{memory.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{memory.level} ({call.width}x{call.height}, {call.num_frames} frames): try "
                     f"{oom_advice(memory)}")
             runtime.check_plan(request, lower, plan.device)
             log.warning("out of memory at memory level %s; retrying at %s", memory.level,
                         lower.level)
             memory = lower
-            job = replace(job, decode_chunk=memory.decode_chunk)
+            call = replace(call, decode_chunk=memory.decode_chunk)
 
     def _run(self, plan: JobPlan, memory: MemoryPlan, request: GenerationRequest,
-             job: DiffusionJob, seed: int, progress: ProgressCallback, cancel: CancelToken,
+             call: DiffusionCall, seed: int, progress: ProgressCallback, cancel: CancelToken,
              ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         import torch
 
@@ -244,9 +244,9 @@ class DiffusionEngine:
         cancel.raise_if_cancelled()
         previewer = self._loaded.previewer if self._loaded else None
         steps = StepReporter(
-            job.num_inference_steps, progress, cancel,
-            preview=(lambda latents: previewer(pipe, job, latents)) if previewer else None,
-            every=self.preview_interval or preview_every(job.num_inference_steps))
+            call.num_inference_steps, progress, cancel,
+            preview=(lambda latents: previewer(pipe, call, latents)) if previewer else None,
+            every=self.preview_interval or preview_every(call.num_inference_steps))
         runtime.reset_peak(device)
         ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
         loras = [LoraSpec.parse(text) for text in request.lora]
@@ -255,10 +255,10 @@ class DiffusionEngine:
             with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras) as lora_records,
                   runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
-                  step_cache(pipe, family.denoiser, request.step_cache, job.num_inference_steps,
+                  step_cache(pipe, family.denoiser, request.step_cache, call.num_inference_steps,
                              ratios_file) as cache_report):
-                progress(Progress("denoise", 0, job.num_inference_steps))
-                video = family.run(pipe, job, generator, steps)
+                progress(Progress("denoise", 0, call.num_inference_steps))
+                video = family.run(pipe, call, generator, steps)
         except BaseException:
             # a cancel or error mid-run leaves offloaded models wherever they were: put them
             # back so the cached pipeline starts the next job clean

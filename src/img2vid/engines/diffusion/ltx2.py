@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from img2vid.core.clip import GeneratedAudio
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import ConfigReader, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.engines.diffusion.ltx import LTXVideo
 
 
@@ -40,13 +40,13 @@ class LTX2(LTXVideo):
         step = int(temporal) * int(transformer.get("patch_size_t", 1))
         return ShapeRules(side, FrameRule(step=step, offset=1, minimum=step + 1))
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
-        return {**base, "frame_rate": float(job.fps)}
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        return {**base, "frame_rate": float(call.fps)}
 
-    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: Any) -> Any:
+    def run(self, pipe: Any, call: DiffusionCall, generator: Any, steps: Any) -> Any:
         from img2vid.engines.diffusion.family import shared_arguments
 
-        return pipe(**self.arguments(pipe, job, shared_arguments(job, generator, steps)))
+        return pipe(**self.arguments(pipe, call, shared_arguments(call, generator, steps)))
 
     def split_audio(self, pipe: Any, output: Any) -> tuple[Any, GeneratedAudio | None]:
         waveform = output.audio[0].float().cpu().numpy()  # channels x samples

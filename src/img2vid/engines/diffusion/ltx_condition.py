@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import ConfigReader
-from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.engines.diffusion.ltx import LTXVideo
 
 # the distilled models' first-pass schedule (diffusers' LTX-Video docs, 0.9.7/0.9.8 distilled)
@@ -33,22 +33,22 @@ class LTXCondition(LTXVideo):
         # a quarter of the window as whole latent frames (8k+1), so motion carries on
         return max(1, (window // 4 - 1) // 8 * 8 + 1)
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-        first = (LTXVideoCondition(video=list(job.lead_frames), frame_index=0)
-                 if len(job.lead_frames) > 1 else LTXVideoCondition(image=job.image))
+        first = (LTXVideoCondition(video=list(call.lead_frames), frame_index=0)
+                 if len(call.lead_frames) > 1 else LTXVideoCondition(image=call.image))
         conditions = [first]
-        if job.last_image is not None:
-            conditions.append(LTXVideoCondition(image=job.last_image,
-                                                frame_index=job.num_frames - 1))
+        if call.last_image is not None:
+            conditions.append(LTXVideoCondition(image=call.last_image,
+                                                frame_index=call.num_frames - 1))
         arguments = {key: value for key, value in base.items() if key != "image"}
-        return {**arguments, "conditions": conditions, "frame_rate": job.fps,
+        return {**arguments, "conditions": conditions, "frame_rate": call.fps,
                 "decode_timestep": 0.05, "decode_noise_scale": 0.025,
                 "image_cond_noise_scale": 0.0, "guidance_rescale": 0.7,
-                **self.schedule(job)}
+                **self.schedule(call)}
 
-    def schedule(self, job: DiffusionJob) -> dict[str, Any]:
+    def schedule(self, call: DiffusionCall) -> dict[str, Any]:
         return {}
 
 
@@ -60,7 +60,7 @@ class LTXConditionDistilled(LTXCondition):
     def accepts(self, index: dict[str, Any]) -> bool:
         return False  # a folder cannot tell it is distilled: it loads as ltx-condition
 
-    def schedule(self, job: DiffusionJob) -> dict[str, Any]:
-        if job.num_inference_steps != len(DISTILLED_TIMESTEPS):
+    def schedule(self, call: DiffusionCall) -> dict[str, Any]:
+        if call.num_inference_steps != len(DISTILLED_TIMESTEPS):
             return {}  # other step counts use the pipeline's own schedule
         return {"timesteps": list(DISTILLED_TIMESTEPS)}

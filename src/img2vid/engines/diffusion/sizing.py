@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from img2vid.core.request import GenerationRequest, output_size
-from img2vid.engines.diffusion.job import Shape
+from img2vid.engines.diffusion.call import Shape
 from img2vid.engines.diffusion.registry import ModelSpec
 
 

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from img2vid.core.clip import GeneratedAudio
+from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import FrameRule
-from img2vid.engines.diffusion.job import DiffusionJob
 from img2vid.postprocess.seams import join_windows
 
 log = logging.getLogger(__name__)
@@ -56,21 +56,21 @@ def window_counts(total: int, window: int, overlap: int, rule: FrameRule,
     return counts
 
 
-def run_windows(job: DiffusionJob, total: int, window: int, rule: FrameRule, seed: int,
-                run: Callable[[DiffusionJob, int], list[np.ndarray]], lead: int = 1,
+def run_windows(call: DiffusionCall, total: int, window: int, rule: FrameRule, seed: int,
+                run: Callable[[DiffusionCall, int], list[np.ndarray]], lead: int = 1,
                 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Make `total` frames window by window (`run(job, seed)` makes one), each later one
+    """Make `total` frames window by window (`run(call, seed)` makes one), each later one
     conditioned on `lead` frames of the previous; returns the frames and what the sidecar
     records (windows, seams with and without colour matching)."""
     overlap = overlap_for(window)
     lead = max(1, min(lead, window - overlap - 1))
     counts = window_counts(total, window, overlap, rule, lead)
-    prompts = window_prompts(job.prompt, len(counts))
+    prompts = window_prompts(call.prompt, len(counts))
     windows: list[list[np.ndarray]] = []
     previous: list[np.ndarray] = []  # the last window as the model made it
     for index, (count, prompt) in enumerate(zip(counts, prompts)):
-        this = replace(job, prompt=prompt, num_frames=count,
-                       last_image=job.last_image if index == len(counts) - 1 else None)
+        this = replace(call, prompt=prompt, num_frames=count,
+                       last_image=call.last_image if index == len(counts) - 1 else None)
         if previous:
             end = len(previous) - overlap
             starts = tuple(Image.fromarray(f) for f in previous[end - lead:end])

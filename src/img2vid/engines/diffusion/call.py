@@ -1,4 +1,4 @@
-"""One diffusion job's resolved values, as the families receive them, and the photo fitted to them."""
+"""One pipeline call's resolved arguments, as the families receive them, and the photo fitted to them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class DiffusionJob:
+class DiffusionCall:
     """Everything a family module passes to its pipeline, already validated and snapped."""
 
     image: Image.Image  # the photo cropped and resized to width x height
