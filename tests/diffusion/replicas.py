@@ -75,6 +75,15 @@ def t5_tokenizer(folder: Path, max_length: int, with_json: bool) -> Any:
     return tokenizer
 
 
+def t5_encoder(tokenizer: Any, umt5: bool = False) -> Any:
+    """A tiny T5 (LTX-Video, CogVideoX) or UMT5 (Wan) encoder sized to `tokenizer`."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    config, model = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    return model(config(vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2,
+                        num_heads=4, relative_attention_num_buckets=8))
+
+
 def clip_tokenizer(folder: Path, max_length: int = 16) -> None:
     """i2vgen-xl's tokenizer/: merges.txt, special_tokens_map.json, tokenizer_config.json,
     vocab.json, and no tokenizer.json."""
@@ -173,8 +182,6 @@ def wan22_ti2v(work: Path) -> Path:
         WanPipeline,
         WanTransformer3DModel,
     )
-    from transformers import UMT5Config, UMT5EncoderModel
-
     repo = work / "wan2.2"
     torch.manual_seed(0)
     tokenizer = t5_tokenizer(work / "_wan22_tok", 512, with_json=True)
@@ -188,9 +195,7 @@ def wan22_ti2v(work: Path) -> Path:
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=48,
         out_channels=48, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
+    text_encoder = t5_encoder(tokenizer, umt5=True)
     pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
                        transformer=transformer, expand_timesteps=True,
                        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction",

@@ -39,16 +39,13 @@ def ltx_condition(work: Path) -> Path:
         LTXConditionPipeline,
         LTXVideoTransformer3DModel,
     )
-    from transformers import T5Config, T5EncoderModel
 
     from tests.diffusion import replicas  # imports this module: not at the top
 
     repo = work / "ltx-condition"
     torch.manual_seed(0)
     tokenizer = replicas.t5_tokenizer(repo / "tokenizer", 128, with_json=False)
-    text_encoder = T5EncoderModel(T5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
+    text_encoder = replicas.t5_encoder(tokenizer)
     transformer = LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8,
         cross_attention_dim=16, num_layers=1, caption_channels=16,

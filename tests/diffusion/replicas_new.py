@@ -40,16 +40,13 @@ def _unipc(shift: float):
 
 def wan22_i2v_a14b(work: Path) -> Path:
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
-    from transformers import UMT5Config, UMT5EncoderModel
 
     from tests.diffusion import replicas  # imports this module: not at the top
 
     repo = work / "wan2.2-a14b"
     torch.manual_seed(0)
     tokenizer = replicas.t5_tokenizer(work / "_a14b_tok", 512, with_json=True)
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
+    text_encoder = replicas.t5_encoder(tokenizer, umt5=True)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])
     pipe = WanImageToVideoPipeline(

@@ -7,26 +7,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from img2vid.core.clip import GeneratedAudio
 from img2vid.engines.diffusion.windows import join_audio
 
 SMALL = ["--width", "64", "--height", "64", "--num-frames", "5", "--num-inference-steps", "2",
          "--seed", "3", "--prompt", "rain on the sea"]
-
-
-@pytest.fixture
-def offline_cache(hub_replicas, monkeypatch, tmp_path) -> Path:
-    import huggingface_hub.constants
-
-    cache, _ = hub_replicas
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)
-    return cache
 
 
 def streams(path: Path) -> tuple[list[bytes], list[np.ndarray], dict]:
@@ -50,7 +36,7 @@ def streams(path: Path) -> tuple[list[bytes], list[np.ndarray], dict]:
     return packets, frames, audio
 
 
-def test_ltx2_muxes_its_sound_as_aac_beside_unchanged_frames(offline_cache, small_photo,
+def test_ltx2_muxes_its_sound_as_aac_beside_unchanged_frames(offline_replicas, small_photo,
                                                              tmp_path, capsys):
     from img2vid.core.config import Settings
     from img2vid.core.request import build_request
@@ -102,7 +88,7 @@ def test_ltx2_muxes_its_sound_as_aac_beside_unchanged_frames(offline_cache, smal
     assert all(np.array_equal(a, b) for a, b in zip(silent_frames, frames))
 
 
-def test_a_format_without_audio_drops_the_sound(offline_cache, small_photo, tmp_path, capsys):
+def test_a_format_without_audio_drops_the_sound(offline_replicas, small_photo, tmp_path, capsys):
     from img2vid.interfaces.cli.app import main
 
     out = tmp_path / "sound.gif"

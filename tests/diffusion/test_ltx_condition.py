@@ -129,17 +129,11 @@ def test_distilled_models_use_their_schedule_at_eight_steps():
     assert family_of({"_class_name": "LTXConditionPipeline"}).name == "ltx-condition"
 
 
-def test_cli_end_frame_on_a_registered_ltx_model_offline(hub_replicas, small_photo, end_photo,
-                                                         tmp_path, monkeypatch, capsys):
-    import huggingface_hub.constants
-
+def test_cli_end_frame_on_a_registered_ltx_model_offline(offline_replicas, small_photo,
+                                                         end_photo, tmp_path, capsys):
     from img2vid.interfaces.cli.app import main
 
-    cache, commits = hub_replicas
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    _, commits = offline_replicas
     out = tmp_path / "ends.mp4"
     code = main(["generate", str(small_photo), "--model", "ltx-video-0.9.8-distilled",
                  "--width", "96", "--height", "64", "--num-frames", "9",

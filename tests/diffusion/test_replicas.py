@@ -45,19 +45,12 @@ def check_mp4(out: Path, name: str, commit: str) -> dict:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_registered_model_runs_by_name_from_its_replica_offline(
-        name, hub_replicas, small_photo, tmp_path, monkeypatch, capsys):
+        name, offline_replicas, small_photo, tmp_path, capsys):
     """In-process `img2vid generate --model NAME` with the hub offline (the one subprocess
     run below covers the real HF_HUB_OFFLINE=1 environment)."""
-    import huggingface_hub.constants
-
     from img2vid.interfaces.cli.app import main
 
-    cache, commits = hub_replicas
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)
+    _, commits = offline_replicas
     out = tmp_path / f"{name}.mp4"
     # a first-last-frame model runs only with its last frame
     last = ["--last-image", str(small_photo)] if MODELS[name].last_image == "required" else []
