@@ -1,5 +1,5 @@
-"""The WebUI's diffusion extras in a real headless Chromium: an end frame upload and LoRAs
-reach the job, and the live preview shows while it runs (a fake engine sends previews)."""
+"""The WebUI's diffusion extras in a real headless Chromium: an end frame upload, LoRAs (fused),
+the low-noise expert's guidance reach the job, and the live preview shows while it runs (a fake engine sends previews)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,10 @@ def test_end_frame_loras_and_live_preview_in_the_browser(server, browser: Browse
     page.locator("#end input[type=file]").set_input_files(str(PHOTO))
     page.wait_for_function("() => document.querySelector('#end img') !== null")
     page.locator("#loras").get_by_role("textbox").fill("org/style:0.7\norg/other")
+    page.locator("#lora-fuse input[type=checkbox]").check()
     page.get_by_text("Advanced").click()
     page.locator("#frames").get_by_role("textbox").fill("8")
+    page.locator("#guidance-2").get_by_role("textbox").fill("2.5")
     page.locator("#generate").click()
     # the live preview appears while the job is still running
     page.wait_for_function(
@@ -68,4 +70,5 @@ def test_end_frame_loras_and_live_preview_in_the_browser(server, browser: Browse
         timeout=60_000)
     request = engine.calls[-1]
     assert request.model == "tiny" and request.lora == ("org/style:0.7", "org/other")
+    assert request.lora_fuse is True and request.guidance_scale_2 == 2.5
     assert request.last_image is not None and Path(request.last_image).parent.name == "last_image"

@@ -176,7 +176,8 @@ def _generated_sound(clip: Clip, fmt: OutputFormat) -> Soundtrack | GeneratedSou
 def require_extras(request: GenerationRequest) -> None:
     """The optional extras `request` needs, named with their install command if missing."""
     if request.engine is EngineName.DIFFUSION:
-        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
+        extras.require("diffusion", f"--model {request.model}" if request.model
+                       else "--engine diffusion")
         if request.quantize is Quantize.INT8:
             extras.require("quantize", "--quantize int8")
 

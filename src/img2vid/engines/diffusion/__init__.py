@@ -24,7 +24,12 @@ from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
-from img2vid.engines.diffusion.windows import join_audio, run_windows
+from img2vid.engines.diffusion.windows import (
+    check_prompts,
+    join_audio,
+    run_chained,
+    run_windows,
+)
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -108,6 +113,9 @@ class DiffusionEngine:
         total = plan.choices.shape.num_frames
         window = plan.spec.shape_rules.frames.snap(
             request.window_frames or plan.spec.defaults.num_frames)
+        if plan.spec.uses_prompt:
+            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames,
+                          plan.spec.family.lead_frames(window))
         if total > window:  # longer than one window: plan (memory too) for one window
             plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
                              (image.width, image.height))
@@ -132,32 +140,31 @@ class DiffusionEngine:
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=choices.num_inference_steps,
             guidance_scale=choices.guidance_scale, fps=choices.fps,
+            guidance_scale_2=choices.guidance_scale_2,
             decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
-        chained: dict[str, Any] = {}
+        results: list[Any] = []
+
+        def one_call(part: DiffusionCall, part_seed: int = seed) -> list[Any]:
+            results.append(self._run_with_fallback(
+                plan, request, part, part_seed, progress, cancel, attempts))
+            return results[-1][0]
+
         try:
-            if total > window:
-                results: list[Any] = []
-
-                def one_window(part: DiffusionCall, part_seed: int) -> list[Any]:
-                    results.append(self._run_with_fallback(
-                        plan, request, part, part_seed, progress, cancel, attempts))
-                    return results[-1][0]
-
-                frames, chained = run_windows(call, total, window, spec.shape_rules.frames,
-                                              seed, one_window,
-                                              lead=spec.family.lead_frames(window))
-                sound = join_audio([r[2].pop("generated_audio", None) for r in results],
-                                   chained["window_lead_frames"] + chained["window_overlap"],
-                                   call.fps)
-                _, timings, extras = results[-1]
-                timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
-            else:
-                frames, timings, extras = self._run_with_fallback(
-                    plan, request, call, seed, progress, cancel, attempts)
-                sound = extras.pop("generated_audio", None)
+            made = (run_chained(call, total, window, spec.family, seed, one_call)
+                    if total > window else None)
+            if made is None and total > window:
+                made = run_windows(call, total, window, spec.shape_rules.frames, seed, one_call,
+                                   lead=spec.family.lead_frames(window))
+            frames, chained = made if made is not None else (one_call(call), {})
+            # the sound a model made with its frames (LTX-2), joined across chained windows
+            sounds = [r[2].pop("generated_audio", None) for r in results]
+            sound = (join_audio(sounds, chained["window_lead_frames"] + chained["window_overlap"],
+                                call.fps) if "window_lead_frames" in chained else sounds[-1])
+            _, timings, extras = results[-1]
+            timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)
@@ -169,6 +176,8 @@ class DiffusionEngine:
             "size": shape.describe(),
             "num_inference_steps": call.num_inference_steps,
             "guidance_scale": call.guidance_scale,
+            **({"guidance_scale_2": call.guidance_scale_2}
+               if call.guidance_scale_2 is not None else {}),
             "fps": call.fps,
             "preset": request.preset.value,
             "device": plan.device,
@@ -252,7 +261,10 @@ class DiffusionEngine:
         loras = [LoraSpec.parse(text) for text in request.lora]
         try:
             # LoRA layers are made outside inference mode: they are ordinary parameters
-            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras) as lora_records,
+            fuse = (request.lora_fuse if request.lora_fuse is not None
+                    else self.settings.models.lora_fuse)
+            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras,
+                               fuse) as lora_records,
                   runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
                   step_cache(pipe, family.denoiser, request.step_cache, call.num_inference_steps,

@@ -46,6 +46,9 @@ class DiffusionCall:
     # a chained window's start: the previous window's last frames (families that take a video
     # condition; `image` is then the first of them)
     lead_frames: tuple[Image.Image, ...] = ()
+    # frames per window where the pipeline chains windows itself (SkyReels-V2 DF); None: one
+    window_frames: int | None = None
+    guidance_scale_2: float | None = None  # the low-noise expert's (Wan 2.2 A14B)
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:

@@ -54,6 +54,15 @@ class ShapeRules:
     fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
 
 
+@dataclass(frozen=True)
+class Chain:
+    """A long video made in one call by a pipeline that chains its own windows."""
+
+    num_frames: int  # frames to ask for (whole windows; keep the first `total`)
+    overlap: int  # frames each window re-reads from the one before
+    starts: list[int]  # the first new frame of each later window (the seams)
+
+
 class Family:
     """Base class of the model families. Subclasses set the class attributes and override
     `estimate`, and `arguments` where their call differs from the shared one."""
@@ -124,6 +133,12 @@ class Family:
     def job_options(self, request: GenerationRequest) -> dict[str, Any]:
         """Values of this family's own options for one job (recorded in the sidecar)."""
         return {}
+
+    def chain(self, total: int, window: int) -> Chain | None:
+        """How one call makes at least `total` frames where the pipeline itself chains
+        windows of `window` frames, each conditioned on the previous one's latents; None where
+        it cannot, and img2vid chains windows on the last frame (windows.py)."""
+        return None
 
     def prepare(self, pipe: Any) -> None:
         """Adjust a freshly loaded pipeline (e.g. the scheduler the authors run)."""

@@ -36,6 +36,8 @@ class Wan(Family):
         return "optional" if index.get("boundary_ratio") is not None else None
 
     def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        if call.guidance_scale_2 is not None:  # two experts: the low-noise one's guidance
+            base = {**base, "guidance_scale_2": call.guidance_scale_2}
         if call.last_image is None:
             return base
         return {**base, "last_image": call.last_image}

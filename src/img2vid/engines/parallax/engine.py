@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -134,14 +135,29 @@ def depth_of_field(frame: np.ndarray, disparity: np.ndarray, focus: float,
     sigma = DOF_MAX_SIGMA * frame.shape[1] * amount
     if sigma < 0.3:
         return frame
-    blur = np.clip(np.abs(disparity - focus) * 2.0, 0.0, 1.0)[..., None] * 2.0
-    half = cv2.GaussianBlur(frame, (0, 0), sigma / 2).astype(np.float32)
-    full = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32)
-    sharp = frame.astype(np.float32)
-    low = np.clip(blur, 0.0, 1.0)
-    high = np.clip(blur - 1.0, 0.0, 1.0)
-    out = sharp + (half - sharp) * low + (full - half) * high
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    level = np.clip(np.abs(disparity - focus) * 4.0, 0.0, 2.0)  # 0 sharp, 1 half, 2 full blur
+    low = np.minimum(level, 1.0)
+    high = level - low
+    mixed = cv2.blendLinear(frame, gaussian(frame, sigma / 2), 1.0 - low, low)
+    return cv2.blendLinear(mixed, gaussian(frame, sigma), 1.0 - high, high)
+
+
+def gaussian(frame: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur; a wide one on a copy shrunk by up to sigma / 2.5 (it keeps no detail
+    the copy lacks), the box shrink and linear enlargement counted in its width."""
+    factor = int(min(8, sigma // 2.5))  # the small copy keeps a blur of 2.5 px or more
+    if factor <= 1:
+        return cv2.GaussianBlur(frame, (0, 0), sigma)
+    height, width = frame.shape[:2]
+    # whole blocks of factor x factor pixels: the shrink then averages exactly those
+    padded = cv2.copyMakeBorder(frame, 0, -height % factor, 0, -width % factor,
+                                cv2.BORDER_REFLECT_101)
+    small = cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor),
+                       interpolation=cv2.INTER_AREA)
+    # the shrink's box (variance f^2 / 12) and the enlargement's tent (f^2 / 6) blur too
+    small = cv2.GaussianBlur(small, (0, 0), math.sqrt(sigma**2 - factor**2 / 4) / factor)
+    return cv2.resize(small, (small.shape[1] * factor, small.shape[0] * factor),
+                      interpolation=cv2.INTER_LINEAR)[:height, :width]
 
 
 def subject_focus(depth: np.ndarray) -> tuple[float, float]:

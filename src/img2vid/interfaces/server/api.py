@@ -190,7 +190,8 @@ async def create_job(request: Request) -> Any:
     return job_out(job)
 
 
-REPEATABLE = {"lora"}  # form fields a client may give several times
+# form fields a client may give several times (a prompt per window of a longer clip)
+REPEATABLE = {"lora", "prompt"}
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:

@@ -128,9 +128,7 @@ def check_model(settings: Settings, engine: str | None, model: str | None,
     """
     if not model and engine != "diffusion":
         return None
-    from img2vid.engines.diffusion.loading import DEFAULT_MODEL
-
-    name = (model or DEFAULT_MODEL).strip()
+    name = (model or settings.models.default).strip()
     known = {m.name.lower(): m for m in list_models(settings) if m.engine == "diffusion"}
     info = known.get(name.lower())
     if info is None:
