@@ -75,15 +75,6 @@ def t5_tokenizer(folder: Path, max_length: int, with_json: bool) -> Any:
     return tokenizer
 
 
-def t5_encoder(tokenizer: Any, umt5: bool = False) -> Any:
-    """A tiny T5 (LTX-Video, CogVideoX) or UMT5 (Wan) encoder sized to `tokenizer`."""
-    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
-
-    config, model = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
-    return model(config(vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2,
-                        num_heads=4, relative_attention_num_buckets=8))
-
-
 def clip_tokenizer(folder: Path, max_length: int = 16) -> None:
     """i2vgen-xl's tokenizer/: merges.txt, special_tokens_map.json, tokenizer_config.json,
     vocab.json, and no tokenizer.json."""
@@ -195,7 +186,7 @@ def wan22_ti2v(work: Path) -> Path:
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=48,
         out_channels=48, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    text_encoder = t5_encoder(tokenizer, umt5=True)
+    text_encoder = tiny_models.umt5_encoder(len(tokenizer))
     pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
                        transformer=transformer, expand_timesteps=True,
                        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction",
@@ -265,6 +256,18 @@ def commit_of(name: str) -> str:
     return hashlib.sha1(f"replica {name}".encode()).hexdigest()
 
 
+def patterns_for(spec: Any, hub_id: str) -> list[str]:
+    """What img2vid fetches from `hub_id` for a model: its allow_patterns for the main repo,
+    each part's patterns for the repos its components come from."""
+    from img2vid.engines.diffusion.loading import allow_patterns
+    from img2vid.engines.diffusion.parts import PartSource
+
+    if hub_id == spec.hub_id:
+        return allow_patterns(spec)
+    sources = [PartSource.parse(text) for text in spec.components.values()]
+    return [p for s in sources if s.hub_id == hub_id for p in s.allow_patterns()]
+
+
 def install(repo: Path, hub_id: str, commit: str, cache: Path,
             patterns: list[str]) -> Path:
     """Lay the repo out in `cache` as huggingface_hub's snapshot_download does: each file a
@@ -295,9 +298,10 @@ def install(repo: Path, hub_id: str, commit: str, cache: Path,
 
 def _more_builders() -> None:
     # the models issue 14 adds live in their own module (it imports this one)
-    from tests.diffusion import replicas_ltx, replicas_new, replicas_skyreels
+    from tests.diffusion import replicas_hunyuan, replicas_ltx, replicas_new, replicas_skyreels
 
     BUILDERS.update(replicas_new.BUILDERS)
+    BUILDERS.update(replicas_hunyuan.BUILDERS)
     BUILDERS.update(replicas_skyreels.BUILDERS)
     BUILDERS.update(replicas_ltx.BUILDERS)
 

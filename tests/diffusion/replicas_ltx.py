@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tests.diffusion import tiny_models
+
 
 def ltx_vae():
     """The 0.9.7 VAE's structure (diffusers' convert_ltx_to_diffusers.py, version 0.9.7) with
@@ -45,7 +47,7 @@ def ltx_condition(work: Path) -> Path:
     repo = work / "ltx-condition"
     torch.manual_seed(0)
     tokenizer = replicas.t5_tokenizer(repo / "tokenizer", 128, with_json=False)
-    text_encoder = replicas.t5_encoder(tokenizer)
+    text_encoder = tiny_models.t5_encoder(len(tokenizer))
     transformer = LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8,
         cross_attention_dim=16, num_layers=1, caption_channels=16,
