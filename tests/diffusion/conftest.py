@@ -122,3 +122,17 @@ def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
             commit = commits[name] if hub_id == spec.hub_id else replicas.commit_of(hub_id)
             replicas.install(repo, hub_id, commit, cache, replicas.patterns_for(spec, hub_id))
     return cache, commits
+
+
+@pytest.fixture
+def offline_replicas(hub_replicas, monkeypatch, tmp_path) -> tuple[Path, dict[str, str]]:
+    """The replicas' cache as the only model source, the hub offline, cwd a fresh folder."""
+    import huggingface_hub.constants
+
+    cache, commits = hub_replicas
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    return cache, commits

@@ -173,8 +173,6 @@ def wan22_ti2v(work: Path) -> Path:
         WanPipeline,
         WanTransformer3DModel,
     )
-    from transformers import UMT5Config, UMT5EncoderModel
-
     repo = work / "wan2.2"
     torch.manual_seed(0)
     tokenizer = t5_tokenizer(work / "_wan22_tok", 512, with_json=True)
@@ -188,9 +186,7 @@ def wan22_ti2v(work: Path) -> Path:
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=48,
         out_channels=48, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
+    text_encoder = tiny_models.umt5_encoder(len(tokenizer))
     pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
                        transformer=transformer, expand_timesteps=True,
                        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction",
@@ -302,11 +298,12 @@ def install(repo: Path, hub_id: str, commit: str, cache: Path,
 
 def _more_builders() -> None:
     # the models issue 14 adds live in their own module (it imports this one)
-    from tests.diffusion import replicas_hunyuan, replicas_new, replicas_skyreels
+    from tests.diffusion import replicas_hunyuan, replicas_ltx, replicas_new, replicas_skyreels
 
     BUILDERS.update(replicas_new.BUILDERS)
     BUILDERS.update(replicas_hunyuan.BUILDERS)
     BUILDERS.update(replicas_skyreels.BUILDERS)
+    BUILDERS.update(replicas_ltx.BUILDERS)
 
 
 _more_builders()

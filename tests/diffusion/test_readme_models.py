@@ -14,7 +14,7 @@ def model_table() -> str:
         d = spec.defaults
         fixed = spec.shape_rules.fixed_size
         size = (f"{fixed[0]}x{fixed[1]} only" if fixed else
-                f"{spec.tier('standard').short_side}p" if spec.tiers else
+                f"{spec.tier('standard').short_side}p" if spec.tier("standard").short_side else
                 f"{d.width}x{d.height} area")
         tiers = []
         for name in TIERS:

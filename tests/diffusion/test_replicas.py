@@ -12,15 +12,17 @@ from img2vid.engines.diffusion.registry import MODELS
 from tests.conftest import run_cli
 
 # sizes each replica accepts (Wan 2.2's 32-pixel cells, CogVideoX's fixed 64x64 table)
-SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64),
+SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64), "ltx-2": (64, 64),
          # a bucket of the tiny HunyuanVideo-1.5's target_size 64; FramePack's tiny VAE is
          # slow per pixel, so it runs at the smallest size a request takes
          "hunyuanvideo-1.5-i2v-480p": (64, 64), "framepack": (64, 64)}
-FRAMES = {"hunyuanvideo-1.5-i2v-480p": 5, "framepack": 37, "i2vgen-xl": 4, "svd-xt": 4, "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
+FRAMES = {"hunyuanvideo-1.5-i2v-480p": 5, "framepack": 37, "i2vgen-xl": 4, "svd-xt": 4,
+          "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
           "wan2.2-i2v-a14b": 5, "wan2.1-flf2v-14b-720p": 5,
           "ltx-video": 9, "cogvideox-5b-i2v": 9, "skyreels-v2-i2v-1.3b-540p": 5,
           "skyreels-v2-i2v-14b-720p": 5, "skyreels-v2-df-1.3b-540p": 5,
-          "skyreels-v2-df-14b-720p": 5}
+          "skyreels-v2-df-14b-720p": 5, "ltx-video-0.9.7-dev": 9,
+          "ltx-video-0.9.7-distilled": 9, "ltx-video-0.9.8-distilled": 9, "ltx-2": 5}
 
 
 def snapshot(cache: Path, name: str, commit: str) -> Path:
@@ -49,19 +51,12 @@ def check_mp4(out: Path, name: str, commit: str) -> dict:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_registered_model_runs_by_name_from_its_replica_offline(
-        name, hub_replicas, small_photo, tmp_path, monkeypatch, capsys):
+        name, offline_replicas, small_photo, tmp_path, capsys):
     """In-process `img2vid generate --model NAME` with the hub offline (the one subprocess
     run below covers the real HF_HUB_OFFLINE=1 environment)."""
-    import huggingface_hub.constants
-
     from img2vid.interfaces.cli.app import main
 
-    cache, commits = hub_replicas
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IMG2VID_MODELS__CACHE_DIR", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)
+    _, commits = offline_replicas
     out = tmp_path / f"{name}.mp4"
     # a first-last-frame model runs only with its last frame
     last = ["--last-image", str(small_photo)] if MODELS[name].last_image == "required" else []
@@ -124,7 +119,7 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
             assert pointer.resolve().parent == (root / "blobs").resolve()
         index = json.loads((snap / "model_index.json").read_text())
         tokenizer = {f.split("/", 1)[1] for f in files if f.startswith("tokenizer/")}
-        if name in ("ltx-video", "cogvideox-5b-i2v"):
+        if name.startswith("ltx-video") or name == "cogvideox-5b-i2v":
             assert tokenizer == {"spiece.model", "tokenizer_config.json",
                                  "special_tokens_map.json", "added_tokens.json"}
             assert index["tokenizer"] == ["transformers", "T5Tokenizer"]
@@ -150,6 +145,15 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
     ltx = json.loads((snapshot(cache, "ltx-video", commits["ltx-video"])
                       / "model_index.json").read_text())
     assert ltx["_class_name"] == "LTXPipeline"
+    for name in ("ltx-video-0.9.7-dev", "ltx-video-0.9.7-distilled", "ltx-video-0.9.8-distilled"):
+        snap = snapshot(cache, name, commits[name])
+        assert json.loads((snap / "model_index.json").read_text())["_class_name"] == \
+            "LTXConditionPipeline"
+        scheduler = json.loads((snap / "scheduler" / "scheduler_config.json").read_text())
+        assert scheduler["use_dynamic_shifting"] is False  # the 0.9.7 conversion's scheduler
+        vae = json.loads((snap / "vae" / "config.json").read_text())
+        assert vae["down_block_types"] == ["LTXVideo095DownBlock3D"] * 4
+        assert vae["timestep_conditioning"] is True
 
 
 def _check_skyreels(cache: Path, commits: dict[str, str]) -> None:

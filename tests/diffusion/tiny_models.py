@@ -182,14 +182,17 @@ def _t5_tokenizer(vocab_words=VOCAB_WORDS):
     return T5Tokenizer(vocab=vocab, extra_ids=0), len(vocab)
 
 
-def _t5(vocab_words=VOCAB_WORDS, d_model: int = 16):
+def t5_encoder(vocab_size: int, d_model: int = 16):
+    """LTX-Video's and CogVideoX's text encoder (T5), tiny."""
     from transformers import T5Config, T5EncoderModel
 
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=4, d_ff=32,
+                                   num_layers=2, num_heads=4, relative_attention_num_buckets=8))
+
+
+def _t5(vocab_words=VOCAB_WORDS, d_model: int = 16):
     tokenizer, vocab_size = _t5_tokenizer(vocab_words)
-    encoder = T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=4, d_ff=32,
-                                      num_layers=2, num_heads=4,
-                                      relative_attention_num_buckets=8))
-    return tokenizer, encoder
+    return tokenizer, t5_encoder(vocab_size, d_model)
 
 
 def build_ltx(folder: Path) -> Path:

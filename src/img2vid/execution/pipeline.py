@@ -41,7 +41,7 @@ from img2vid.postprocess import style
 
 if TYPE_CHECKING:
     from img2vid.media.remux import StreamCopy
-    from img2vid.postprocess.audio import Soundtrack
+    from img2vid.postprocess.audio import GeneratedSound, Soundtrack
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def generate(request: GenerationRequest, settings: Settings, *, output: Path | N
 
     engine = engine or create_engine(request.engine.value, settings)
     clip = engine.generate(postprocess.render_request(request), images, progress, cancel)
+    soundtrack = soundtrack or _generated_sound(clip, fmt)
     clip = postprocess.apply(clip, request, progress, cancel, settings=settings,
                              upscaler=upscaler)
 
@@ -159,6 +160,19 @@ def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
     return request, audio.Soundtrack(track, request.audio_offset, request.fade_out)
 
 
+def _generated_sound(clip: Clip, fmt: OutputFormat) -> Soundtrack | GeneratedSound | None:
+    """The sound a model made with the clip (LTX-2), muxed like a sound file; a request's own
+    --audio replaces it, and formats without audio (GIF, frames) drop it."""
+    if clip.audio is None:
+        return None
+    from img2vid.postprocess import audio
+
+    if fmt not in audio.CONTAINERS:
+        log.info("%s has no audio track: the model's sound is dropped", fmt.value)
+        return None
+    return audio.GeneratedSound(clip.audio)
+
+
 def require_extras(request: GenerationRequest) -> None:
     """The optional extras `request` needs, named with their install command if missing."""
     if request.engine is EngineName.DIFFUSION:
@@ -170,7 +184,8 @@ def require_extras(request: GenerationRequest) -> None:
 
 def save_clip(clip: Clip, options: EncodeOptions, target: outputs.OutputTarget, *,
               prefix: str, started: datetime, progress: ProgressCallback,
-              cancel: CancelToken, soundtrack: Soundtrack | StreamCopy | None = None,
+              cancel: CancelToken,
+              soundtrack: Soundtrack | GeneratedSound | StreamCopy | None = None,
               ) -> tuple[Path, EncodedInfo]:
     """Encode `clip` to a hidden temporary file, then move it to the target's path or a new
     timestamped name in its folder.

@@ -12,6 +12,7 @@ from typing import Any
 import av
 import numpy as np
 
+from img2vid.core.clip import GeneratedAudio
 from img2vid.core.errors import InputError
 from img2vid.core.request import OutputFormat
 from img2vid.media.images import file_sha256
@@ -262,6 +263,17 @@ class Soundtrack:
     def mux(self, video: Path, out: Path, fmt: OutputFormat, duration: float) -> dict[str, Any]:
         return mux_audio(video, self.track, out, fmt, duration=duration, offset=self.offset,
                          fade_out=self.fade_out)
+
+
+@dataclass(frozen=True)
+class GeneratedSound:
+    """Sound a model generated with its frames, laid under the video like a track."""
+
+    audio: GeneratedAudio
+
+    def mux(self, video: Path, out: Path, fmt: OutputFormat, duration: float) -> dict[str, Any]:
+        return mux_samples(video, self.audio.samples, self.audio.sample_rate, out, fmt,
+                           duration=duration)
 
 
 def fitted_timing(seconds: float, fps: int, fade: float, *, max_seconds: float,

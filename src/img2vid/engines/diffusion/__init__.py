@@ -24,7 +24,12 @@ from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
-from img2vid.engines.diffusion.windows import check_prompts, run_chained, run_windows
+from img2vid.engines.diffusion.windows import (
+    check_prompts,
+    join_audio,
+    run_chained,
+    run_windows,
+)
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -109,7 +114,8 @@ class DiffusionEngine:
         window = total if plan.family.long_video else plan.spec.shape_rules.frames.snap(
             request.window_frames or plan.spec.defaults.num_frames)
         if plan.spec.uses_prompt:
-            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames)
+            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames,
+                          plan.spec.family.lead_frames(window))
         if total > window:  # longer than one window: plan (memory too) for one window
             plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
                              (image.width, image.height))
@@ -150,8 +156,13 @@ class DiffusionEngine:
             made = (run_chained(call, total, window, spec.family, seed, one_call)
                     if total > window else None)
             if made is None and total > window:
-                made = run_windows(call, total, window, spec.shape_rules.frames, seed, one_call)
+                made = run_windows(call, total, window, spec.shape_rules.frames, seed, one_call,
+                                   lead=spec.family.lead_frames(window))
             frames, chained = made if made is not None else (one_call(call), {})
+            # the sound a model made with its frames (LTX-2), joined across chained windows
+            sounds = [r[2].pop("generated_audio", None) for r in results]
+            sound = (join_audio(sounds, chained["window_lead_frames"] + chained["window_overlap"],
+                                call.fps) if "window_lead_frames" in chained else sounds[-1])
             _, timings, extras = results[-1]
             timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
         finally:
@@ -188,7 +199,8 @@ class DiffusionEngine:
         if not spec.uses_prompt and (request.prompt or request.negative_prompt):
             info["ignored_prompt"] = {"prompt": request.prompt,
                                       "negative_prompt": request.negative_prompt}
-        return Clip(iter(frames), float(call.fps), shape.width, shape.height, len(frames), info)
+        return Clip(iter(frames), float(call.fps), shape.width, shape.height, len(frames), info,
+                    audio=sound)
 
     def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, call: DiffusionCall,
                            seed: int, progress: ProgressCallback, cancel: CancelToken,
@@ -265,6 +277,7 @@ class DiffusionEngine:
             pipe.maybe_free_model_hooks()
             raise
         progress(Progress("decode", 1, 1))
+        video, sound = family.split_audio(pipe, video)
         frames = to_uint8_frames(video)
         del video
         finished = time.perf_counter()
@@ -274,6 +287,8 @@ class DiffusionEngine:
         extras = {**runtime.peak_memory(device), "step_cache": cache_report}
         if lora_records:
             extras["loras"] = lora_records
+        if sound is not None:
+            extras["generated_audio"] = sound  # taken off before the sidecar
         return frames, timings, extras
 
     def _cache_root(self) -> Path:

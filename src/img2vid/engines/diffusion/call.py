@@ -43,6 +43,9 @@ class DiffusionCall:
     decode_chunk: int
     options: dict[str, Any]  # the family's own (SVD: motion_bucket_id, noise_aug_strength)
     last_image: Image.Image | None = None  # the frame to end on, fitted like `image`
+    # a chained window's start: the previous window's last frames (families that take a video
+    # condition; `image` is then the first of them)
+    lead_frames: tuple[Image.Image, ...] = ()
     # frames per window where the pipeline chains windows itself (SkyReels-V2 DF); None: one
     window_frames: int | None = None
     guidance_scale_2: float | None = None  # the low-noise expert's (Wan 2.2 A14B)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from img2vid.engines.diffusion.preview import LatentPreview, encode_chart, latent_cell
 
 if TYPE_CHECKING:
+    from img2vid.core.clip import GeneratedAudio
     from img2vid.core.request import GenerationRequest
     from img2vid.engines.diffusion.call import DiffusionCall, Shape
     from img2vid.engines.diffusion.steps import StepReporter
@@ -104,6 +105,11 @@ class Family:
         "required" (it only runs with one), or None (not trained for it)."""
         return None
 
+    def lead_frames(self, window: int) -> int:
+        """Frames of the previous window a chained window is conditioned on (windows.py): one
+        (an image) unless the pipeline takes a video condition."""
+        return 1
+
     def accepts(self, index: dict[str, Any]) -> bool:
         """Whether a folder's model_index.json is an image-to-video model of this family."""
         return index.get("_class_name") in self.index_classes
@@ -162,6 +168,10 @@ class Family:
     def run(self, pipe: Any, call: DiffusionCall, generator: Any, steps: StepReporter) -> Any:
         output = pipe(**self.arguments(pipe, call, shared_arguments(call, generator, steps)))
         return output.frames
+
+    def split_audio(self, pipe: Any, output: Any) -> tuple[Any, GeneratedAudio | None]:
+        """The frames of `run`'s output, and the sound the model made with them if any."""
+        return output, None
 
 
 def shared_arguments(call: DiffusionCall, generator: Any,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
@@ -22,13 +22,18 @@ class LTXVideo(Family):
     rules = ShapeRules(side_multiple=32, frames=FrameRule(step=8, offset=1, minimum=9))
     block_modules = {"text_encoder": ["encoder"]}
     preview = LatentPreview(packed_tokens, ("ltxv",), standardised)
+    # the registered models' transformer width (heads x head size) when no config is at hand
+    default_heads: ClassVar[tuple[int, int]] = (32, 64)  # the 2B
+    extra_latent_frames: ClassVar[int] = 0  # conditioning tokens beside the video's (keyframes)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:
         transformer = config("transformer")
-        hidden = int(transformer.get("num_attention_heads", 32)) * int(
-            transformer.get("attention_head_dim", 64))
-        tokens = ((shape.num_frames - 1) // 8 + 1) * (shape.height // 32) * (shape.width // 32)
+        heads, head_dim = self.default_heads
+        hidden = int(transformer.get("num_attention_heads", heads)) * int(
+            transformer.get("attention_head_dim", head_dim))
+        latent_frames = (shape.num_frames - 1) // 8 + 1 + self.extra_latent_frames
+        tokens = latent_frames * (shape.height // 32) * (shape.width // 32)
         batch = 2 if guidance_scale > 1 else 1  # conditional and unconditional passes batched
         acts = transformer_activations(tokens, hidden, 4 * hidden, batch, dtype_bytes)
         full, tiled = image_decode(shape.width, shape.height, 128, dtype_bytes)

@@ -14,13 +14,16 @@ from img2vid.engines.diffusion.framepack import FramePack
 from img2vid.engines.diffusion.hunyuan15 import HunyuanVideo15
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.ltx2 import LTX2
+from img2vid.engines.diffusion.ltx_condition import LTXCondition, LTXConditionDistilled
 from img2vid.engines.diffusion.skyreels import SkyReelsV2, SkyReelsV2DiffusionForcing
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), HunyuanVideo15(),
-    FramePack(), SkyReelsV2(), SkyReelsV2DiffusionForcing())}
+    FramePack(), SkyReelsV2(), SkyReelsV2DiffusionForcing(), LTXCondition(),
+    LTXConditionDistilled(), LTX2())}
 TIERS = ("preview", "standard", "high", "max")
 
 

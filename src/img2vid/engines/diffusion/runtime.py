@@ -22,15 +22,19 @@ log = logging.getLogger(__name__)
 
 # logger -> message fragment of library warnings that say nothing to an img2vid user:
 # I2VGen-XL's deprecation banner on every load, the CLIP processor's optional torchvision backend,
-# and what importing torchao (the quantize extra; diffusers imports it when installed) says on
-# machines without its optional CUDA kernels or Triton (int8 weight-only needs neither).
+# what importing torchao (the quantize extra; diffusers imports it when installed) says on
+# machines without its optional CUDA kernels or Triton (int8 weight-only needs neither), and a
+# scheduler's note on a call diffusers' own LTX condition pipeline makes.
 _NOISE = {"diffusers.pipelines.pipeline_utils": "has been deprecated and will not receive",
           "transformers.utils.import_utils": "requires torchvision (not installed)",
           "torchao": "Failed to load",
           "torchao.kernel.intmm": "Detected no triton",
           "torch.utils._pytree": "is an Enum subclass and is now natively supported",
           "diffusers.quantizers.torchao.torchao_quantizer":
-              "Unable to import `torchao` Tensor objects"}
+              "Unable to import `torchao` Tensor objects",
+          # LTXConditionPipeline passes its own timesteps without sigmas on every call
+          "diffusers.schedulers.scheduling_flow_match_euler_discrete":
+              "were passed without `sigmas`"}
 
 
 class _DropMessage(logging.Filter):

@@ -29,7 +29,7 @@ SERVER_ONLY_FIELDS = {"rife_weights": "it names a file on the server; set the RI
 # Request fields that name a file: a client uploads the file itself, one of each at most.
 FILE_FIELDS = {"audio": "the soundtrack", "style": "the style painting",
                "depth": "the parallax depth map (brighter = nearer)",
-               "last_image": "the end frame (wan2.2-i2v-a14b, wan2.1-flf2v-14b-720p)"}
+               "last_image": "the end frame (models trained for one; others refuse, naming them)"}
 REQUEST_FIELDS = frozenset(GenerationRequest.model_fields) - {"images"}
 
 
