@@ -14,6 +14,7 @@ from img2vid.core.clip import GeneratedAudio
 from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.family import ConfigReader, FrameRule, ShapeRules
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.preview import LatentPreview, packed_tokens, standardised
 
 
 class LTX2(LTXVideo):
@@ -26,6 +27,8 @@ class LTX2(LTXVideo):
     block_modules = {"text_encoder": ["model", "language_model"]}
     # the 19B video stream (32 x 128); its audio stream's tokens are a few per second
     default_heads = (32, 128)
+    # a new VAE: LTX-Video's published colour table does not apply, the projection is fitted
+    preview = LatentPreview(packed_tokens, (), standardised)
 
     def shape_rules(self, config: ConfigReader) -> ShapeRules:
         # the VAE's compression (32x spatial, 8x temporal on the real model) times the
