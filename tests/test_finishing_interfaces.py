@@ -57,15 +57,27 @@ def test_api_multipart_audio_upload(server: LiveServer, tone: Path, tmp_path: Pa
 
 
 def test_api_json_audio_as_base64(server: LiveServer, tone: Path, tmp_path: Path) -> None:
-    body = {**TINY, "format": "webm", "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
-            "audio": base64.b64encode(tone.read_bytes()).decode()}
+    """JSON files keep the name a client gives ({"name", "data"}); bare base64 is named
+    after its field."""
+    sound = base64.b64encode(tone.read_bytes()).decode()
+    body = {**TINY, "format": "webm",
+            "images": [{"name": "coffee.png", "data": base64.b64encode(PHOTO.read_bytes()).decode()}],
+            "audio": {"name": "my song.mp3", "data": sound}}
     with server.client() as client:
         job = client.post("/api/v1/jobs", json=body)
         assert job.status_code == 202, job.text
         done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
+        assert done["status"] == "succeeded", done["error"]
         video = tmp_path / "result.webm"
         video.write_bytes(client.get(done["result_url"]).content)
+        bare = client.post("/api/v1/jobs", json={**body, "audio": sound, "dry_run": True})
+        bad = client.post("/api/v1/jobs", json={**body, "audio": {"name": 3, "data": sound}})
     assert streams(video) == {"video": "vp9", "audio": "opus"}
+    assert done["request"]["audio"] == "my_song.mp3"  # the client's name, cleaned
+    assert done["request"]["images"] == ["coffee.png"]
+    assert done["sidecar"]["audio"]["source"] == "my_song.mp3"
+    assert bare.status_code == 200, bare.text  # a dry run: nothing queued
+    assert bad.status_code == 400 and '{"name": "file name"' in bad.json()["detail"]
 
 
 @pytest.mark.parametrize(("files", "data", "status", "message"), [
@@ -172,6 +184,23 @@ def test_api_style_upload_and_model_upscale(styled_server: LiveServer, tmp_path:
     assert done["sidecar"]["style"]["image"] == "painting.png"
     assert done["sidecar"]["engine_info"]["upscale"]["architecture"] == "SRVGGNetCompact"
     assert done["request"]["style"] == "painting.png"
+
+
+def test_api_json_style_as_a_data_url(styled_server: LiveServer, tmp_path: Path) -> None:
+    """A data: URL's media type gives the stored file its extension."""
+    painting = base64.b64encode(_painting(tmp_path).read_bytes()).decode()
+    body = {**TINY, "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
+            "style": f"data:image/png;base64,{painting}", "style_strength": 0.5}
+    with styled_server.client() as client:
+        job = client.post("/api/v1/jobs", json=body)
+        assert job.status_code == 202, job.text
+        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
+        assert done["status"] == "succeeded", done["error"]
+        video = tmp_path / "styled.mp4"
+        video.write_bytes(client.get(done["result_url"]).content)
+    assert len(video_frames(video)) == 12
+    assert done["request"]["style"] == "style.png" and done["request"]["images"] == ["image0"]
+    assert done["sidecar"]["style"]["image"] == "style.png"
 
 
 def test_api_refuses_a_bad_style_image(styled_server: LiveServer) -> None:
