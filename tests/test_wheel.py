@@ -103,6 +103,7 @@ def test_build_makes_an_sdist_and_a_wheel_with_complete_metadata(dist: Path, whe
         names = whl.namelist()
         meta = Parser().parsestr(whl.read(f"img2vid-{VERSION}.dist-info/METADATA").decode())
     assert f"img2vid-{VERSION}.dist-info/licenses/LICENSE" in names
+    assert "img2vid/engines/diffusion/models.yaml" in names  # the model registry is data
     assert all(n.startswith(("img2vid/", f"img2vid-{VERSION}.dist-info/")) for n in names), names
     assert meta["License-Expression"] == "Apache-2.0" and meta["Requires-Python"] == ">=3.10"
     assert meta["Description-Content-Type"] == "text/markdown"

@@ -228,3 +228,15 @@ def test_presets_are_tiers_relative_to_the_model():
     assert [tiers[p].num_inference_steps for p in ("standard", "high", "max")] == [50, 75, 100]
     # this 480p model is never asked for a larger size than it was trained at
     assert {(t.shape.width, t.shape.height) for t in tiers.values()} == {(832, 480)}
+
+
+def test_a_registry_entry_with_an_unknown_key_is_refused() -> None:
+    from img2vid.engines.diffusion import registry
+
+    entry = {"family": "wan", "hub_id": "org/name", "description": "d", "download_gb": 1,
+             "defaults": {"width": 832, "height": 480, "num_frames": 81, "fps": 16,
+                          "num_inference_steps": 50, "guidance_scale": 5.0}}
+    spec = registry._spec("ok", {**entry, "side_multiple": 32})
+    assert spec.shape_rules.side_multiple == 32 and spec.shape_rules.frames.step == 4
+    with pytest.raises(ValueError, match="default_frames"):
+        registry._spec("typo", {**entry, "default_frames": 81})

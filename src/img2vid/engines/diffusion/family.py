@@ -155,3 +155,16 @@ def shared_arguments(job: DiffusionJob, generator: Any,
 def vae_scale(config: ConfigReader, default_levels: int = 4) -> int:
     """Pixels per latent cell of an image VAE: 2 per down block after the first."""
     return 2 ** (len(config("vae").get("block_out_channels", [0] * default_levels)) - 1)
+
+
+class UNetFamily(Family):
+    """The UNet families (I2VGen-XL, SVD): fp16 releases, any frame count, decoded a few frames
+    per VAE call; their pipelines check for sides multiple of 8 whatever the VAE."""
+
+    rules = ShapeRules(side_multiple=8, frames=FrameRule(minimum=2))
+    denoiser = "unet"
+    chunked_decode = True
+    cuda_dtype = "float16"
+
+    def shape_rules(self, config: ConfigReader) -> ShapeRules:
+        return ShapeRules(max(8, vae_scale(config)), self.rules.frames)

@@ -7,9 +7,7 @@ from typing import Any
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
-    Family,
-    FrameRule,
-    ShapeRules,
+    UNetFamily,
     shared_arguments,
     vae_scale,
 )
@@ -23,18 +21,10 @@ CLIP_SKIP = 1
 TARGET_FPS = 16
 
 
-class I2VGenXL(Family):
+class I2VGenXL(UNetFamily):
     name = "i2vgen"
     pipeline_class = "I2VGenXLPipeline"
     index_classes = ("I2VGenXLPipeline",)
-    rules = ShapeRules(side_multiple=8, frames=FrameRule(minimum=2))
-    denoiser = "unet"
-    chunked_decode = True
-    cuda_dtype = "float16"
-
-    def shape_rules(self, config: ConfigReader) -> ShapeRules:
-        # the pipeline checks for multiples of 8 whatever the VAE
-        return ShapeRules(max(8, vae_scale(config)), self.rules.frames)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
@@ -93,68 +96,36 @@ class ModelSpec:
                 "guidance_scale": d.guidance_scale}
 
 
-# Wan 2.1's 14B models share their components (billions of parameters per component)
-WAN21_14B_PARAMS = {"transformer": 16.4, "text_encoder": 5.7, "image_encoder": 0.632,
-                    "vae": 0.127}
+MODELS_FILE = Path(__file__).with_name("models.yaml")
+_KEYS = {"family", "hub_id", "description", "download_gb", "defaults", "params_b", "variant",
+         "revision", "side_multiple", "tiers", "last_image"}
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec(
-        name="i2vgen-xl", family=FAMILIES["i2vgen"], hub_id="ali-vilab/i2vgen-xl",
-        # the seed's table: 16 frames played at 8 fps (2 s), guidance 9
-        defaults=Defaults(912, 512, 16, 8, 50, 9.0),
-        tiers={"preview": Tier(512, 8, 30), "standard": Tier(512, 16, 50),
-               "high": Tier(768, 24, 80), "max": Tier(1024, 32, 100)},
-        download_gb=5.0, variant="fp16",
-        params_b={"unet": 1.42, "text_encoder": 0.354, "image_encoder": 0.632, "vae": 0.084},
-        description="I2VGen-XL (Alibaba): prompt + negative prompt, 16 frames"),
-    ModelSpec(
-        name="svd-xt", family=FAMILIES["svd"],
-        hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
-        defaults=Defaults(1024, 576, 25, 7, 25, 3.0), download_gb=4.5, variant="fp16",
-        params_b={"unet": 1.52, "image_encoder": 0.632, "vae": 0.098},
-        description="Stable Video Diffusion XT: no prompt; motion_bucket_id, noise_aug_strength"),
-    ModelSpec(
-        name="wan2.2-ti2v-5b", family=FAMILIES["wan"], hub_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-        # its VAE downsamples 16x and the transformer patches 2x2: sides multiple of 32
-        rules=ShapeRules(32, FAMILIES["wan"].rules.frames),
-        defaults=Defaults(1280, 704, 121, 24, 50, 5.0), download_gb=34.0,
-        params_b={"transformer": 5.0, "text_encoder": 5.7, "vae": 0.705},
-        description="Wan 2.2 TI2V 5B: text+image to video, 720p, 24 fps"),
-    ModelSpec(
-        name="wan2.1-i2v-14b-480p", family=FAMILIES["wan"],
-        hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-        defaults=Defaults(832, 480, 81, 16, 50, 5.0), download_gb=82.0,
-        params_b=WAN21_14B_PARAMS,
-        description="Wan 2.1 I2V 14B at 480p, 16 fps"),
-    ModelSpec(
-        name="wan2.1-flf2v-14b-720p", family=FAMILIES["wan"],
-        hub_id="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
-        # diffusers' Wan docs run it at 1280x720 area, 81 frames, guidance 5.5, 16 fps
-        defaults=Defaults(1280, 720, 81, 16, 50, 5.5), download_gb=82.0,
-        last_image="required",
-        params_b=WAN21_14B_PARAMS,
-        description="Wan 2.1 FLF2V 14B 720p: first and last frame (--last-image) to video"),
-    ModelSpec(
-        name="wan2.2-i2v-a14b", family=FAMILIES["wan"],
-        hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-        # two 14B experts (transformer: high noise, transformer_2: low noise, switched at
-        # boundary_ratio 0.9); the authors' settings: 40 steps, guidance 3.5 on both
-        defaults=Defaults(832, 480, 81, 16, 40, 3.5), download_gb=126.0,
-        last_image="optional",
-        params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": 5.7,
-                  "vae": 0.127},
-        description="Wan 2.2 I2V A14B: two experts, 480p/720p, 16 fps, optional end frame"),
-    ModelSpec(
-        name="ltx-video", family=FAMILIES["ltx"], hub_id="Lightricks/LTX-Video",
-        defaults=Defaults(704, 480, 161, 24, 50, 3.0), download_gb=28.0,
-        params_b={"transformer": 1.92, "text_encoder": 4.76, "vae": 0.42},
-        description="LTX-Video (Lightricks) image-to-video, fast, 24 fps"),
-    ModelSpec(
-        name="cogvideox-5b-i2v", family=FAMILIES["cogvideox"], hub_id="zai-org/CogVideoX-5b-I2V",
-        defaults=Defaults(720, 480, 49, 8, 50, 6.0), download_gb=22.0,
-        params_b={"transformer": 5.6, "text_encoder": 4.76, "vae": 0.216},
-        description="CogVideoX 5B I2V: 49 frames at 720x480, 8 fps"),
-)}
+
+def _spec(name: str, entry: dict[str, Any]) -> ModelSpec:
+    """One models.yaml entry as a ModelSpec; a typo in a key or a family fails loudly."""
+    unknown = set(entry) - _KEYS
+    if unknown:
+        raise ValueError(f"{MODELS_FILE.name}: {name} has unknown keys {sorted(unknown)}")
+    family = FAMILIES[entry["family"]]
+    side = entry.get("side_multiple")
+    tiers = entry.get("tiers")
+    return ModelSpec(
+        name=name, family=family, hub_id=entry["hub_id"], description=entry["description"],
+        download_gb=float(entry["download_gb"]), defaults=Defaults(**entry["defaults"]),
+        params_b=dict(entry.get("params_b", {})), variant=entry.get("variant"),
+        revision=entry.get("revision"), last_image=entry.get("last_image"),
+        rules=ShapeRules(side, family.rules.frames) if side else None,
+        tiers={k: Tier(*v) for k, v in tiers.items()} if tiers else None)
+
+
+def _load_models() -> dict[str, ModelSpec]:
+    entries = yaml.safe_load(MODELS_FILE.read_text(encoding="utf-8"))
+    # keys starting with x- hold YAML anchors shared by several entries
+    return {name: _spec(name, entry) for name, entry in entries.items()
+            if not name.startswith("x-")}
+
+
+MODELS: dict[str, ModelSpec] = _load_models()
 
 
 def preset_table(preset: str) -> dict[str, dict[str, Any]]:

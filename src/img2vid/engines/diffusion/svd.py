@@ -8,9 +8,7 @@ from img2vid.core.request import GenerationRequest
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
-    Family,
-    FrameRule,
-    ShapeRules,
+    UNetFamily,
     vae_scale,
 )
 from img2vid.engines.diffusion.job import DiffusionJob, Shape
@@ -20,20 +18,13 @@ MOTION_BUCKET_ID = 127  # the pipeline's defaults
 NOISE_AUG_STRENGTH = 0.02
 
 
-class StableVideoDiffusion(Family):
+class StableVideoDiffusion(UNetFamily):
     name = "svd"
     pipeline_class = "StableVideoDiffusionPipeline"
     index_classes = ("StableVideoDiffusionPipeline",)
-    rules = ShapeRules(side_multiple=8, frames=FrameRule(minimum=2))
-    denoiser = "unet"
     vae_tiling = False  # the temporal decoder has no tiled path; decoding is chunked by frames
-    chunked_decode = True
     uses_prompt = False
-    cuda_dtype = "float16"
     options = ("motion_bucket_id", "noise_aug_strength")
-
-    def shape_rules(self, config: ConfigReader) -> ShapeRules:
-        return ShapeRules(max(8, vae_scale(config)), self.rules.frames)
 
     def estimate(self, config: ConfigReader, shape: Shape, guidance_scale: float,
                  dtype_bytes: int) -> tuple[int, int, int]:
