@@ -34,6 +34,9 @@ def test_each_codec_is_tagged_for_players(settings, photo, codec, decoded, tag):
         assert sum(1 for _ in container.decode(stream)) == 12
     side = json.loads(result.sidecar.read_text())
     assert side["request"]["codec"] == codec
+    # x265 for HEVC, SVT-AV1 for AV1 (the encoders the issue names)
+    assert side["output"]["codec"] == {"h264": "libx264", "hevc": "libx265",
+                                       "av1": "libsvtav1"}[codec]
 
 
 def test_gpu_encoder_is_used_or_falls_back_with_a_note(settings, photo):

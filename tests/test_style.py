@@ -211,3 +211,29 @@ def _with_cache(cache: Path):  # type: ignore[no-untyped-def]
     settings = Settings()
     return settings.model_copy(update={"models": settings.models.model_copy(
         update={"cache_dir": cache})})
+
+
+def test_cli_style_from_the_cache_with_codec_and_upscale(tmp_path, photo):
+    """The CLI end to end: weights where `img2vid models download adain` puts them, a
+    painting, HEVC and a 2x Lanczos upscale; the file decodes with PyAV."""
+    import av
+
+    cache = tmp_path / "cache"
+    colour_weights(adain_weights_dir(cache))
+    painting = tmp_path / "painting.png"
+    Image.fromarray(np.full((80, 80, 3), (200, 40, 40), np.uint8)).save(painting)
+    out = tmp_path / "styled.mp4"
+    done = run_cli("generate", photo, "--style", painting, "--style-strength", "0.8",
+                   "--codec", "hevc", "--upscale", "2", "--upscaler", "lanczos",
+                   "--width", "96", "--height", "64", "--fps", "8", "--num-frames", "6",
+                   "--encode-speed", "ultrafast", "-o", out, cwd=tmp_path,
+                   env={"IMG2VID_MODEL_CACHE": str(cache)})
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_tag) == ("hevc", "hvc1")
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(frames) == 6 and frames[0].shape == (128, 192, 3)
+    assert frames[0][..., 0].mean() > frames[0][..., 2].mean() + 20  # the painting's red
+    side = json.loads(Path(f"{out}.json").read_text())
+    assert side["style"]["weights"] == str(adain_weights_dir(cache))
