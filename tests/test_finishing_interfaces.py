@@ -33,9 +33,17 @@ TINY = {"resolution": "256", "duration": "1.5", "fps": "8", "encode_speed": "ult
 def _run_job(server: LiveServer, data: dict, files: list, tmp_path: Path,  # type: ignore[type-arg]
              suffix: str = ".mp4") -> tuple[dict, Path]:  # type: ignore[type-arg]
     """Submit a multipart job with the photo and `files`, wait, download its video."""
-    with server.client() as client, PHOTO.open("rb") as photo:
-        job = client.post("/api/v1/jobs", data={**TINY, **data},
-                          files=[("images", (PHOTO.name, photo, "image/png")), *files])
+    with PHOTO.open("rb") as photo:
+        return _run_json_job(server, None, tmp_path, suffix, data={**TINY, **data},
+                             files=[("images", (PHOTO.name, photo, "image/png")), *files])
+
+
+def _run_json_job(server: LiveServer, body: dict | None, tmp_path: Path,  # type: ignore[type-arg]
+                  suffix: str = ".mp4", **multipart: object) -> tuple[dict, Path]:  # type: ignore[type-arg]
+    """Submit a job (a JSON `body`, else the `multipart` data and files), wait, download its
+    video."""
+    with server.client() as client:
+        job = client.post("/api/v1/jobs", **({"json": body} if body else multipart))  # type: ignore[arg-type]
         assert job.status_code == 202, job.text
         done = wait_for(client, job.json()["id"], TERMINAL, timeout=120)
         assert done["status"] == "succeeded", done["error"]
@@ -61,15 +69,11 @@ def test_api_json_audio_as_base64(server: LiveServer, tone: Path, tmp_path: Path
     after its field."""
     sound = base64.b64encode(tone.read_bytes()).decode()
     body = {**TINY, "format": "webm",
-            "images": [{"name": "coffee.png", "data": base64.b64encode(PHOTO.read_bytes()).decode()}],
+            "images": [{"name": "coffee.png",
+                        "data": base64.b64encode(PHOTO.read_bytes()).decode()}],
             "audio": {"name": "my song.mp3", "data": sound}}
+    done, video = _run_json_job(server, body, tmp_path, ".webm")
     with server.client() as client:
-        job = client.post("/api/v1/jobs", json=body)
-        assert job.status_code == 202, job.text
-        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
-        assert done["status"] == "succeeded", done["error"]
-        video = tmp_path / "result.webm"
-        video.write_bytes(client.get(done["result_url"]).content)
         bare = client.post("/api/v1/jobs", json={**body, "audio": sound, "dry_run": True})
         bad = client.post("/api/v1/jobs", json={**body, "audio": {"name": 3, "data": sound}})
     assert streams(video) == {"video": "vp9", "audio": "opus"}
@@ -191,13 +195,7 @@ def test_api_json_style_as_a_data_url(styled_server: LiveServer, tmp_path: Path)
     painting = base64.b64encode(_painting(tmp_path).read_bytes()).decode()
     body = {**TINY, "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
             "style": f"data:image/png;base64,{painting}", "style_strength": 0.5}
-    with styled_server.client() as client:
-        job = client.post("/api/v1/jobs", json=body)
-        assert job.status_code == 202, job.text
-        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
-        assert done["status"] == "succeeded", done["error"]
-        video = tmp_path / "styled.mp4"
-        video.write_bytes(client.get(done["result_url"]).content)
+    done, video = _run_json_job(styled_server, body, tmp_path)
     assert len(video_frames(video)) == 12
     assert done["request"]["style"] == "style.png" and done["request"]["images"] == ["image0"]
     assert done["sidecar"]["style"]["image"] == "style.png"
