@@ -4,7 +4,8 @@ SRVGGNetCompact), recognised from their state-dict keys and loaded strictly.
 
 spandrel imports torchvision at import time (two of its architectures, LaMa and
 RestoreFormer, use it), and torchvision has no CPU build for every torch; so it is optional,
-and these two layouts keep upscaling available without it. torch is imported only when a model is loaded.
+and these two layouts keep upscaling available without it. torch is imported only when a
+model is loaded.
 """
 
 from __future__ import annotations
