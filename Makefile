@@ -44,8 +44,11 @@ demo: $(VENV)/.core
 browser:
 	@scripts/install-chromium.sh
 
+# Two workers (pytest-xdist), a test file each at a time: the tests of a file share their
+# fixtures (tiny models, servers). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The wheel and sdist built, the wheel installed in fresh venvs: core only (also in `make
 # test`) and with the server and diffusion extras (minutes: torch, gradio).

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from img2vid.core.config import LogSettings, OutputSettings, ServerSettings, Settings
-from img2vid.engines.base import EngineFactory
+from img2vid.engines.base import Engine, EngineFactory
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import JobStatus
 from img2vid.interfaces.server.app import create_app
@@ -100,6 +100,18 @@ def live_server(settings: Settings, engine_factory: EngineFactory | None, *, ui:
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@contextmanager
+def fake_server(root: Path, engine: Engine, *, in_process: bool = False, ui: bool = True,
+                cpu_workers: int = 1, **server: Any) -> Iterator[LiveServer]:
+    """The whole service running every job on `engine` (a fake), its files under `root` and
+    `server` as its server settings: a real server on a loopback port, or with `in_process`
+    the ASGI app over httpx."""
+    start = app_server if in_process else live_server
+    with start(make_settings(root, **server), lambda name, *_: engine, ui=ui,
+               cpu_workers=cpu_workers) as live:
+        yield live
 
 
 def wait_for(client: httpx.Client, job_id: str, statuses: set[str],

@@ -130,15 +130,15 @@ class Reveal:
 
 def reveal_quality(engine: Any, scene: Scene, out_w: int, out_h: int) -> Reveal:
     from img2vid.core.request import build_request
-    from img2vid.engines.camera import Timeline
-    from img2vid.engines.parallax.engine import FramePlanner
+    from img2vid.engines.parallax.engine import ParallaxPlanner
     from img2vid.engines.parallax.render import render
+    from img2vid.engines.slideshow import Timeline
 
     request = build_request(images=(scene.photo.path,), engine="parallax", motion="truck-right",
                             depth=str(scene.depth_path), width=out_w, height=out_h,
                             num_frames=10, fps=10)
     slide = engine.prepare(request, scene.photo, out_w, out_h)
-    built = FramePlanner([slide], Timeline.plan(10, 1, 0), loop=False)._scene(0)
+    built = ParallaxPlanner([slide], Timeline.plan(10, 1, 0), loop=False).build(0)
     view = slide.move.at(1.0)
     scale = slide.photo.shape[1] / scene.photo.pixels.shape[1]
     rect = (round(scene.rect[0] * scale), round(scene.rect[1] * scale),

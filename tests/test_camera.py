@@ -21,13 +21,12 @@ from img2vid.core.errors import CancelledError
 from img2vid.core.progress import CancelToken, Progress, no_progress
 from img2vid.core.request import PARALLAX_ONLY_MOTIONS, Easing, Motion, build_request
 from img2vid.engines import camera as cam
-from img2vid.engines import create_engine, geometry
-from img2vid.engines.camera import CameraEngine, Timeline
+from img2vid.engines import create_engine, geometry, slideshow
+from img2vid.engines.camera import CameraEngine
 from img2vid.engines.geometry import (
     Camera,
     Framing,
     Pyramid,
-    Slide,
     View,
     camera_at,
     eased,
@@ -120,18 +119,18 @@ def test_slideshow_shares_the_duration_and_fits_other_photos(engine: CameraEngin
 
 
 def test_timeline_segments_and_clamped_transition() -> None:
-    timeline = Timeline.plan(num_frames=90, count=3, overlap=12)
+    timeline = slideshow.Timeline.plan(num_frames=90, count=3, overlap=12)
     assert timeline.segment == pytest.approx(38)  # (90 + 2 x 12) / 3
     assert [timeline.start(i) for i in range(3)] == [0, 26, 52]
-    assert timeline.shots(0) == (cam.Shot(0, 0.0),)
-    assert timeline.shots(89)[-1] == cam.Shot(2, 1.0)
+    assert timeline.shots(0) == (slideshow.Shot(0, 0.0),)
+    assert timeline.shots(89)[-1] == slideshow.Shot(2, 1.0)
     assert [s.image for s in timeline.shots(30)] == [0, 1]
     # The incoming photo's weight rises through the crossfade.
     weights = [timeline.shots(i)[-1].weight for i in range(26, 38)]
     assert weights == sorted(weights) and 0 < weights[0] < weights[-1] < 1
     # A crossfade longer than a third of a segment is shortened to that.
-    assert Timeline.plan(90, 3, overlap=100).overlap == pytest.approx(90 / 7)
-    assert Timeline.plan(90, 1, overlap=30).overlap == 0
+    assert slideshow.Timeline.plan(90, 3, overlap=100).overlap == pytest.approx(90 / 7)
+    assert slideshow.Timeline.plan(90, 1, overlap=30).overlap == 0
 
 
 def test_crossfade_blends_the_two_photos(engine: CameraEngine) -> None:
@@ -175,9 +174,9 @@ def test_white_photo_renders_white_with_a_black_border_mode(motion: Motion) -> N
         white = np.full((photo_size[1], photo_size[0], 3), 255, np.uint8)
         for focus in EXTREME_FOCI:
             framing = Framing.fit(*photo_size, *out_size, focus)
-            slide = Slide(framing, Pyramid(white))
+            pyramid = Pyramid(white)
             for p in np.linspace(0, 1, 7):
-                frame = render_view(slide, camera_at(motion, framing, 1.3, p), *out_size,
+                frame = render_view(framing, pyramid, camera_at(motion, framing, 1.3, p), *out_size,
                                     border=cv2.BORDER_CONSTANT)
                 assert frame.min() == 255, (motion, focus, p)
 
@@ -186,15 +185,15 @@ def test_static_full_size_render_is_the_photo_itself() -> None:
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
     framing = Framing.fit(160, 90, 160, 90, (0.5, 0.5))
-    frame = render_view(Slide(framing, Pyramid(pixels)), camera_at(Motion.STATIC, framing, 1.3, 0),
+    frame = render_view(framing, Pyramid(pixels), camera_at(Motion.STATIC, framing, 1.3, 0),
                         160, 90)
     assert np.array_equal(frame, pixels)
 
 
 def test_banded_warp_equals_one_whole_frame_warp(astronaut: LoadedImage) -> None:
     framing = Framing.fit(512, 512, 1280, 720, (0.3, 0.6))
-    view = geometry.plan_view(Slide(framing, Pyramid(astronaut.pixels)),
-                         camera_at(Motion.ROTATE, framing, 1.3, 0.7), 1280, 720)
+    view = geometry.plan_view(framing, Pyramid(astronaut.pixels),
+                              camera_at(Motion.ROTATE, framing, 1.3, 0.7), 1280, 720)
     whole = cv2.warpAffine(view.pixels, view.matrix, (1280, 720),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REFLECT)
@@ -215,7 +214,7 @@ def test_render_threads_run_at_background_priority(engine: CameraEngine,
     monkeypatch.setattr(cam, "warp", noting_warp)
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     render(engine, [astronaut], width=128, height=72, num_frames=8, fps=8)
-    assert seen == {min(19, before + cam.RENDER_NICE)}
+    assert seen == {min(19, before + slideshow.RENDER_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 

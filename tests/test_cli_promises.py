@@ -34,7 +34,7 @@ def test_a_wide_crop_of_a_portrait_keeps_the_face_in_every_frame(tmp_path, motio
     # The square NASA portrait at 16:9: a crop centred on the photo cuts the face at the eyes.
     # Green marks at the corners of the face region (the detector's box with its margin)
     # must all be in every frame.
-    from img2vid.engines.camera import FACE_MARGIN, FaceFinder
+    from img2vid.engines.focus import FACE_MARGIN, FaceFinder
 
     photo = cv2.cvtColor(cv2.imread(str(EXAMPLES / "astronaut.png")), cv2.COLOR_BGR2RGB)
     x, y, w, h = FaceFinder().find(photo)

@@ -7,12 +7,16 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from img2vid.execution.batch import run_batch
 from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
 from tests.media import audio_samples, streams, video_frames, write_tone
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture(scope="module")
@@ -248,39 +252,31 @@ def test_batch_manifest_upscale_and_style(tmp_path: Path) -> None:
     assert side["request"]["style_weights"] == str(weights)
 
 
-def test_browser_audio_upload_and_upscale(server: LiveServer, tone: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_server_ui import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(server.base_url + "/")
-            page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
-            page.get_by_text("Advanced").click()
-            page.locator("#frames").get_by_role("textbox").fill("8")
-            page.locator("#fps").get_by_role("textbox").fill("8")
-            page.locator("#resolution input").click()
-            page.get_by_role("option", name="256", exact=True).click()
-            page.get_by_text("Finishing: sound, upscale, style, codec").click()
-            page.locator("#audio input[type=file]").set_input_files(str(tone))
-            page.wait_for_function(
-                "() => document.querySelector('#audio').innerText.includes('song')")
-            page.locator("#upscale input").click()
-            page.get_by_role("option", name="2", exact=True).click()
-            page.locator("#upscaler input").click()
-            page.get_by_role("option", name="lanczos", exact=True).click()
-            page.locator("#generate").click()
-            page.wait_for_function(
-                "() => { const v = document.querySelector('#result video');"
-                " return v !== null && v.readyState >= 2; }", timeout=60_000)
-            assert page.locator("#status").inner_text().startswith("Done in")
-            saved = (server.settings.output.directory  # the UI shows the name only
-                     / page.locator("#saved").get_by_role("textbox").input_value())
-        finally:
-            browser.close()
+def test_browser_audio_upload_and_upscale(server: LiveServer, tone: Path,
+                                          browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(server.base_url + "/")
+    page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
+    page.get_by_text("Advanced").click()
+    page.locator("#frames").get_by_role("textbox").fill("8")
+    page.locator("#fps").get_by_role("textbox").fill("8")
+    page.locator("#resolution input").click()
+    page.get_by_role("option", name="256", exact=True).click()
+    page.get_by_text("Finishing: sound, upscale, style, codec").click()
+    page.locator("#audio input[type=file]").set_input_files(str(tone))
+    page.wait_for_function(
+        "() => document.querySelector('#audio').innerText.includes('song')")
+    page.locator("#upscale input").click()
+    page.get_by_role("option", name="2", exact=True).click()
+    page.locator("#upscaler input").click()
+    page.get_by_role("option", name="lanczos", exact=True).click()
+    page.locator("#generate").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#result video');"
+        " return v !== null && v.readyState >= 2; }", timeout=60_000)
+    assert page.locator("#status").inner_text().startswith("Done in")
+    saved = (server.settings.output.directory  # the UI shows the name only
+             / page.locator("#saved").get_by_role("textbox").input_value())
     assert streams(saved) == {"video": "h264", "audio": "aac"}
     frames = video_frames(saved)
     assert len(frames) == 8 and frames[0].shape == (512, 768, 3)

@@ -13,9 +13,9 @@ import pytest
 from av.video.reformatter import ColorRange, Colorspace
 
 from img2vid.core.errors import InputError
-from img2vid.core.interpolation import build_interpolation
 from img2vid.core.request import OutputFormat
-from img2vid.execution.interpolation import interpolate_video
+from img2vid.core.rework import InterpolationRequest, build_rework
+from img2vid.execution.rework import rework_video
 from img2vid.media.encode import EncodeOptions, open_writer
 from img2vid.media.video_input import open_clip
 from tests.conftest import run_cli
@@ -26,8 +26,8 @@ MOTION = Motion(pan=(2.0, 1.0), zoom=1.01, angle=0.3)
 
 def interpolate_file(source, output, settings, **options):
     """The sidecar of interpolating `source` into `output` with `options`."""
-    request = build_interpolation(source=source, output=output, **options)
-    return interpolate_video(request, settings).metadata
+    request = build_rework(InterpolationRequest, source=source, output=output, **options)
+    return rework_video(request, settings).metadata
 
 
 def scene(n: int, size: tuple[int, int], step: float = 1.0) -> list[np.ndarray]:

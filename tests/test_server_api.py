@@ -27,6 +27,7 @@ from tests.live_server import (
     TINY,
     LiveServer,
     app_server,
+    fake_server,
     live_server,
     make_settings,
     submit,
@@ -46,16 +47,9 @@ class PickyEngine(FakeEngine):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The whole service, Gradio UI mounted at / as in `img2vid serve`."""
-    engine = PickyEngine()
-    settings = make_settings(tmp_path_factory.mktemp("api"), max_upload_mb=1)
-    with app_server(settings, lambda name, *_: engine, ui=True, cpu_workers=2) as live:
+    with fake_server(tmp_path_factory.mktemp("api"), PickyEngine(), in_process=True,
+                     cpu_workers=2, max_upload_mb=1) as live:
         yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
 
 
 def frames_in(data: bytes) -> tuple[int, float]:

@@ -4,7 +4,6 @@ and every answer, to valid and invalid requests alike, has the shape the schema 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -14,7 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.fakes import FakeEngine
-from tests.live_server import LiveServer, live_server, make_settings
+from tests.live_server import LiveServer, fake_server
 
 TOKEN = "fuzz-token"
 EXAMPLES = 40  # per operation and generation mode
@@ -22,10 +21,8 @@ EXAMPLES = 40  # per operation and generation mode
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    engine = FakeEngine()
-    root: Path = tmp_path_factory.mktemp("fuzz")
-    with live_server(make_settings(root, token=TOKEN, max_upload_mb=1), lambda name, *_: engine,
-                     cpu_workers=2) as live:
+    with fake_server(tmp_path_factory.mktemp("fuzz"), FakeEngine(), ui=False, cpu_workers=2,
+                     token=TOKEN, max_upload_mb=1) as live:
         yield live
 
 

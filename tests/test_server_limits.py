@@ -21,22 +21,20 @@ from img2vid.execution.pipeline import generate
 from img2vid.media.images import LazyImages
 from tests.conftest import run_cli
 from tests.fakes import FakeEngine
-from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
+from tests.live_server import (
+    PHOTO,
+    TERMINAL,
+    LiveServer,
+    fake_server,
+    wait_for,
+)
 from tests.test_server_cli import free_port
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    engine = FakeEngine()
-    settings = make_settings(tmp_path_factory.mktemp("limits"), max_upload_mb=1)
-    with live_server(settings, lambda name, *_: engine, ui=True, cpu_workers=1) as live:
+    with fake_server(tmp_path_factory.mktemp("limits"), FakeEngine(), max_upload_mb=1) as live:
         yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
 
 
 def bomb() -> bytes:

@@ -19,7 +19,15 @@ import pytest
 from img2vid.core.choices import Upscaler, VideoCodec
 from img2vid.core.request import Easing, Motion
 from tests.fakes import FakeEngine
-from tests.live_server import PHOTO, TERMINAL, LiveServer, live_server, make_settings, wait_for
+from tests.live_server import (
+    PHOTO,
+    TERMINAL,
+    LiveServer,
+    fake_server,
+    live_server,
+    make_settings,
+    wait_for,
+)
 
 TOKEN = "s3cret-token"
 
@@ -28,11 +36,9 @@ TOKEN = "s3cret-token"
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Once as `img2vid serve` starts by default, once as `--host 0.0.0.0 --token ...`."""
-    engine = FakeEngine()
     root = tmp_path_factory.mktemp(request.param)
     server = {} if request.param == "defaults" else {"host": "0.0.0.0", "token": TOKEN}
-    with live_server(make_settings(root, **server), lambda name, *_: engine, ui=True,
-                     cpu_workers=1) as live:
+    with fake_server(root, FakeEngine(), **server) as live:
         yield live
 
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import pytest
 
 from tests.fakes import FakeEngine
-from tests.live_server import PHOTO, LiveServer, live_server, make_settings
+from tests.live_server import PHOTO, LiveServer, fake_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 
 
 class SlowWhenAsked(FakeEngine):
@@ -30,82 +29,71 @@ class SlowWhenAsked(FakeEngine):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    engine = SlowWhenAsked()
-    settings = make_settings(tmp_path_factory.mktemp("ui"))
-    with live_server(settings, lambda name, *_: engine, ui=True, cpu_workers=2) as live:
+    with fake_server(tmp_path_factory.mktemp("ui"), SlowWhenAsked(), cpu_workers=2) as live:
         yield live
 
 
-def test_browser_generates_and_plays_the_video(server: LiveServer) -> None:
-    from playwright.sync_api import sync_playwright
+def test_browser_generates_and_plays_the_video(server: LiveServer, browser: Browser) -> None:
+    page = browser.new_page()
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto(server.base_url + "/")
+    # how to get the diffusion models shows only once that engine is picked
+    notes = page.locator("#missing-models")
+    assert not notes.is_visible()
+    page.get_by_label("diffusion", exact=True).check()
+    notes.get_by_text("img2vid models download i2vgen-xl").wait_for()
+    page.get_by_label("camera", exact=True).check()
+    notes.wait_for(state="hidden")
+    page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#photos').innerText;"
+        " return t.includes('coffee') && !t.includes('Uploading'); }")
+    page.get_by_text("Advanced").click()
+    page.locator("#frames").get_by_role("textbox").fill("16")
+    page.locator("#fps").get_by_role("textbox").fill("8")
+    page.locator("#resolution input").click()
+    page.get_by_role("option", name="256", exact=True).click()
+    page.locator("#preset").get_by_text("preview", exact=True).click()
+    page.get_by_text("fast look: camera 720p").wait_for()  # the preset says what it is
+    # Check shows the plan a run would follow, and queues nothing
+    page.locator("#check").click()
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.includes('Plan')")
+    plan = page.locator("#status").inner_text()
+    assert "width: 384" in plan and "height: 256" in plan and "num_frames: 16" in plan
+    assert server.queue.counts().get("queued", 0) == 0
+    page.locator("#generate").click()
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is needed: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            hosts: set[str] = set()
-            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
-            page.goto(server.base_url + "/")
-            # how to get the diffusion models shows only once that engine is picked
-            notes = page.locator("#missing-models")
-            assert not notes.is_visible()
-            page.get_by_label("diffusion", exact=True).check()
-            notes.get_by_text("img2vid models download i2vgen-xl").wait_for()
-            page.get_by_label("camera", exact=True).check()
-            notes.wait_for(state="hidden")
-            page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
-            page.wait_for_function(
-                "() => { const t = document.querySelector('#photos').innerText;"
-                " return t.includes('coffee') && !t.includes('Uploading'); }")
-            page.get_by_text("Advanced").click()
-            page.locator("#frames").get_by_role("textbox").fill("16")
-            page.locator("#fps").get_by_role("textbox").fill("8")
-            page.locator("#resolution input").click()
-            page.get_by_role("option", name="256", exact=True).click()
-            page.locator("#preset").get_by_text("preview", exact=True).click()
-            page.get_by_text("fast look: camera 720p").wait_for()  # the preset says what it is
-            # Check shows the plan a run would follow, and queues nothing
-            page.locator("#check").click()
-            page.wait_for_function(
-                "() => document.querySelector('#status').innerText.includes('Plan')")
-            plan = page.locator("#status").inner_text()
-            assert "width: 384" in plan and "height: 256" in plan and "num_frames: 16" in plan
-            assert server.queue.counts().get("queued", 0) == 0
-            page.locator("#generate").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#result video');"
+        " return v !== null && v.readyState >= 2; }", timeout=60_000)
+    state = page.evaluate(
+        "() => { const v = document.querySelector('#result video');"
+        " return {ready: v.readyState, duration: v.duration, width: v.videoWidth,"
+        " height: v.videoHeight}; }")
+    assert state["ready"] >= 2
+    assert state["duration"] == pytest.approx(16 / 8, abs=0.05)
+    assert (state["width"], state["height"]) == (384, 256)
+    assert page.locator("#status").inner_text().startswith("Done in")
+    # the file's name, never where the server keeps it
+    saved = page.locator("#saved").get_by_role("textbox").input_value()
+    assert saved == Path(saved).name and saved.endswith(".mp4")
+    assert (server.settings.output.directory / saved).is_file()
+    params = "".join(page.locator("#params").inner_text().split())
+    assert '"preset":"preview"' in params and '"num_frames":16' in params
+    root = str(server.settings.output.directory.parent)
+    assert root not in page.content() and root not in params
+    # the photos are removed once the job has them; the field says so
+    assert "coffee" not in page.locator("#photos").inner_text()
 
-            page.wait_for_function(
-                "() => { const v = document.querySelector('#result video');"
-                " return v !== null && v.readyState >= 2; }", timeout=60_000)
-            state = page.evaluate(
-                "() => { const v = document.querySelector('#result video');"
-                " return {ready: v.readyState, duration: v.duration, width: v.videoWidth,"
-                " height: v.videoHeight}; }")
-            assert state["ready"] >= 2
-            assert state["duration"] == pytest.approx(16 / 8, abs=0.05)
-            assert (state["width"], state["height"]) == (384, 256)
-            assert page.locator("#status").inner_text().startswith("Done in")
-            # the file's name, never where the server keeps it
-            saved = page.locator("#saved").get_by_role("textbox").input_value()
-            assert saved == Path(saved).name and saved.endswith(".mp4")
-            assert (server.settings.output.directory / saved).is_file()
-            params = "".join(page.locator("#params").inner_text().split())
-            assert '"preset":"preview"' in params and '"num_frames":16' in params
-            root = str(server.settings.output.directory.parent)
-            assert root not in page.content() and root not in params
-            # the photos are removed once the job has them; the field says so
-            assert "coffee" not in page.locator("#photos").inner_text()
-
-            # The history shows it; one click puts its settings back into the form.
-            page.locator("#frames").get_by_role("textbox").fill("99")
-            page.locator("#history button.thumbnail-item").first.click()
-            page.wait_for_function(
-                "() => document.querySelector('#status').innerText.startsWith('Loaded')")
-            assert page.locator("#frames").get_by_role("textbox").input_value() == "16"
-            assert hosts == {server.base_url.split("/")[2]}  # nothing fetched off-machine
-        finally:
-            browser.close()
+    # The history shows it; one click puts its settings back into the form.
+    page.locator("#frames").get_by_role("textbox").fill("99")
+    page.locator("#history button.thumbnail-item").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.startsWith('Loaded')")
+    assert page.locator("#frames").get_by_role("textbox").input_value() == "16"
+    assert hosts == {server.base_url.split("/")[2]}  # nothing fetched off-machine
 
 
 def test_gradio_client_gets_a_video_back(server: LiveServer) -> None:
@@ -205,14 +193,12 @@ async function attack(target) {
 </script>"""
 
 
-def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer,
+def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer, browser: Browser,
                                                           tmp_path: Path) -> None:
     """The attack from a web page the user happens to visit, in a real browser: a page on
     another local port (another origin) sends the requests a browser lets any page send."""
     import http.server
     import threading
-
-    from playwright.sync_api import sync_playwright
 
     (tmp_path / "index.html").write_text(ATTACK_PAGE)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
@@ -220,29 +206,24 @@ def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer,
     threading.Thread(target=site.serve_forever, daemon=True).start()
     before = server.queue.list(limit=1)[1]
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{site.server_address[1]}/index.html")
-                results = page.evaluate("target => attack(target)", server.base_url)
-                assert results["submit_no_cors"] == "sent"  # the browser did send it...
-                for read in ("gradio_cors", "read_jobs", "read_config"):
-                    assert results[read] == "blocked", (read, results[read])
-                # ...and the server's own page, same browser, still works
-                own = browser.new_page()
-                own.goto(server.base_url + "/")
-                status = own.evaluate("""async () => {
-                    const canvas = document.createElement("canvas");
-                    canvas.width = 200; canvas.height = 160;
-                    const blob = await new Promise(d => canvas.toBlob(d, "image/png"));
-                    const form = new FormData();
-                    form.append("images", blob, "a.png"); form.append("num_frames", "4");
-                    const r = await fetch("/api/v1/jobs", {method: "POST", body: form});
-                    return r.status; }""")
-                assert status == 202
-            finally:
-                browser.close()
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{site.server_address[1]}/index.html")
+        results = page.evaluate("target => attack(target)", server.base_url)
+        assert results["submit_no_cors"] == "sent"  # the browser did send it...
+        for read in ("gradio_cors", "read_jobs", "read_config"):
+            assert results[read] == "blocked", (read, results[read])
+        # ...and the server's own page, same browser, still works
+        own = browser.new_page()
+        own.goto(server.base_url + "/")
+        status = own.evaluate("""async () => {
+            const canvas = document.createElement("canvas");
+            canvas.width = 200; canvas.height = 160;
+            const blob = await new Promise(d => canvas.toBlob(d, "image/png"));
+            const form = new FormData();
+            form.append("images", blob, "a.png"); form.append("num_frames", "4");
+            const r = await fetch("/api/v1/jobs", {method: "POST", body: form});
+            return r.status; }""")
+        assert status == 202
     finally:
         site.shutdown()
     jobs, total = server.queue.list(limit=5)
@@ -250,10 +231,10 @@ def test_a_page_from_another_port_cannot_drive_the_server(server: LiveServer,
     assert jobs[0].input_names == ("a.png",)
 
 
-def test_the_api_docs_render_offline(server: LiveServer) -> None:
+def test_the_api_docs_render_offline(server: LiveServer, browser: Browser) -> None:
     """/docs in a browser that can reach nothing but this server: Swagger UI's files come
     with the server, so the page renders every operation."""
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import Route
 
     own = server.base_url.split("/")[2]
     elsewhere: list[str] = []
@@ -265,15 +246,10 @@ def test_the_api_docs_render_offline(server: LiveServer) -> None:
             elsewhere.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.route("**/*", only_this_server)
-            page.goto(server.base_url + "/docs")
-            page.locator(".opblock-summary-path", has_text="/api/v1/jobs/{job_id}/video"
-                         ).wait_for(timeout=30_000)
-            assert page.locator(".opblock").count() >= 6
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.route("**/*", only_this_server)
+    page.goto(server.base_url + "/docs")
+    page.locator(".opblock-summary-path", has_text="/api/v1/jobs/{job_id}/video"
+                 ).wait_for(timeout=30_000)
+    assert page.locator(".opblock").count() >= 6
     assert elsewhere == []

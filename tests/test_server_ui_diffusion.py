@@ -1,11 +1,12 @@
-"""The WebUI's diffusion extras in a real headless Chromium: an end frame upload and LoRAs
-reach the job, and the live preview shows while it runs (a fake engine sends previews)."""
+"""The WebUI's diffusion extras in a real headless Chromium: an end frame upload, LoRAs (fused),
+the low-noise expert's guidance reach the job, and the live preview shows while it runs (a fake engine sends previews)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from img2vid.core.config import ModelSettings
 from img2vid.core.progress import Progress
 from tests.fakes import FakeEngine
 from tests.live_server import PHOTO, LiveServer, live_server, make_settings
-from tests.test_server_ui import CHROMIUM, CHROMIUM_ARGS
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 class Previewing(FakeEngine):
@@ -40,37 +43,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
         yield live, engine
 
 
-def test_end_frame_loras_and_live_preview_in_the_browser(server, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_end_frame_loras_and_live_preview_in_the_browser(server, browser: Browser,
+                                                         tmp_path: Path) -> None:
     live, engine = server
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is needed: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(live.base_url + "/")
-            page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
-            page.wait_for_function(
-                "() => { const t = document.querySelector('#photos').innerText;"
-                " return t.includes('coffee') && !t.includes('Uploading'); }")
-            page.get_by_label("diffusion", exact=True).check()
-            page.locator("#end input[type=file]").set_input_files(str(PHOTO))
-            page.wait_for_function("() => document.querySelector('#end img') !== null")
-            page.locator("#loras").get_by_role("textbox").fill("org/style:0.7\norg/other")
-            page.get_by_text("Advanced").click()
-            page.locator("#frames").get_by_role("textbox").fill("8")
-            page.locator("#generate").click()
-            # the live preview appears while the job is still running
-            page.wait_for_function(
-                "() => document.querySelector('#live-preview img') !== null", timeout=30_000)
-            assert not page.locator("#status").inner_text().startswith("Done")
-            page.wait_for_function(
-                "() => document.querySelector('#status').innerText.startsWith('Done')",
-                timeout=60_000)
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(live.base_url + "/")
+    page.locator("#photos input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#photos').innerText;"
+        " return t.includes('coffee') && !t.includes('Uploading'); }")
+    page.get_by_label("diffusion", exact=True).check()
+    page.locator("#end input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_function("() => document.querySelector('#end img') !== null")
+    page.locator("#loras").get_by_role("textbox").fill("org/style:0.7\norg/other")
+    page.locator("#lora-fuse input[type=checkbox]").check()
+    page.get_by_text("Advanced").click()
+    page.locator("#frames").get_by_role("textbox").fill("8")
+    page.locator("#guidance-2").get_by_role("textbox").fill("2.5")
+    page.locator("#generate").click()
+    # the live preview appears while the job is still running
+    page.wait_for_function(
+        "() => document.querySelector('#live-preview img') !== null", timeout=30_000)
+    assert not page.locator("#status").inner_text().startswith("Done")
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.startsWith('Done')",
+        timeout=60_000)
     request = engine.calls[-1]
     assert request.model == "tiny" and request.lora == ("org/style:0.7", "org/other")
+    assert request.lora_fuse is True and request.guidance_scale_2 == 2.5
     assert request.last_image is not None and Path(request.last_image).parent.name == "last_image"

@@ -290,9 +290,10 @@ def install(repo: Path, hub_id: str, commit: str, cache: Path,
 
 def _more_builders() -> None:
     # the models issue 14 adds live in their own module (it imports this one)
-    from tests.diffusion import replicas_new
+    from tests.diffusion import replicas_new, replicas_skyreels
 
     BUILDERS.update(replicas_new.BUILDERS)
+    BUILDERS.update(replicas_skyreels.BUILDERS)
 
 
 _more_builders()

@@ -191,11 +191,11 @@ def test_out_of_memory_steps_down_once_and_retries(engine, i2vgen_dir, small_pho
     calls: list[int] = []
     original = I2VGenXL.run
 
-    def flaky(self, pipe, job, generator, steps):
-        calls.append(job.decode_chunk)
+    def flaky(self, pipe, call, generator, steps):
+        calls.append(call.decode_chunk)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, pipe, job, generator, steps)
+        return original(self, pipe, call, generator, steps)
 
     monkeypatch.setattr(I2VGenXL, "run", flaky)
     req = make_request(i2vgen_dir, small_photo, seed=9, memory="high", num_frames=6)
@@ -218,7 +218,7 @@ def test_out_of_memory_twice_fails_with_advice_and_engine_survives(
         engine, i2vgen_dir, small_photo, loaded_photo, monkeypatch):
     from img2vid.engines.diffusion.i2vgen import I2VGenXL
 
-    def always_oom(self, pipe, job, generator, steps):
+    def always_oom(self, pipe, call, generator, steps):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(I2VGenXL, "run", always_oom)
@@ -383,7 +383,7 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
     component accepts them and the video is the one a plain run makes. (On CUDA the same calls
     move blocks between the devices; that is only exercised on a GPU.)"""
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.job import DiffusionJob, fit_image
+    from img2vid.engines.diffusion.call import DiffusionCall, fit_image
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder
     from img2vid.engines.diffusion.steps import StepReporter
     from img2vid.engines.memory import MemoryPlan
@@ -392,10 +392,10 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
     resolved = resolve_folder(request.getfixturevalue(model))
     family = resolved.spec.family
     pixels = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
-    job = DiffusionJob(image=fit_image(pixels, 96, 64), prompt="a cat", negative_prompt="",
-                       width=96, height=64, num_frames=5, num_inference_steps=2,
-                       guidance_scale=5.0, fps=8, decode_chunk=1,
-                       options=family.job_options(build_request(images=("x.png",))))
+    call = DiffusionCall(image=fit_image(pixels, 96, 64), prompt="a cat", negative_prompt="",
+                         width=96, height=64, num_frames=5, num_inference_steps=2,
+                         guidance_scale=5.0, fps=8, decode_chunk=1,
+                         options=family.job_options(build_request(images=("x.png",))))
     videos = []
     for offload in ("none", "group", "leaf"):
         pipe = load_pipeline(resolved, {"default": torch.float32})
@@ -403,7 +403,7 @@ def test_group_and_leaf_offload_plumbing_gives_the_same_video(request, model):
                           estimated_peak=0, budget=0, forced=True, fits=True, reason="")
         runtime.apply_offload(pipe, family, plan, "cpu")
         with runtime.seeded(11, "cpu") as generator, torch.inference_mode():
-            videos.append(np.asarray(family.run(pipe, job, generator,
+            videos.append(np.asarray(family.run(pipe, call, generator,
                                                 StepReporter(2, lambda e: None, CancelToken()))))
     np.testing.assert_allclose(videos[1], videos[0], atol=1e-5)
     np.testing.assert_allclose(videos[2], videos[0], atol=1e-5)
@@ -492,7 +492,7 @@ def test_timing_that_needs_the_models_rate_is_checked_before_loading(wan_dir, sm
 
 def test_the_planner_counts_a_quantized_denoiser_at_one_byte_a_weight(wan_dir):
     from img2vid.core.request import Quantize
-    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.call import Shape
     from img2vid.engines.diffusion.loading import resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
     from img2vid.engines.diffusion.sizing import Choices

@@ -35,7 +35,7 @@ def test_the_dtype_map_reaches_from_pretrained_and_the_planner(wan_dir):
     planner counts each at its own size."""
     from img2vid.core.request import Quantize
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.job import Shape
+    from img2vid.engines.diffusion.call import Shape
     from img2vid.engines.diffusion.loading import load_pipeline, resolve_folder, weight_census
     from img2vid.engines.diffusion.planning import workload
     from img2vid.engines.diffusion.sizing import Choices
@@ -80,15 +80,15 @@ def test_i2vgen_is_conditioned_at_16_fps_and_plays_at_8():
             return type("Out", (), {"frames": []})()
 
     from img2vid.engines.diffusion import i2vgen
-    from img2vid.engines.diffusion.job import DiffusionJob
+    from img2vid.engines.diffusion.call import DiffusionCall
 
-    job = DiffusionJob(image=None, prompt="", negative_prompt="", width=64, height=64,
-                       num_frames=16, num_inference_steps=2, guidance_scale=1.0, fps=8,
-                       decode_chunk=1, options={})
+    call = DiffusionCall(image=None, prompt="", negative_prompt="", width=64, height=64,
+                         num_frames=16, num_inference_steps=2, guidance_scale=1.0, fps=8,
+                         decode_chunk=1, options={})
     original = i2vgen.encode_prompt
     i2vgen.encode_prompt = lambda pipe, text, device: None
     try:
-        FAMILIES["i2vgen"].run(Pipe(), job, None, _Steps())
+        FAMILIES["i2vgen"].run(Pipe(), call, None, _Steps())
     finally:
         i2vgen.encode_prompt = original
     assert seen["target_fps"] == TARGET_FPS == 16

@@ -102,3 +102,42 @@ def test_cli_lora_is_repeatable_and_batch_rows_take_a_lora_column(wan_dir, small
     sidecar = json.loads((tmp_path / "out" / "photo.mp4.json").read_text())
     (record,) = sidecar["engine_info"]["loras"]
     assert record["scale"] == 0.5 and record["sha256"] == file_sha256(tiny_lora)
+
+
+def test_a_fused_lora_matches_the_unfused_one_and_unfuses_cleanly(engine, wan_dir, small_photo,
+                                                                   loaded_photo, tiny_lora):
+    def weights() -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in engine._loaded.pipe.transformer.state_dict().items()}
+
+    before = frames_of(run(engine, wan_dir, small_photo, loaded_photo))
+    clean = weights()
+    unfused = frames_of(run(engine, wan_dir, small_photo, loaded_photo,
+                            lora=(f"{tiny_lora}:0.8",)))
+    fused_clip = run(engine, wan_dir, small_photo, loaded_photo, lora=(f"{tiny_lora}:0.8",),
+                     lora_fuse=True)
+    fused = frames_of(fused_clip)
+    after = frames_of(run(engine, wan_dir, small_photo, loaded_photo))
+    # the same deltas added into the weights: equal up to float rounding
+    assert np.abs(fused.astype(int) - before.astype(int)).mean() > 0.5
+    assert np.abs(fused.astype(int) - unfused.astype(int)).max() <= 2
+    assert [r["fused"] for r in fused_clip.info["loras"]] == [True]
+    # unfused and unloaded: the next job is the one that never had it, bit for bit
+    np.testing.assert_array_equal(before, after)
+    for name, tensor in weights().items():
+        torch.testing.assert_close(tensor, clean[name], rtol=0, atol=1e-6)
+
+
+def test_config_fuses_loras_unless_the_request_says_not_to(wan_dir, small_photo, loaded_photo,
+                                                           tiny_lora):
+    from img2vid.core.config import ModelSettings, Settings
+    from img2vid.engines.diffusion import DiffusionEngine
+
+    fusing = DiffusionEngine(Settings(models=ModelSettings(lora_fuse=True)))
+    try:
+        by_config = run(fusing, wan_dir, small_photo, loaded_photo, lora=(str(tiny_lora),))
+        asked_not = run(fusing, wan_dir, small_photo, loaded_photo, lora=(str(tiny_lora),),
+                        lora_fuse=False)
+    finally:
+        fusing.release()
+    assert by_config.info["loras"][0]["fused"] is True
+    assert asked_not.info["loras"][0]["fused"] is False

@@ -10,8 +10,8 @@ import pytest
 from img2vid.core.config import ModelSettings, Settings
 from img2vid.core.errors import InputError, ModelNotAvailableError
 from img2vid.core.request import build_request
+from img2vid.engines.diffusion.call import fit_image
 from img2vid.engines.diffusion.family import FrameRule
-from img2vid.engines.diffusion.job import fit_image
 from img2vid.engines.diffusion.loading import (
     allow_patterns,
     resolve_folder,

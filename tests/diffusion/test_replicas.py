@@ -15,7 +15,9 @@ from tests.conftest import run_cli
 SIZES = {"wan2.2-ti2v-5b": (128, 64), "cogvideox-5b-i2v": (64, 64)}
 FRAMES = {"i2vgen-xl": 4, "svd-xt": 4, "wan2.2-ti2v-5b": 5, "wan2.1-i2v-14b-480p": 5,
           "wan2.2-i2v-a14b": 5, "wan2.1-flf2v-14b-720p": 5,
-          "ltx-video": 9, "cogvideox-5b-i2v": 9}
+          "ltx-video": 9, "cogvideox-5b-i2v": 9, "skyreels-v2-i2v-1.3b-540p": 5,
+          "skyreels-v2-i2v-14b-720p": 5, "skyreels-v2-df-1.3b-540p": 5,
+          "skyreels-v2-df-14b-720p": 5}
 
 
 def snapshot(cache: Path, name: str, commit: str) -> Path:
@@ -123,7 +125,7 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
             assert tokenizer == {"spiece.model", "tokenizer_config.json",
                                  "special_tokens_map.json", "added_tokens.json"}
             assert index["tokenizer"] == ["transformers", "T5Tokenizer"]
-        if name.startswith("wan"):
+        if name.startswith(("wan", "skyreels")):
             assert {"spiece.model", "tokenizer.json"} <= tokenizer
             assert index["tokenizer"] == ["transformers", "T5TokenizerFast"]
         if name == "i2vgen-xl":
@@ -141,9 +143,33 @@ def test_replicas_have_the_hub_layouts(hub_replicas):
                         / "model_index.json").read_text())
     assert wan22["_class_name"] == "WanPipeline" and wan22["expand_timesteps"] is True
     assert "image_encoder" not in wan22 and wan22["transformer_2"] == [None, None]
+    _check_skyreels(cache, commits)
     ltx = json.loads((snapshot(cache, "ltx-video", commits["ltx-video"])
                       / "model_index.json").read_text())
     assert ltx["_class_name"] == "LTXPipeline"
+
+
+def _check_skyreels(cache: Path, commits: dict[str, str]) -> None:
+    """I2V repos: a CLIP image encoder and a whole CLIPProcessor save; DF repos: the
+    text-to-video class name, no image encoder (loaded with the image-to-video class)."""
+    for name in ("skyreels-v2-i2v-1.3b-540p", "skyreels-v2-df-1.3b-540p"):
+        snap = snapshot(cache, name, commits[name])
+        index = json.loads((snap / "model_index.json").read_text())
+        processor = {p.name for p in (snap / "image_processor").glob("*")}
+        if "-i2v-" in name:
+            assert index["_class_name"] == "SkyReelsV2ImageToVideoPipeline"
+            assert index["image_processor"] == ["transformers", "CLIPProcessor"]
+            assert processor == {"merges.txt", "preprocessor_config.json", "tokenizer.json",
+                                 "special_tokens_map.json", "tokenizer_config.json",
+                                 "vocab.json"}
+        else:
+            assert index["_class_name"] == "SkyReelsV2DiffusionForcingPipeline"
+            assert "image_encoder" not in index and not processor
+        transformer = json.loads((snap / "transformer" / "config.json").read_text())
+        assert transformer["_class_name"] == "SkyReelsV2Transformer3DModel"
+        scheduler = json.loads((snap / "scheduler" / "scheduler_config.json").read_text())
+        assert scheduler["_class_name"] == "UniPCMultistepScheduler"
+        assert scheduler["prediction_type"] == "flow_prediction"
 
 
 def _dry_run(name: str, photo: Path, cache: Path, monkeypatch, capsys, *extra: str) -> dict:

@@ -79,7 +79,12 @@ class ServerSettings(_Section):
 
 
 class ModelSettings(_Section):
+    default: str = Field("i2vgen-xl", min_length=1, max_length=500,
+                         description="diffusion model of --engine diffusion without --model: "
+                         "a registered name, a local_dirs name or a folder")
     cache_dir: Path | None = Field(None, description="Hugging Face cache (default: HF_HOME)")
+    lora_fuse: bool = Field(False, description="fuse LoRAs into the weights for each job "
+                            "(faster steps; unfused after it) unless a request says otherwise")
     local_dirs: dict[str, Path] = Field(default_factory=dict,
                                         description="model name -> local folder")
     upscale_model: str | None = Field(None, description="super-resolution checkpoint used by "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +24,7 @@ from img2vid.core.choices import (
 )
 from img2vid.core.errors import InputError
 from img2vid.core.lora import check_loras
+from img2vid.core.sizes import output_size  # noqa: F401  (its callers import it from here)
 from img2vid.core.validation import allowed_range, one_line
 
 # Short side of the output in pixels; the long side follows the photo's aspect ratio.
@@ -96,7 +96,9 @@ class GenerationRequest(BaseModel):
                                  "(default: the commit first downloaded, kept in a lock file)")
     preset: PresetName = Field(PresetName.STANDARD, description="preset filling unset values: "
                                "preview, standard, high, max")
-    prompt: str = Field("", max_length=2000, description="what should happen in the video")
+    prompt: str = Field("", max_length=2000, description="what should happen in the video; "
+                        "a longer diffusion clip takes one per window: \"a | b | c\" (a list "
+                        "in the API and manifests)")
     negative_prompt: str = Field("", max_length=2000, description="what to avoid")
     resolution: int | None = Field(None, description="short side in px, aspect ratio kept: "
                                    + ", ".join(map(str, RESOLUTIONS)))
@@ -114,10 +116,15 @@ class GenerationRequest(BaseModel):
     num_inference_steps: int | None = Field(None, ge=1, le=200, description="denoising steps")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="prompt guidance "
                                          "(default the model's own)")
+    guidance_scale_2: float | None = Field(None, ge=0, le=20, description="guidance of the "
+                                           "low-noise expert on two-expert models (Wan 2.2 "
+                                           "I2V A14B; default the model's own)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (diffusion)")
     lora: tuple[str, ...] = Field((), max_length=8, description="LoRA file, folder or hub id "
                                   "(org/name[/file.safetensors]), optionally :SCALE (default "
                                   "1); repeatable")
+    lora_fuse: bool | None = Field(None, description="fuse the LoRAs into the weights for the "
+                                   "job (faster steps; unfused after it); default from config")
     motion: Motion = Field(Motion.KEN_BURNS, description="camera move (parallax engine: "
                            "dolly-in/out, truck-left/right, pedestal-up/down, orbit, circle, "
                            "vertigo; zoom and pan moves map to dolly and truck/pedestal)")
@@ -212,6 +219,18 @@ class GenerationRequest(BaseModel):
         if isinstance(value, tuple) and not all(0.0 <= v <= 1.0 for v in value):
             raise ValueError("x and y must each be between 0 and 1")
         return value
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _window_prompts(cls, value: Any) -> Any:
+        """A list is one prompt per window, as the CLI's "a | b | c"."""
+        if not isinstance(value, (list, tuple)):
+            return value
+        if not value or not all(isinstance(p, str) and p.strip() and "|" not in p
+                                for p in value):
+            raise ValueError("a list of prompts needs one non-empty text per window, without "
+                             "'|' (it separates them)")
+        return " | ".join(p.strip() for p in value)
 
     @field_validator("lora", mode="before")
     @classmethod
@@ -315,7 +334,8 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_diffusion_only(self) -> GenerationRequest:
-        used = [name for name in ("last_image", "lora") if getattr(self, name)]
+        used = [name for name in ("last_image", "lora", "guidance_scale_2")
+                if getattr(self, name)]
         if self.engine is EngineKind.CAMERA and used:
             raise ValueError(f"{' and '.join(used)} need a diffusion model (give --model)")
         return self
@@ -372,27 +392,3 @@ def build_request(**fields: Any) -> GenerationRequest:
 def field_range(field: str) -> str | None:
     """A request field's allowed range as --help and the messages say it, e.g. '1 to 120'."""
     return allowed_range(GenerationRequest.model_fields.get(field))
-
-
-def output_size(request: GenerationRequest, source_width: int, source_height: int,
-                multiple: int = 2) -> tuple[int, int]:
-    """Output (width, height): the request's, or the resolution with the photo's aspect ratio.
-
-    Sides are rounded to `multiple` (2 for 4:2:0 video; models ask for 8, 16 or 32).
-    """
-    aspect = source_width / source_height
-    width, height = request.width, request.height
-    if width and height:
-        pass
-    elif width:
-        height = width / aspect
-    elif height:
-        width = height * aspect
-    else:
-        short = request.resolution or 720
-        width, height = (short * aspect, short) if aspect >= 1 else (short, short / aspect)
-
-    def snap(v: float) -> int:
-        return max(multiple, int(math.floor(v / multiple + 0.5)) * multiple)
-
-    return snap(width), snap(height)

@@ -267,14 +267,6 @@ class Pyramid:
 
 
 @dataclass(frozen=True)
-class Slide:
-    """One photo ready to render: its framing and its pyramid."""
-
-    framing: Framing
-    pyramid: Pyramid
-
-
-@dataclass(frozen=True)
 class View:
     """One warp to do: the pyramid level to sample and the output-to-level affine map."""
 
@@ -282,11 +274,11 @@ class View:
     matrix: np.ndarray
 
 
-def plan_view(slide: Slide, camera: Camera, out_w: int, out_h: int) -> View:
+def plan_view(framing: Framing, pyramid: Pyramid, camera: Camera, out_w: int,
+              out_h: int) -> View:
     """Pick the level for this instant (building it if needed) and the exact warp into it."""
-    framing = slide.framing
     level = level_for(framing.width, framing.height, source_step(camera, framing, out_w))
-    pixels = slide.pyramid.ensure(level)
+    pixels = pyramid.ensure(level)
     return View(pixels, warp_matrix(camera, framing, out_w, out_h,
                                     pixels.shape[1], pixels.shape[0]))
 
@@ -313,7 +305,7 @@ def warp(view: View, out_w: int, out_h: int, border: int = cv2.BORDER_REFLECT) -
     return out
 
 
-def render_view(slide: Slide, camera: Camera, out_w: int, out_h: int,
+def render_view(framing: Framing, pyramid: Pyramid, camera: Camera, out_w: int, out_h: int,
                 border: int = cv2.BORDER_REFLECT) -> np.ndarray:
     """One output frame of one photo."""
-    return warp(plan_view(slide, camera, out_w, out_h), out_w, out_h, border)
+    return warp(plan_view(framing, pyramid, camera, out_w, out_h), out_w, out_h, border)

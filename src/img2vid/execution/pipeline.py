@@ -162,7 +162,8 @@ def _soundtrack(request: GenerationRequest, fmt: OutputFormat,
 def require_extras(request: GenerationRequest) -> None:
     """The optional extras `request` needs, named with their install command if missing."""
     if request.engine is EngineName.DIFFUSION:
-        extras.require("diffusion", f"--model {request.model or 'i2vgen-xl'}")
+        extras.require("diffusion", f"--model {request.model}" if request.model
+                       else "--engine diffusion")
         if request.quantize is Quantize.INT8:
             extras.require("quantize", "--quantize int8")
 

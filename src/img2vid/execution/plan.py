@@ -38,7 +38,9 @@ def describe_plan(plan: dict[str, Any]) -> list[str]:
              f"pipeline: {plan['pipeline']} (family {plan['family']}, preset {plan['preset']})"]
     used, asked = plan["used"], plan["asked"]
     for key in ("width", "height", "num_frames", "fps", "num_inference_steps",
-                "guidance_scale"):
+                "guidance_scale", "guidance_scale_2"):
+        if key not in used:  # guidance_scale_2: two-expert models only
+            continue
         said = asked.get(key)
         lines.append(f"{key}: {used[key]}" + ("" if said is None or said == used[key]
                                               else f" (asked {said})"))

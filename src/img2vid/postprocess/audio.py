@@ -5,7 +5,7 @@ video with a fade-out."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class AudioError(InputError):
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """A probed soundtrack: what the sidecar records, and what the muxer needs."""
+    """A probed soundtrack: what the muxer needs (mux_audio records it in the sidecar)."""
 
     path: Path
     sha256: str
@@ -41,11 +41,6 @@ class AudioTrack:
     sample_rate: int
     channels: int
     duration: float
-
-    def describe(self) -> dict[str, Any]:
-        info = asdict(self)
-        info["path"] = str(self.path)
-        return info
 
 
 def refuse_for_format(fmt: OutputFormat) -> None:

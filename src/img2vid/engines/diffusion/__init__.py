@@ -17,14 +17,14 @@ from img2vid.core.lora import LoraSpec
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
 from img2vid.core.request import GenerationRequest
 from img2vid.core.seeds import resolve_seed
-from img2vid.engines.diffusion.job import DiffusionJob, fit_image, to_uint8_frames
+from img2vid.engines.diffusion.call import DiffusionCall, fit_image, to_uint8_frames
 from img2vid.engines.diffusion.loading import load_pipeline
 from img2vid.engines.diffusion.lora import loras_loaded
 from img2vid.engines.diffusion.planning import JobPlan, check_request, plan_job
 from img2vid.engines.diffusion.preview import Previewer, preview_every
 from img2vid.engines.diffusion.stepcache import ratios_path, step_cache
 from img2vid.engines.diffusion.steps import StepReporter
-from img2vid.engines.diffusion.windows import run_windows
+from img2vid.engines.diffusion.windows import check_prompts, run_chained, run_windows
 from img2vid.engines.memory import (
     MemoryPlan,
     oom_advice,
@@ -108,6 +108,8 @@ class DiffusionEngine:
         total = plan.choices.shape.num_frames
         window = plan.spec.shape_rules.frames.snap(
             request.window_frames or plan.spec.defaults.num_frames)
+        if plan.spec.uses_prompt:
+            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames)
         if total > window:  # longer than one window: plan (memory too) for one window
             plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
                              (image.width, image.height))
@@ -125,34 +127,33 @@ class DiffusionEngine:
         seed = resolve_seed(request.seed)
         last = (load_image(request.last_image, self.settings.images)
                 if request.last_image is not None else None)
-        job = DiffusionJob(
+        call = DiffusionCall(
             image=fit_image(image.pixels, shape.width, shape.height),
             prompt=request.prompt if spec.uses_prompt else "",
             negative_prompt=request.negative_prompt if spec.uses_prompt else "",
             width=shape.width, height=shape.height, num_frames=shape.num_frames,
             num_inference_steps=choices.num_inference_steps,
             guidance_scale=choices.guidance_scale, fps=choices.fps,
+            guidance_scale_2=choices.guidance_scale_2,
             decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
 
         attempts: list[dict[str, Any]] = []
-        chained: dict[str, Any] = {}
+        results: list[Any] = []
+
+        def one_call(part: DiffusionCall, part_seed: int = seed) -> list[Any]:
+            results.append(self._run_with_fallback(
+                plan, request, part, part_seed, progress, cancel, attempts))
+            return results[-1][0]
+
         try:
-            if total > window:
-                results: list[Any] = []
-
-                def one_window(part: DiffusionJob, part_seed: int) -> list[Any]:
-                    results.append(self._run_with_fallback(
-                        plan, request, part, part_seed, progress, cancel, attempts))
-                    return results[-1][0]
-
-                frames, chained = run_windows(job, total, window, spec.shape_rules.frames,
-                                              seed, one_window)
-                _, timings, extras = results[-1]
-                timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
-            else:
-                frames, timings, extras = self._run_with_fallback(
-                    plan, request, job, seed, progress, cancel, attempts)
+            made = (run_chained(call, total, window, spec.family, seed, one_call)
+                    if total > window else None)
+            if made is None and total > window:
+                made = run_windows(call, total, window, spec.shape_rules.frames, seed, one_call)
+            frames, chained = made if made is not None else (one_call(call), {})
+            _, timings, extras = results[-1]
+            timings = {k: round(sum(r[1][k] for r in results), 3) for k in timings}
         finally:
             # the weights stay cached; activations and allocator caches go back after every job
             runtime.free_memory(plan.device)
@@ -162,9 +163,11 @@ class DiffusionEngine:
             "model": resolved.describe(),
             "seed": seed,
             "size": shape.describe(),
-            "num_inference_steps": job.num_inference_steps,
-            "guidance_scale": job.guidance_scale,
-            "fps": job.fps,
+            "num_inference_steps": call.num_inference_steps,
+            "guidance_scale": call.guidance_scale,
+            **({"guidance_scale_2": call.guidance_scale_2}
+               if call.guidance_scale_2 is not None else {}),
+            "fps": call.fps,
             "preset": request.preset.value,
             "device": plan.device,
             "dtype": plan.dtypes["default"],
@@ -176,7 +179,7 @@ class DiffusionEngine:
                       "step_cache": extras.pop("step_cache"),
                       "quantize": self._loaded.info.get("quantize", request.quantize.value)},
             "timings": timings,
-            **job.options,
+            **call.options,
             **({"last_image": last.describe()} if last else {}),
             **chained,
             **extras,
@@ -185,9 +188,9 @@ class DiffusionEngine:
         if not spec.uses_prompt and (request.prompt or request.negative_prompt):
             info["ignored_prompt"] = {"prompt": request.prompt,
                                       "negative_prompt": request.negative_prompt}
-        return Clip(iter(frames), float(job.fps), shape.width, shape.height, len(frames), info)
+        return Clip(iter(frames), float(call.fps), shape.width, shape.height, len(frames), info)
 
-    def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, job: DiffusionJob,
+    def _run_with_fallback(self, plan: JobPlan, request: GenerationRequest, call: DiffusionCall,
                            seed: int, progress: ProgressCallback, cancel: CancelToken,
                            attempts: list[dict[str, Any]],
                            ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
@@ -199,7 +202,7 @@ class DiffusionEngine:
             attempt = {"plan": memory, "result": "running"}
             attempts.append(attempt)
             try:
-                result = self._run(plan, memory, request, job, seed, progress, cancel)
+                result = self._run(plan, memory, request, call, seed, progress, cancel)
                 attempt["result"] = "ok"
                 return result
             except Exception as exc:
@@ -214,16 +217,16 @@ class DiffusionEngine:
             if lower is None:
                 raise OutOfMemoryError(
                     f"{plan.spec.name} ran out of memory on {plan.device} at memory level "
-                    f"{memory.level} ({job.width}x{job.height}, {job.num_frames} frames): try "
+                    f"{memory.level} ({call.width}x{call.height}, {call.num_frames} frames): try "
                     f"{oom_advice(memory)}")
             runtime.check_plan(request, lower, plan.device)
             log.warning("out of memory at memory level %s; retrying at %s", memory.level,
                         lower.level)
             memory = lower
-            job = replace(job, decode_chunk=memory.decode_chunk)
+            call = replace(call, decode_chunk=memory.decode_chunk)
 
     def _run(self, plan: JobPlan, memory: MemoryPlan, request: GenerationRequest,
-             job: DiffusionJob, seed: int, progress: ProgressCallback, cancel: CancelToken,
+             call: DiffusionCall, seed: int, progress: ProgressCallback, cancel: CancelToken,
              ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         import torch
 
@@ -238,21 +241,24 @@ class DiffusionEngine:
         cancel.raise_if_cancelled()
         previewer = self._loaded.previewer if self._loaded else None
         steps = StepReporter(
-            job.num_inference_steps, progress, cancel,
-            preview=(lambda latents: previewer(pipe, job, latents)) if previewer else None,
-            every=self.preview_interval or preview_every(job.num_inference_steps))
+            call.num_inference_steps, progress, cancel,
+            preview=(lambda latents: previewer(pipe, call, latents)) if previewer else None,
+            every=self.preview_interval or preview_every(call.num_inference_steps))
         runtime.reset_peak(device)
         ratios_file = ratios_path(self._cache_root(), resolved.model_id, resolved.revision)
         loras = [LoraSpec.parse(text) for text in request.lora]
         try:
             # LoRA layers are made outside inference mode: they are ordinary parameters
-            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras) as lora_records,
+            fuse = (request.lora_fuse if request.lora_fuse is not None
+                    else self.settings.models.lora_fuse)
+            with (loras_loaded(pipe, family.denoiser, plan.spec.name, loras,
+                               fuse) as lora_records,
                   runtime.seeded(seed, device) as generator, torch.inference_mode(),
                   runtime.attention_scope(request.attention),
-                  step_cache(pipe, family.denoiser, request.step_cache, job.num_inference_steps,
+                  step_cache(pipe, family.denoiser, request.step_cache, call.num_inference_steps,
                              ratios_file) as cache_report):
-                progress(Progress("denoise", 0, job.num_inference_steps))
-                video = family.run(pipe, job, generator, steps)
+                progress(Progress("denoise", 0, call.num_inference_steps))
+                video = family.run(pipe, call, generator, steps)
         except BaseException:
             # a cancel or error mid-run leaves offloaded models wherever they were: put them
             # back so the cached pipeline starts the next job clean

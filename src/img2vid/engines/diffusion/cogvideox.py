@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
@@ -12,7 +13,6 @@ from img2vid.engines.diffusion.family import (
     ShapeRules,
     vae_scale,
 )
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 
 class CogVideoX(Family):
@@ -57,7 +57,7 @@ class CogVideoX(Family):
         full, tiled = image_decode(shape.width, shape.height, 128, dtype_bytes)
         return acts, full, tiled
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
         # the learned positional table covers exactly this many text tokens (226 on the 5B)
         return {**base, "use_dynamic_cfg": True,
                 "max_sequence_length": pipe.transformer.config.max_text_seq_length}

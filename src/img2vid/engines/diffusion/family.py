@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from img2vid.core.request import GenerationRequest
-    from img2vid.engines.diffusion.job import DiffusionJob, Shape
+    from img2vid.engines.diffusion.call import DiffusionCall, Shape
     from img2vid.engines.diffusion.steps import StepReporter
 
 ConfigReader = Callable[[str], dict[str, Any]]
@@ -51,6 +51,15 @@ class ShapeRules:
     side_multiple: int
     frames: FrameRule
     fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A long video made in one call by a pipeline that chains its own windows."""
+
+    num_frames: int  # frames to ask for (whole windows; keep the first `total`)
+    overlap: int  # frames each window re-reads from the one before
+    starts: list[int]  # the first new frame of each later window (the seams)
 
 
 class Family:
@@ -97,7 +106,7 @@ class Family:
 
     # --- live previews (preview.py): how this family's latents look and are normalised ---
 
-    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
         """The step callback's latents as frames x channels x h x w (batch item 0)."""
         raise NotImplementedError
 
@@ -119,31 +128,37 @@ class Family:
         """Values of this family's own options for one job (recorded in the sidecar)."""
         return {}
 
+    def chain(self, total: int, window: int) -> Chain | None:
+        """How one call makes at least `total` frames where the pipeline itself chains
+        windows of `window` frames, each conditioned on the previous one's latents; None where
+        it cannot, and img2vid chains windows on the last frame (windows.py)."""
+        return None
+
     def prepare(self, pipe: Any) -> None:
         """Adjust a freshly loaded pipeline (e.g. the scheduler the authors run)."""
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
         """The diffusers call's keyword arguments: the shared ones, edited for this family."""
         return base
 
-    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
-        output = pipe(**self.arguments(pipe, job, shared_arguments(job, generator, steps)))
+    def run(self, pipe: Any, call: DiffusionCall, generator: Any, steps: StepReporter) -> Any:
+        output = pipe(**self.arguments(pipe, call, shared_arguments(call, generator, steps)))
         return output.frames
 
 
-def shared_arguments(job: DiffusionJob, generator: Any,
+def shared_arguments(call: DiffusionCall, generator: Any,
                      steps: StepReporter | None) -> dict[str, Any]:
     """The part of every diffusers image-to-video call that is the same for all families
     (`steps` None: a pipeline without a step callback)."""
     arguments = {
-        "image": job.image,
-        "prompt": job.prompt,
-        "negative_prompt": job.negative_prompt,
-        "height": job.height,
-        "width": job.width,
-        "num_frames": job.num_frames,
-        "num_inference_steps": job.num_inference_steps,
-        "guidance_scale": job.guidance_scale,
+        "image": call.image,
+        "prompt": call.prompt,
+        "negative_prompt": call.negative_prompt,
+        "height": call.height,
+        "width": call.width,
+        "num_frames": call.num_frames,
+        "num_inference_steps": call.num_inference_steps,
+        "guidance_scale": call.guidance_scale,
         "generator": generator,
         "output_type": "np",
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
@@ -11,7 +12,6 @@ from img2vid.engines.diffusion.family import (
     shared_arguments,
     vae_scale,
 )
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 from img2vid.engines.diffusion.steps import StepReporter
 
 # I2VGen-XL's default clip_skip: the text encoder's penultimate layer, then its final norm.
@@ -36,15 +36,15 @@ class I2VGenXL(UNetFamily):
                                    config("vae").get("block_out_channels", [128])[0], dtype_bytes)
         return acts, full, tiled
 
-    def run(self, pipe: Any, job: DiffusionJob, generator: Any, steps: StepReporter) -> Any:
+    def run(self, pipe: Any, call: DiffusionCall, generator: Any, steps: StepReporter) -> Any:
         device = pipe._execution_device
-        prompt_embeds = encode_prompt(pipe, job.prompt, device)
-        negative_embeds = (encode_prompt(pipe, job.negative_prompt, device)
-                           if job.guidance_scale > 1 else None)
+        prompt_embeds = encode_prompt(pipe, call.prompt, device)
+        negative_embeds = (encode_prompt(pipe, call.negative_prompt, device)
+                           if call.guidance_scale > 1 else None)
         arguments = {
-            **shared_arguments(job, generator, None),
+            **shared_arguments(call, generator, None),
             "prompt": None, "negative_prompt": None, "target_fps": TARGET_FPS,
-            "decode_chunk_size": job.decode_chunk, "prompt_embeds": prompt_embeds,
+            "decode_chunk_size": call.decode_chunk, "prompt_embeds": prompt_embeds,
             "negative_prompt_embeds": negative_embeds}
         # I2VGenXLPipeline has no step callback: the scheduler hook reports and cancels instead.
         with steps.scheduler_hook(pipe.scheduler):

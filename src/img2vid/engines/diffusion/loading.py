@@ -23,9 +23,6 @@ from img2vid.engines.diffusion.registry import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "i2vgen-xl"
-
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model whose files are on disk, with what the sidecar records about where they came from."""
@@ -83,7 +80,7 @@ def resolve_model(name: str | None, settings: Settings,
     its registry pin, else the hub's newest; `revision` overrides all three. Downloads through
     huggingface_hub when the model is missing and the hub is reachable.
     """
-    name = (name or DEFAULT_MODEL).strip()
+    name = (name or settings.models.default).strip()
     configured = settings.models.local_dirs.get(name)
     if configured is not None:
         return resolve_folder(Path(configured).expanduser(), name=name)
@@ -271,6 +268,9 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
     if rules.fixed_size is not None:
         defaults = Defaults(*rules.fixed_size, rules.frames.fixed or defaults.num_frames,
                             defaults.fps, defaults.num_inference_steps, defaults.guidance_scale)
+    if index.get("boundary_ratio") is not None and defaults.guidance_scale_2 is None:
+        # a second (low-noise) expert: the pipeline gives it the first one's guidance
+        defaults = dataclasses.replace(defaults, guidance_scale_2=defaults.guidance_scale)
     spec = ModelSpec(name=name or folder.name, family=family, hub_id=str(folder),
                      defaults=defaults, download_gb=0.0, rules=rules, tiers=reference.tiers,
                      description=f"local {class_name} folder",

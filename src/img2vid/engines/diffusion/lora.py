@@ -3,6 +3,8 @@
 Strict: a LoRA whose layers do not all exist in the model with the same shapes is refused with
 one line saying how many fit and what model it seems made for, never loaded half-way. After the
 job every adapter is removed, so the cached pipeline runs the next job as if it never had one.
+Fused (where the user allows it), the LoRA deltas are added into the weights for the job, so a
+step costs what it does without LoRAs, and subtracted again (unfuse_lora) before unloading.
 """
 
 from __future__ import annotations
@@ -127,9 +129,9 @@ def check(pipe: Any, denoiser: str, model: str, label: str, state: dict[str, Any
 
 @contextmanager
 def loras_loaded(pipe: Any, denoiser: str, model: str, specs: Sequence[LoraSpec],
-                 ) -> Iterator[list[dict[str, Any]]]:
-    """Load the LoRAs at their scales for one job; unload them afterwards, whatever happens.
-    Yields what the sidecar records about each."""
+                 fuse: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Load the LoRAs at their scales for one job (`fuse`: into the weights); unfuse and
+    unload them afterwards, whatever happens. Yields what the sidecar records about each."""
     if not specs:
         yield []
         return
@@ -137,7 +139,7 @@ def loras_loaded(pipe: Any, denoiser: str, model: str, specs: Sequence[LoraSpec]
         raise InputError(f"--lora: {model} takes no LoRAs (diffusers has no LoRA loader for "
                          f"{type(pipe).__name__}); Wan, LTX-Video and CogVideoX do")
     _check_peft()
-    records, names = [], []
+    records, names, components, fused = [], [], set(), False
     try:
         for index, spec in enumerate(specs):
             path = fetch(spec)
@@ -145,16 +147,23 @@ def loras_loaded(pipe: Any, denoiser: str, model: str, specs: Sequence[LoraSpec]
             if isinstance(state, tuple):  # some loaders return (state, alphas/metadata)
                 state = state[0]
             fit = check(pipe, denoiser, model, spec.source, state)
+            components |= {component for component, _ in _layers(state, denoiser)}
             name = f"img2vid_{index}"
             pipe.load_lora_weights(state, adapter_name=name)
             names.append(name)
             records.append({"source": spec.source, "file": path.name,
-                            "sha256": file_sha256(path), "scale": spec.scale, "layers": fit})
+                            "sha256": file_sha256(path), "scale": spec.scale, "layers": fit,
+                            "fused": fuse})
             log.info("LoRA %s (%s): %d layers at scale %g", spec.source, path.name, fit,
                      spec.scale)
         pipe.set_adapters(names, adapter_weights=[s.scale for s in specs])
+        if fuse:  # at the adapters' weights set above
+            pipe.fuse_lora(components=sorted(components), adapter_names=names)
+            fused = True
         yield records
     finally:
+        if fused:
+            pipe.unfuse_lora(components=sorted(components))  # the base weights back first
         if names:
             pipe.unload_lora_weights()  # removes the layers, not just disables them
 

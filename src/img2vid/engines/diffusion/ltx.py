@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 # Lightricks' recommended decode settings for VAEs with timestep conditioning (0.9.1+);
 # VAEs without it ignore them.
@@ -32,6 +32,6 @@ class LTXVideo(Family):
         full, tiled = image_decode(shape.width, shape.height, 128, dtype_bytes)
         return acts, full, tiled
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
-        return {**base, "frame_rate": job.fps, "decode_timestep": DECODE_TIMESTEP,
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        return {**base, "frame_rate": call.fps, "decode_timestep": DECODE_TIMESTEP,
                 "decode_noise_scale": DECODE_NOISE_SCALE}

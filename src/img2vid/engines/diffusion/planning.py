@@ -75,10 +75,13 @@ class JobPlan:
             "asked": {"width": request.width, "height": request.height,
                       "resolution": request.resolution, "num_frames": request.num_frames,
                       "fps": request.fps, "num_inference_steps": request.num_inference_steps,
-                      "guidance_scale": request.guidance_scale},
+                      "guidance_scale": request.guidance_scale,
+                      "guidance_scale_2": request.guidance_scale_2},
             "used": {"width": s.width, "height": s.height, "num_frames": s.num_frames,
                      "fps": c.fps, "num_inference_steps": c.num_inference_steps,
-                     "guidance_scale": c.guidance_scale},
+                     "guidance_scale": c.guidance_scale,
+                     **({"guidance_scale_2": c.guidance_scale_2}
+                        if c.guidance_scale_2 is not None else {})},
             "native": self.spec.describe_defaults(),
             "device": self.device,
             "dtypes": self.dtypes,
@@ -98,10 +101,17 @@ def plan_job(request: GenerationRequest, settings: Settings, source_size: tuple[
     registered model is planned from the registry's figures)."""
     resolved: ResolvedModel | None
     if dry_run and _is_registered_name(request.model, settings):
-        resolved = cached_model(request.model or "", settings, request.revision)
+        resolved = cached_model(request.model or settings.models.default, settings,
+                                request.revision)
     else:
         resolved = resolve_model(request.model, settings, request.revision)
-    spec = resolved.spec if resolved else _spec(request.model)
+    spec = resolved.spec if resolved else _spec(request.model, settings)
+    if request.guidance_scale_2 is not None and spec.defaults.guidance_scale_2 is None:
+        from img2vid.engines.diffusion.registry import second_expert_models
+
+        raise InputError(f"--guidance-scale-2: {spec.name} has one denoiser; the low-noise "
+                         "expert's guidance is for two-expert models: "
+                         + ", ".join(second_expert_models()))
     choices = choose(spec, request, *source_size)
     notes = shape_notes(choices.shape, spec) + ignored_options(spec, request)
     dtypes = spec.family.dtypes(device.split(":")[0], bf16)
@@ -111,17 +121,16 @@ def plan_job(request: GenerationRequest, settings: Settings, source_size: tuple[
 
 
 def _is_registered_name(name: str | None, settings: Settings) -> bool:
-    from img2vid.engines.diffusion.loading import DEFAULT_MODEL
     from img2vid.engines.diffusion.registry import get_spec
 
-    name = (name or DEFAULT_MODEL).strip()
+    name = (name or settings.models.default).strip()
     return name not in settings.models.local_dirs and get_spec(name) is not None
 
 
-def _spec(name: str | None) -> ModelSpec:
-    from img2vid.engines.diffusion.loading import DEFAULT_MODEL, registered
+def _spec(name: str | None, settings: Settings) -> ModelSpec:
+    from img2vid.engines.diffusion.loading import registered
 
-    return registered((name or DEFAULT_MODEL).strip())
+    return registered((name or settings.models.default).strip())
 
 
 def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from img2vid.engines.diffusion.call import DiffusionCall
     from img2vid.engines.diffusion.family import Family
-    from img2vid.engines.diffusion.job import DiffusionJob
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,11 @@ class Previewer:
         self.projection: Any = None  # (channels + 1) x 3, fitted on first use
         self.failed = False
 
-    def __call__(self, pipe: Any, job: DiffusionJob, latents: Any) -> np.ndarray | None:
+    def __call__(self, pipe: Any, call: DiffusionCall, latents: Any) -> np.ndarray | None:
         if self.failed:
             return None
         try:
-            frames = self.family.preview_frames(pipe, job, latents)  # F x C x h x w
+            frames = self.family.preview_frames(pipe, call, latents)  # F x C x h x w
             if frames is None:
                 return None
             if self.projection is None:

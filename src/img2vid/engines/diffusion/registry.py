@@ -12,11 +12,13 @@ from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
+from img2vid.engines.diffusion.skyreels import SkyReelsV2, SkyReelsV2DiffusionForcing
 from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), SkyReelsV2(),
+    SkyReelsV2DiffusionForcing())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -30,6 +32,7 @@ class Defaults:
     fps: int  # the frame rate its motion is made for
     num_inference_steps: int
     guidance_scale: float
+    guidance_scale_2: float | None = None  # the low-noise expert's, on two-expert models
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ class ModelSpec:
         d = self.defaults
         return {"width": d.width, "height": d.height, "num_frames": d.num_frames, "fps": d.fps,
                 "num_inference_steps": d.num_inference_steps,
-                "guidance_scale": d.guidance_scale}
+                "guidance_scale": d.guidance_scale,
+                **({"guidance_scale_2": d.guidance_scale_2}
+                   if d.guidance_scale_2 is not None else {})}
 
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
@@ -144,6 +149,11 @@ def preset_table(preset: str) -> dict[str, dict[str, Any]]:
 def last_image_models() -> list[str]:
     """Registered models that can end on a given frame (named when another one refuses)."""
     return [spec.name for spec in MODELS.values() if spec.last_image]
+
+
+def second_expert_models() -> list[str]:
+    """Registered models with a low-noise expert of their own guidance (guidance_scale_2)."""
+    return [s.name for s in MODELS.values() if s.defaults.guidance_scale_2 is not None]
 
 
 def get_spec(name: str) -> ModelSpec | None:

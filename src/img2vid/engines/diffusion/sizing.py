@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from img2vid.core.request import GenerationRequest, output_size
-from img2vid.engines.diffusion.job import Shape
+from img2vid.engines.diffusion.call import Shape
 from img2vid.engines.diffusion.registry import ModelSpec
 
 
@@ -18,6 +18,7 @@ class Choices:
     fps: int
     num_inference_steps: int
     guidance_scale: float
+    guidance_scale_2: float | None = None  # the low-noise expert's (two-expert models)
 
 
 def choose(spec: ModelSpec, request: GenerationRequest, source_width: int,
@@ -27,8 +28,10 @@ def choose(spec: ModelSpec, request: GenerationRequest, source_width: int,
     guidance = (float(request.guidance_scale) if request.guidance_scale is not None
                 else spec.defaults.guidance_scale)
     steps = request.num_inference_steps or tier.num_inference_steps
+    second = (float(request.guidance_scale_2) if request.guidance_scale_2 is not None
+              else spec.defaults.guidance_scale_2)
     return Choices(choose_shape(spec, request, source_width, source_height, fps), fps, steps,
-                   guidance)
+                   guidance, second)
 
 
 def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,

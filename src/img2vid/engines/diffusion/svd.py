@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from img2vid.core.request import GenerationRequest
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, unet_activations
 from img2vid.engines.diffusion.family import (
     ConfigReader,
     UNetFamily,
     vae_scale,
 )
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 MIN_GUIDANCE_SCALE = 1.0  # guidance ramps from this on the first frame to guidance_scale
 MOTION_BUCKET_ID = 127  # the pipeline's defaults
@@ -46,9 +46,9 @@ class StableVideoDiffusion(UNetFamily):
                 "noise_aug_strength": (NOISE_AUG_STRENGTH if request.noise_aug_strength is None
                                        else request.noise_aug_strength)}
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
         for name in ("prompt", "negative_prompt", "guidance_scale"):
             del base[name]
-        return {**base, **job.options, "min_guidance_scale": MIN_GUIDANCE_SCALE,
-                "max_guidance_scale": job.guidance_scale, "fps": job.fps,
-                "decode_chunk_size": job.decode_chunk}
+        return {**base, **call.options, "min_guidance_scale": MIN_GUIDANCE_SCALE,
+                "max_guidance_scale": call.guidance_scale, "fps": call.fps,
+                "decode_chunk_size": call.decode_chunk}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from img2vid.engines.diffusion.call import DiffusionCall, Shape
 from img2vid.engines.diffusion.estimate import image_decode, transformer_activations
 from img2vid.engines.diffusion.family import ConfigReader, Family, FrameRule, ShapeRules
-from img2vid.engines.diffusion.job import DiffusionJob, Shape
 
 
 class Wan(Family):
@@ -35,12 +35,14 @@ class Wan(Family):
             return "required"
         return "optional" if index.get("boundary_ratio") is not None else None
 
-    def arguments(self, pipe: Any, job: DiffusionJob, base: dict[str, Any]) -> dict[str, Any]:
-        if job.last_image is None:
+    def arguments(self, pipe: Any, call: DiffusionCall, base: dict[str, Any]) -> dict[str, Any]:
+        if call.guidance_scale_2 is not None:  # two experts: the low-noise one's guidance
+            base = {**base, "guidance_scale_2": call.guidance_scale_2}
+        if call.last_image is None:
             return base
-        return {**base, "last_image": job.last_image}
+        return {**base, "last_image": call.last_image}
 
-    def preview_frames(self, pipe: Any, job: DiffusionJob, latents: Any) -> Any:
+    def preview_frames(self, pipe: Any, call: DiffusionCall, latents: Any) -> Any:
         return latents[0].permute(1, 0, 2, 3)  # B x C x F x h x w
 
     def preview_encode(self, pipe: Any, pixels: Any) -> Any:

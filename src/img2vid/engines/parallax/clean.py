@@ -14,6 +14,8 @@ GUIDED_EPS = 1e-3  # guided filter regularisation (depth units squared)
 EDGE_STEP = 0.06  # a depth change this big within a few pixels is an object outline
 NEAR_BIAS = 0.35  # outline pixels go to the near side unless clearly far: fringes move with it
 BACKGROUND_SIDE = 640  # long side of the grid the background layer is filled on
+FRINGE_PX = 2  # far-side pixels this close to an occluder carry its colour (anti-aliasing,
+# halos, the small grid's averaging): they are refilled too, never a source
 
 
 def normalise(depth: np.ndarray) -> np.ndarray:
@@ -26,18 +28,35 @@ def normalise(depth: np.ndarray) -> np.ndarray:
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a grey guide: smooths `src` except across the guide's edges."""
-    size = (2 * radius + 1, 2 * radius + 1)
+    """He et al.'s guided filter with a grey guide: smooths `src` except across the guide's edges.
+
+    From a radius of 4 up, the linear coefficients are found at 1/s size (s = radius // 3) and
+    applied to the full-size guide: He and Sun's fast guided filter, the same edges for a
+    fraction of the box filtering.
+    """
+    height, width = guide.shape[:2]
+    s = max(1, radius // 3)
+    g, p, r = guide, src, radius
+    if s > 1:
+        size = (max(1, round(width / s)), max(1, round(height / s)))
+        g = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        p = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
+        r = max(1, round(radius / s))
+    box_size = (2 * r + 1, 2 * r + 1)
 
     def box(a: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(a, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+        return cv2.boxFilter(a, cv2.CV_32F, box_size, borderType=cv2.BORDER_REFLECT)
 
-    mean_i, mean_p = box(guide), box(src)
-    cov_ip = box(guide * src) - mean_i * mean_p
-    var_i = box(guide * guide) - mean_i * mean_i
+    mean_i, mean_p = box(g), box(p)
+    cov_ip = box(g * p) - mean_i * mean_p
+    var_i = box(g * g) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
+    mean_a, mean_b = box(a), box(b)
+    if s > 1:
+        mean_a = cv2.resize(mean_a, (width, height), interpolation=cv2.INTER_LINEAR)
+        mean_b = cv2.resize(mean_b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return mean_a * guide + mean_b
 
 
 def snap_edges(depth: np.ndarray, radius: int = 2) -> np.ndarray:
@@ -107,16 +126,22 @@ def mirror_fill(colour: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
     The background's own texture continues under the object (a smooth fill would show a blur
     moving with the reveal); where the mirror lands in the hole too, the given fill stays.
+    Only the hole's bounding box (and the known ring around it) is searched: no known pixel
+    farther out can be nearer.
     """
-    _, labels = cv2.distanceTransformWithLabels(hole.astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    known = np.argwhere(~hole)  # label k is the k-th known pixel in raster order
     ys, xs = np.nonzero(hole)
-    if known.size == 0 or ys.size == 0:
-        return colour
-    nearest = known[labels[ys, xs] - 1]
-    my, mx = 2 * nearest[:, 0] - ys, 2 * nearest[:, 1] - xs
     height, width = hole.shape
+    if ys.size == 0 or ys.size == hole.size:
+        return colour
+    y0, y1 = max(0, int(ys.min()) - 1), min(height, int(ys.max()) + 2)
+    x0, x1 = max(0, int(xs.min()) - 1), min(width, int(xs.max()) + 2)
+    box = hole[y0:y1, x0:x1]
+    _, labels = cv2.distanceTransformWithLabels(box.astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    known = np.flatnonzero(~box)  # label k is the k-th known pixel in raster order
+    nearest = known[labels[ys - y0, xs - x0] - 1]
+    my = 2 * (nearest // box.shape[1] + y0) - ys
+    mx = 2 * (nearest % box.shape[1] + x0) - xs
     ok = (my >= 0) & (my < height) & (mx >= 0) & (mx < width)
     ok[ok] = ~hole[my[ok], mx[ok]]
     out = colour.copy()
@@ -130,8 +155,10 @@ def background_layer(photo: np.ndarray, depth: np.ndarray, reach: float,
 
     Pixels that have a much farther surface within `reach` pixels (the most any layer slides
     against another during the move) are occluders: they are refilled from the far side of
-    their outline only, so a reveal shows background continuing under the object and never the
-    object stretched. Everything else is the photo as it is.
+    their outline only (the background's texture mirrored across the outline, a smooth
+    pull-push fill where the mirror falls in the hole too), so a reveal shows background
+    continuing under the object and never the object stretched. Everything else is the photo
+    as it is.
     """
     height, width = depth.shape
     shrink = min(1.0, BACKGROUND_SIDE / max(width, height))
@@ -145,17 +172,20 @@ def background_layer(photo: np.ndarray, depth: np.ndarray, reach: float,
     if not occluder.any():
         return photo, depth
     fill_depth = np.minimum(push_pull(small_depth, ~occluder), small_depth)
-    fill_colour = push_pull(small_photo, ~occluder)
+    ring = cv2.dilate(occluder.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    fill_colour = push_pull(small_photo, ~ring)
     full = (width, height)
     mask = cv2.resize(occluder.astype(np.uint8), full, interpolation=cv2.INTER_NEAREST) > 0
     # the photo's own near pixels at full size decide too: a mask from the small grid alone
     # would leave a fringe of foreground along the outline
     mask |= cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (
         depth > cv2.resize(far, full, interpolation=cv2.INTER_LINEAR) + EDGE_STEP)
+    size = 2 * FRINGE_PX + 1
+    hole = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
     colour = photo.copy()
     up_colour = cv2.resize(fill_colour, full, interpolation=cv2.INTER_LINEAR)
-    colour[mask] = np.clip(up_colour[mask] + 0.5, 0, 255).astype(np.uint8)
-    colour = mirror_fill(colour, mask)
+    colour[hole] = np.clip(up_colour[hole] + 0.5, 0, 255).astype(np.uint8)
+    colour = mirror_fill(colour, hole)
     back = depth.copy()
     up_depth = cv2.resize(fill_depth, full, interpolation=cv2.INTER_LINEAR)
     back[mask] = np.minimum(up_depth[mask], depth[mask])

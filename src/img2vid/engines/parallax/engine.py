@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -14,20 +15,19 @@ import numpy as np
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
-from img2vid.core.request import GenerationRequest, Motion, output_size
-from img2vid.engines.camera import FaceFinder, Timeline, choose_focus, stream_frames, usable_cores
+from img2vid.core.request import GenerationRequest, Motion
+from img2vid.engines.focus import choose_focus
 from img2vid.engines.geometry import Framing
 from img2vid.engines.parallax.clean import background_layer, clean_depth
 from img2vid.engines.parallax.depth import DepthSource
 from img2vid.engines.parallax.paths import Move, View3D
 from img2vid.engines.parallax.render import Layer, Scene, render
+from img2vid.engines.slideshow import FramePlanner, PhotoEngine, Shot, Slideshow, Timeline
 from img2vid.media.images import LoadedImage
 from img2vid.media.models_cache import cache_dir
-from img2vid.postprocess.blend import BLENDS, Blend
 
 log = logging.getLogger(__name__)
 
-MAX_RENDER_THREADS = 4
 SUBJECT_PERCENTILE = 85  # auto focus without a face: the centre of the nearest 15 %
 DOF_MAX_SIGMA = 0.006  # of the output width, at depth_of_field 1 and a full depth away
 
@@ -42,50 +42,36 @@ class Slide:
     info: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class FrameJob:
-    """One frame to render: one view of one scene, or two being mixed."""
-
-    shots: tuple[tuple[Scene, View3D, float], ...]  # scene, view, focus depth
-    weight: float = 1.0
+# what a pool thread draws for one photo: its scene, the view, the depth in focus
+ParallaxShot = tuple[Scene, View3D, float]
 
 
-class ParallaxEngine:
+class ParallaxEngine(PhotoEngine):
     """Renders 2.5D camera moves through photos split by depth; CPU only."""
 
     name = "parallax"
 
     def __init__(self, settings: Settings, device: str | None = None) -> None:
-        # `device` is part of the Engine protocol; depth inference and rendering run on the CPU
-        self.settings = settings
-        self.threads = min(MAX_RENDER_THREADS, usable_cores())
+        super().__init__(settings, device)  # depth inference runs on the CPU too
         self.depth = DepthSource(settings, cache_dir(settings) / "depth")
-        self._faces = FaceFinder()
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
         if not images:
             raise ValueError("the parallax engine needs at least one image")
-        out_w, out_h = output_size(request, images[0].width, images[0].height)
-        num_frames = int(request.num_frames or 1)
-        fps = float(request.fps or 30)
+        show = Slideshow.plan(request, images)
         slides = []
         for index, image in enumerate(images, start=1):
             cancel.raise_if_cancelled()
-            slides.append(self.prepare(request, image, out_w, out_h))
+            slides.append(self.prepare(request, image, show.width, show.height))
             progress(Progress("depth", index, len(images)))
-        timeline = Timeline.plan(num_frames, len(images), request.transition * fps)
-        info: dict[str, Any] = {"motion": request.motion.value, "zoom": request.zoom,
-                                "easing": request.easing.value,
-                                "depth_of_field": request.depth_of_field,
-                                **slides[0].info, "render_threads": self.threads}
-        if len(images) > 1:
-            info["transition_frames"] = round(timeline.overlap, 3)
-            info["slides"] = [s.info for s in slides]
-        planner = FramePlanner(slides, timeline, request.motion is Motion.CIRCLE)
-        frames = self._stream(planner, out_w, out_h, request.depth_of_field,
-                              BLENDS[request.transition_style], progress, cancel)
-        return Clip(frames, fps, out_w, out_h, num_frames, info)
+        info = self.describe(request, show, [s.info for s in slides],
+                             depth_of_field=request.depth_of_field)
+        planner = ParallaxPlanner(slides, show.timeline, request.motion is Motion.CIRCLE)
+        draw = partial(draw_shot, out_w=show.width, out_h=show.height,
+                       dof=request.depth_of_field)
+        frames = self.stream(request, planner, draw, progress, cancel)
+        return Clip(frames, show.fps, show.width, show.height, show.num_frames, info)
 
     def prepare(self, request: GenerationRequest, image: LoadedImage, out_w: int,
                 out_h: int) -> Slide:
@@ -114,55 +100,33 @@ class ParallaxEngine:
                   request.motion.value, info["focus"], focus_source, move.focus_depth, size)
         return Slide(photo, depth, move, info)
 
-    def _stream(self, planner: FramePlanner, out_w: int, out_h: int, dof: float,
-                transition: Blend, progress: ProgressCallback,
-                cancel: CancelToken) -> Iterator[np.ndarray]:
-        def plan(index: int) -> Callable[[], np.ndarray]:
-            return partial(render_frame, planner.job(index), out_w, out_h, dof, transition)
 
-        return stream_frames(plan, planner.timeline.num_frames, self.threads,
-                             "img2vid-parallax", progress, cancel)
-
-
-class FramePlanner:
-    """Frame index -> FrameJob; builds each photo's scene when its segment starts (on the
-    generator's thread) and drops it when the segment is over: at most two are held."""
+class ParallaxPlanner(FramePlanner[Scene, ParallaxShot]):
+    """Frame index -> the views to render; a photo's two-layer scene is built when its segment
+    starts (on the generator's thread) and held while the photo is on screen."""
 
     def __init__(self, slides: Sequence[Slide], timeline: Timeline, loop: bool) -> None:
-        self.slides, self.timeline, self.loop = slides, timeline, loop
-        self._scenes: dict[int, Scene] = {}
+        super().__init__(timeline)
+        self.slides, self.loop = slides, loop
 
-    def job(self, frame: int) -> FrameJob:
-        shots = self.timeline.shots(frame)
-        for done in [i for i in self._scenes if i < shots[0].image]:
-            del self._scenes[done]
-        parts = []
-        for shot in shots:
-            slide = self.slides[shot.image]
-            t = shot.t
-            if self.loop:  # a loop's frames sit at i / n: the frame after the last is the first
-                span = self.timeline.segment - 1
-                t = t * span / (span + 1) if span > 0 else 0.0
-            parts.append((self._scene(shot.image), slide.move.at(t), slide.move.focus_depth))
-        return FrameJob(tuple(parts), shots[-1].weight)
+    def build(self, image: int) -> Scene:
+        slide = self.slides[image]
+        colour, depth = background_layer(slide.photo, slide.depth, slide.move.reach())
+        return Scene(Layer.build(slide.photo, slide.depth), Layer.build(colour, depth))
 
-    def _scene(self, image: int) -> Scene:
-        if image not in self._scenes:
-            slide = self.slides[image]
-            colour, depth = background_layer(slide.photo, slide.depth, slide.move.reach())
-            self._scenes[image] = Scene(Layer.build(slide.photo, slide.depth),
-                                        Layer.build(colour, depth))
-        return self._scenes[image]
+    def part(self, shot: Shot, held: Scene) -> ParallaxShot:
+        move, t = self.slides[shot.image].move, shot.t
+        if self.loop:  # a loop's frames sit at i / n: the frame after the last is the first
+            span = self.timeline.segment - 1
+            t = t * span / (span + 1) if span > 0 else 0.0
+        return held, move.at(t), move.focus_depth
 
 
-def render_frame(job: FrameJob, out_w: int, out_h: int, dof: float,
-                 transition: Blend) -> np.ndarray:
-    """One frame, on a pool thread."""
-    frames = []
-    for scene, view, focus in job.shots:
-        frame, disparity = render(scene, view, out_w, out_h)
-        frames.append(depth_of_field(frame, disparity, focus, dof) if dof > 0 else frame)
-    return frames[0] if len(frames) == 1 else transition(frames[0], frames[1], job.weight)
+def draw_shot(shot: ParallaxShot, out_w: int, out_h: int, dof: float) -> np.ndarray:
+    """One photo's part of a frame, on a pool thread."""
+    scene, view, focus = shot
+    frame, disparity = render(scene, view, out_w, out_h)
+    return depth_of_field(frame, disparity, focus, dof) if dof > 0 else frame
 
 
 def depth_of_field(frame: np.ndarray, disparity: np.ndarray, focus: float,
@@ -171,14 +135,29 @@ def depth_of_field(frame: np.ndarray, disparity: np.ndarray, focus: float,
     sigma = DOF_MAX_SIGMA * frame.shape[1] * amount
     if sigma < 0.3:
         return frame
-    blur = np.clip(np.abs(disparity - focus) * 2.0, 0.0, 1.0)[..., None] * 2.0
-    half = cv2.GaussianBlur(frame, (0, 0), sigma / 2).astype(np.float32)
-    full = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32)
-    sharp = frame.astype(np.float32)
-    low = np.clip(blur, 0.0, 1.0)
-    high = np.clip(blur - 1.0, 0.0, 1.0)
-    out = sharp + (half - sharp) * low + (full - half) * high
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    level = np.clip(np.abs(disparity - focus) * 4.0, 0.0, 2.0)  # 0 sharp, 1 half, 2 full blur
+    low = np.minimum(level, 1.0)
+    high = level - low
+    mixed = cv2.blendLinear(frame, gaussian(frame, sigma / 2), 1.0 - low, low)
+    return cv2.blendLinear(mixed, gaussian(frame, sigma), 1.0 - high, high)
+
+
+def gaussian(frame: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur; a wide one on a copy shrunk by up to sigma / 2.5 (it keeps no detail
+    the copy lacks), the box shrink and linear enlargement counted in its width."""
+    factor = int(min(8, sigma // 2.5))  # the small copy keeps a blur of 2.5 px or more
+    if factor <= 1:
+        return cv2.GaussianBlur(frame, (0, 0), sigma)
+    height, width = frame.shape[:2]
+    # whole blocks of factor x factor pixels: the shrink then averages exactly those
+    padded = cv2.copyMakeBorder(frame, 0, -height % factor, 0, -width % factor,
+                                cv2.BORDER_REFLECT_101)
+    small = cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor),
+                       interpolation=cv2.INTER_AREA)
+    # the shrink's box (variance f^2 / 12) and the enlargement's tent (f^2 / 6) blur too
+    small = cv2.GaussianBlur(small, (0, 0), math.sqrt(sigma**2 - factor**2 / 4) / factor)
+    return cv2.resize(small, (small.shape[1] * factor, small.shape[0] * factor),
+                      interpolation=cv2.INTER_LINEAR)[:height, :width]
 
 
 def subject_focus(depth: np.ndarray) -> tuple[float, float]:

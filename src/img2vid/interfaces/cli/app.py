@@ -18,6 +18,7 @@ from img2vid.core.errors import InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, GenerationRequest, build_request, field_range
 from img2vid.core.version import __version__
 from img2vid.interfaces.cli.bars import BatchBar, ProgressBars
+from img2vid.interfaces.cli.command import add_command
 from img2vid.interfaces.cli.extend import add_extend_parser
 from img2vid.interfaces.cli.interpolate import add_interpolate_parser
 from img2vid.interfaces.cli.models import add_models_command
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("img2vid")
 
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,8 +94,8 @@ def _is_bool(annotation: Any) -> bool:
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     presets = "; ".join(f"{p.value}: {d}" for p, d in PRESET_DESCRIPTIONS.items())
-    p = sub.add_parser("generate", help="make a video from one or more photos",
-                       description="Make a video from one or more photos. Presets: " + presets)
+    p = add_command(sub, "generate", _generate)
+    p.description = f"{p.description} Presets: {presets}"
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input photo(s)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file: its extension picks "
                    "the format (.mp4, .webm, .mkv, .gif; no extension: a folder of PNG frames); "
@@ -112,7 +112,6 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    "(size, frames, steps, dtypes, memory level) and print the plan without "
                    "loading weights or writing a video")
     add_request_arguments(p)
-    p.set_defaults(handler=_generate)
 
 
 def with_preview(progress: Callable[[Any], None], path: Path) -> Callable[[Any], None]:
@@ -134,6 +133,7 @@ def _add_extend(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    """Make a video from one or more photos."""
     from img2vid.execution.pool import EnginePool
     from img2vid.execution.run import run_request
 
@@ -167,14 +167,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 # --- batch ----------------------------------------------------------------------------------
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "batch", help="make a video for each photo of a folder, glob or manifest",
-        description="Make a video for each photo of a folder, a glob or a manifest (CSV with a "
-        "header row, or JSONL), into one folder as <photo name>.mp4 with its sidecar, plus "
-        "batch_report.json and .csv. Manifest rows give image (or images, ';'-separated) and "
-        "any generation option as a column (prompt, seed, motion, duration...); a row's "
-        "values override the command line's for that row. Running the same command again "
-        "skips the videos already made for the same request (resume after Ctrl-C or a crash).")
+    p = add_command(sub, "batch", _batch)
     p.add_argument("input", nargs="?", metavar="INPUT", help="folder of photos, a glob in "
                    "quotes ('shoot/*.jpg'), or a manifest (.csv or .jsonl)")
     p.add_argument("-o", "--output-dir", type=Path, help="folder for the videos and the "
@@ -191,7 +184,6 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    "failing (more than 0; default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_request_arguments(p)
-    p.set_defaults(handler=_batch)
 
 
 def _positive_float(text: str) -> float:
@@ -215,6 +207,15 @@ def _positive_int(text: str) -> int:
 
 
 def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    """Make a video for each photo of a folder, glob or manifest.
+
+    Make a video for each photo of a folder, a glob or a manifest (CSV with a header row, or
+    JSONL), into one folder as <photo name>.mp4 with its sidecar, plus batch_report.json and
+    .csv. Manifest rows give image (or images, ';'-separated) and any generation option as a
+    column (prompt, seed, motion, duration...); a row's values override the command line's
+    for that row. Running the same command again skips the videos already made for the same
+    request (resume after Ctrl-C or a crash).
+    """
     from img2vid.execution.batch import FAILED, PENDING, REPORT_STEM, run_batch
 
     source, ray_address = args.input, args.ray
@@ -258,12 +259,11 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
 # --- doctor ---------------------------------------------------------------------------------
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check this machine: encoders, libraries, GPU, disk, "
-                       "config")
-    p.set_defaults(handler=_doctor)
+    add_command(sub, "doctor", _doctor)
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Check this machine: encoders, libraries, GPU, disk, config."""
     from img2vid.interfaces.cli.doctor import report
 
     lines, ok = report(settings, config_path=args.config)

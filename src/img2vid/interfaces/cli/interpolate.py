@@ -6,22 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from img2vid.core.config import Settings
-from img2vid.core.interpolation import MAX_TARGET_FPS, build_interpolation
 from img2vid.core.request import ENCODE_SPEEDS, InterpolatorKind, OutputFormat
+from img2vid.core.rework import MAX_TARGET_FPS, InterpolationRequest, ReworkRequest, build_rework
 from img2vid.interfaces.cli.bars import ProgressBars
+from img2vid.interfaces.cli.command import add_command
 
 
 def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     """Register `interpolate` on the CLI's subcommands."""
-    p = sub.add_parser(
-        "interpolate", help="raise the frame rate of an existing video or frame folder",
-        description="Interpolate new frames into any video PyAV decodes, or a folder of "
-        "numbered frames, keeping its size, duration and audio (stream copy; a GIF or PNG "
-        "frames cannot hold audio, WebM only Opus/Vorbis: a note says so). Output format "
-        "follows -o: .mp4, .webm, .mkv (lossless FFV1), .gif, a name without extension for "
-        "a folder of PNG frames (lossless), or a folder ending in / for a timestamped name.")
+    p = add_command(sub, "interpolate", run_interpolate)
     add_input_output(p)
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--interpolate", type=int, choices=(2, 3, 4), metavar="N",
@@ -35,7 +31,6 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rife-weights", metavar="PATH", help="a RIFE 4.25/4.26 flownet.pkl "
                    "(default: the downloaded one)")
     add_encode_arguments(p)
-    p.set_defaults(handler=run_interpolate)
 
 
 def add_input_output(p: argparse.ArgumentParser) -> None:
@@ -62,16 +57,30 @@ def add_encode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_interpolate(args: argparse.Namespace, settings: Settings) -> int:
-    """The `interpolate` command; returns the exit code."""
-    from img2vid.execution.interpolation import interpolate_video
+    """Raise the frame rate of an existing video or frame folder.
 
-    request = build_interpolation(
-        source=args.input, output=args.output, factor=args.interpolate,
-        target_fps=args.target_fps, interpolator=args.interpolator,
-        rife_weights=args.rife_weights, fps=args.fps, format=args.format, crf=args.crf,
-        encode_speed=args.encode_speed, overwrite=args.overwrite)
+    Interpolate new frames into any video PyAV decodes, or a folder of numbered frames,
+    keeping its size, duration and audio (stream copy; a GIF or PNG frames cannot hold
+    audio, WebM only Opus/Vorbis: a note says so). Output format follows -o: .mp4, .webm,
+    .mkv (lossless FFV1), .gif, a name without extension for a folder of PNG frames
+    (lossless), or a folder ending in / for a timestamped name.
+    """
+    return run_rework(args, settings, InterpolationRequest,
+                      factor=args.interpolate, target_fps=args.target_fps,
+                      interpolator=args.interpolator, rife_weights=args.rife_weights)
+
+
+def run_rework(args: argparse.Namespace, settings: Settings, kind: type[ReworkRequest],
+               **fields: Any) -> int:
+    """Run a rework command: its request from the shared options (add_input_output,
+    add_encode_arguments) and its own `fields`, with progress bars; print the result."""
+    from img2vid.execution.rework import rework_video
+
+    request = build_rework(kind, source=args.input, output=args.output, fps=args.fps,
+                           format=args.format, crf=args.crf, encode_speed=args.encode_speed,
+                           overwrite=args.overwrite, **fields)
     with ProgressBars(enabled=not args.quiet) as bars:
-        result = interpolate_video(request, settings, progress=bars)
+        result = rework_video(request, settings, progress=bars)
     print_result(result.metadata, args.json)
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
+from img2vid.interfaces.cli.command import add_command
 
 # The registry is imported inside the handlers: building the CLI parser (and `--help`) stays
 # free of numpy/PIL/huggingface_hub imports.
@@ -46,12 +47,8 @@ EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {
 
 def add_models_command(sub: argparse._SubParsersAction) -> None:
     """Register `models [list|download NAME]` on the CLI's subcommand parser."""
-    p = sub.add_parser("models", help="list diffusion and depth models (download size, "
-                       "cached?) or download one", description="List the diffusion models and "
-                       "the parallax engine's depth model img2vid knows, or download one into "
-                       "the Hugging Face cache (HF_HOME).")
+    p = add_command(sub, "models", list_models)
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.set_defaults(handler=list_models)
     actions = p.add_subparsers(dest="models_action", metavar="ACTION",
                                parser_class=type(p))
     listing = actions.add_parser("list", help="list the models (the default)")
@@ -72,6 +69,11 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
 
 
 def list_models(args: argparse.Namespace, settings: Settings) -> int:
+    """List diffusion and depth models (download size, cached?) or download one.
+
+    List the diffusion models and the parallax engine's depth model img2vid knows, or
+    download one into the Hugging Face cache (HF_HOME).
+    """
     from img2vid.core.extras import require
     from img2vid.engines.diffusion.installed import model_rows
 

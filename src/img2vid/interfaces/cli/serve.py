@@ -10,14 +10,12 @@ from pathlib import Path
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
 from img2vid.core.version import __version__
+from img2vid.interfaces.cli.command import add_command
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     """Register `serve` on the CLI's subcommands."""
-    p = sub.add_parser("serve", help="WebUI and REST API on one port, with a persistent job "
-                       "queue", description="Serve the WebUI at /, the REST API at /api/v1 and "
-                       "its docs at /docs. Jobs wait in a queue stored beside the outputs and "
-                       "survive restarts. Options override the config's server section.")
+    p = add_command(sub, "serve", _serve)
     p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine "
                    "only; 0.0.0.0 for the network, with --token)")
     p.add_argument("--port", type=int, help="port, 1 to 65535 (default 7860)")
@@ -32,7 +30,6 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=lambda text: [d.strip() for d in text.split(",")],
                    help="devices for diffusion jobs, one job at a time each, e.g. "
                    "cuda:0,cuda:1 (default: models.devices in the config, else every CUDA GPU)")
-    p.set_defaults(handler=_serve)
 
 
 def _read_token(path: str) -> str:
@@ -48,6 +45,12 @@ def _read_token(path: str) -> str:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """WebUI and REST API on one port, with a persistent job queue.
+
+    Serve the WebUI at /, the REST API at /api/v1 and its docs at /docs. Jobs wait in a
+    queue stored beside the outputs and survive restarts. Options override the config's
+    server section.
+    """
     from pydantic import ValidationError
 
     from img2vid.core.config import ModelSettings, ServerSettings

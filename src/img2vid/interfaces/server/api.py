@@ -19,7 +19,7 @@ from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
 from img2vid.interfaces.server import bodies, intake, shown
-from img2vid.interfaces.server.catalog import list_models
+from img2vid.interfaces.server.catalog import ModelInfo, list_models
 from img2vid.interfaces.server.schema import SUBMIT_BODY
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -65,14 +65,6 @@ class JobListOut(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class ModelOut(BaseModel):
-    name: str
-    engine: str
-    available: bool
-    description: str
-    how_to_get: str | None
 
 
 class PresetOut(BaseModel):
@@ -279,10 +271,10 @@ def _find(request: Request, job_id: str) -> Job:
     return job
 
 
-@router.get("/models", response_model=list[ModelOut], responses=_ERRORS, summary="Models")
-def get_models(request: Request) -> list[ModelOut]:
+@router.get("/models", response_model=list[ModelInfo], responses=_ERRORS, summary="Models")
+def get_models(request: Request) -> list[ModelInfo]:
     """Engines and diffusion models; unavailable ones say how to get them."""
-    return [ModelOut(**m.as_dict()) for m in list_models(_queue(request).settings)]
+    return list_models(_queue(request).settings)
 
 
 @router.get("/presets", response_model=list[PresetOut], responses=_ERRORS, summary="Presets")

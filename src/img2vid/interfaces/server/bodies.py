@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile
 
 from img2vid.interfaces.server import intake
 
-REPEATABLE = {"lora"}  # form fields a client may give several times
+# form fields a client may give several times (a prompt per window of a longer clip)
+REPEATABLE = {"lora", "prompt"}
 
 
 async def read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:

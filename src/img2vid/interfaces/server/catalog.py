@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError
@@ -15,20 +16,21 @@ from img2vid.core.extras import missing_module
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(BaseModel):
+    """One engine or model, as GET /api/v1/models lists it (also the UI's model choices)."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     engine: str
     available: bool
-    description: str = ""
-    how_to_get: str | None = None  # set when unavailable
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    description: str
+    how_to_get: str | None = Field(description="how to make it available (when it is not)")
 
 
-CAMERA = ModelInfo("camera", "camera", True, "weightless camera moves on the CPU: zoom, pan, "
-                   "Ken Burns, rotate (no model download)")
+CAMERA = ModelInfo(name="camera", engine="camera", available=True, how_to_get=None,
+                   description="weightless camera moves on the CPU: zoom, pan, Ken Burns, "
+                   "rotate (no model download)")
 PARALLAX_HINT = ("upload the photo's depth map as 'depth', or run `img2vid models download "
                  "{name}` on the server")
 
@@ -57,8 +59,9 @@ def list_models(settings: Settings) -> list[ModelInfo]:
         hint = (_install_hint() if not installed else
                 f"run `img2vid models download {spec.name}` on the server "
                 f"(about {spec.download_gb:g} GB)")
-        models.append(ModelInfo(spec.name, "diffusion", installed and cached, spec.description,
-                                None if installed and cached else hint))
+        models.append(ModelInfo(name=spec.name, engine="diffusion",
+                                available=installed and cached, description=spec.description,
+                                how_to_get=None if installed and cached else hint))
     for name, folder in sorted(settings.models.local_dirs.items()):
         if name in MODELS:
             continue
@@ -66,8 +69,8 @@ def list_models(settings: Settings) -> list[ModelInfo]:
         hint = (_install_hint() if not installed else
                 None if present else f"the folder {folder} does not exist; fix "
                 "models.local_dirs in the server's config")
-        models.append(ModelInfo(name, "diffusion", installed and present,
-                                f"local folder {folder}", hint))
+        models.append(ModelInfo(name=name, engine="diffusion", available=installed and present,
+                                description=f"local folder {folder}", how_to_get=hint))
     return models
 
 
@@ -81,8 +84,8 @@ def _depth_models(settings: Settings, rows: dict[str, dict[str, Any]],
     for spec in DEPTH_MODELS.values():
         ready = installed and bool(rows.get(spec.name, {}).get("cached"))
         hint = (_install_hint() if not installed else PARALLAX_HINT.format(name=spec.name))
-        found.append(ModelInfo(spec.name, "parallax", ready, spec.description,
-                               None if ready else hint))
+        found.append(ModelInfo(name=spec.name, engine="parallax", available=ready,
+                               description=spec.description, how_to_get=None if ready else hint))
     return found
 
 
@@ -125,9 +128,7 @@ def check_model(settings: Settings, engine: str | None, model: str | None,
     """
     if not model and engine != "diffusion":
         return None
-    from img2vid.engines.diffusion.loading import DEFAULT_MODEL
-
-    name = (model or DEFAULT_MODEL).strip()
+    name = (model or settings.models.default).strip()
     known = {m.name.lower(): m for m in list_models(settings) if m.engine == "diffusion"}
     info = known.get(name.lower())
     if info is None:

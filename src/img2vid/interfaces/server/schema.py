@@ -25,6 +25,12 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
         props[name] = ({"type": "string", "format": "binary", "description": what}
                        if multipart else
                        _json_file(f"{what}: base64 bytes or a data: URL"))
+    props["prompt"] = {  # the request joins a list as the CLI's "a | b | c"
+        "anyOf": [{"type": "string", "maxLength": 2000},
+                  {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+        "description": "what should happen in the video; a list gives one prompt per window "
+                       "of a clip longer than the model's window (more than windows: refused; "
+                       "fewer: the last repeats)" + (" (repeat the field)" if multipart else "")}
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema

@@ -32,6 +32,12 @@ def form_fields(prompt: str | None, negative: str | None, engine: str, model: st
     })
 
 
+def diffusion_fields(guidance_2: str | None, lora_fuse: bool) -> dict[str, Any]:
+    """The two-expert guidance and the LoRA fuse switch as request fields."""
+    return intake.clean_fields({"guidance_scale_2": text(guidance_2),
+                                "lora_fuse": True if lora_fuse else None})
+
+
 def finishing_fields(audio: str | None, audio_offset: str | None, fit_to_audio: bool,
                      upscale: str, upscaler: str, style: str | None, style_strength: float,
                      codec: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from img2vid.interfaces.server.webform import (
     FROM_PRESET,
     NO_INTERPOLATION,
     NO_UPSCALE,
+    diffusion_fields,
     finishing_fields,
     finishing_values,
     form_fields,
@@ -86,7 +87,8 @@ class WebUI:
                                      file_count="multiple", file_types=["image"],
                                      type="filepath", elem_id="photos")
                     prompt = gr.Textbox(label="Prompt", lines=2,
-                                        placeholder="what should happen (diffusion engine)")
+                                        placeholder="what should happen (diffusion engine); "
+                                        "a longer clip: one per window, \"a | b | c\"")
                     negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid")
                     with gr.Row():
                         engine = gr.Radio(["camera", "parallax", "diffusion"], value="camera",
@@ -97,10 +99,13 @@ class WebUI:
                     # how to get the models this server lacks: shown with the diffusion engine
                     missing_note = gr.Markdown(missing_text, elem_id="missing-models",
                                                visible=False)
-                    end_frame = gr.Image(label="End frame (Wan FLF2V, Wan 2.2 A14B)", height=140,
+                    end_frame = gr.Image(label="End frame (Wan FLF2V, Wan 2.2 A14B, "
+                                         "SkyReels-V2 DF)", height=140,
                                          type="filepath", sources=["upload"], elem_id="end")
                     loras = gr.Textbox(label="LoRAs: hub ids, optional :scale, one per line",
                                        elem_id="loras")
+                    lora_fuse = gr.Checkbox(False, label="Fuse LoRAs (faster steps)",
+                                            elem_id="lora-fuse")
                     preset = gr.Radio([p.value for p in PresetName],
                                       value=PresetName.STANDARD.value, label="Preset",
                                       info=PRESET_DESCRIPTIONS[PresetName.STANDARD],
@@ -119,6 +124,9 @@ class WebUI:
                         with gr.Row():
                             steps = gr.Textbox(label="Steps", placeholder="from preset")
                             guidance = gr.Textbox(label="Guidance", placeholder="model default")
+                            guidance_2 = gr.Textbox(label="Guidance, low-noise expert",
+                                                    placeholder="model default (Wan 2.2 A14B)",
+                                                    elem_id="guidance-2")
                         with gr.Row():
                             seed = gr.Textbox(label="Seed", placeholder="random",
                                               elem_id="seed")
@@ -192,7 +200,8 @@ class WebUI:
                          style_strength, codec]
             generate_btn.click(
                 self.generate,
-                inputs=[images, *form, *finishing, depth_map, depth_of_field, end_frame, loras],
+                inputs=[images, *form, *finishing, depth_map, depth_of_field, end_frame, loras,
+                        guidance_2, lora_fuse],
                 outputs=[status, video, saved, params, seed, history, history_paths, images,
                          live],
                 api_name="generate", concurrency_limit=None)  # the job queue limits, not Gradio
@@ -234,7 +243,8 @@ class WebUI:
                  style: str | None = None, style_strength: float = 1.0,
                  codec: str = VideoCodec.H264.value, depth_map: str | None = None,
                  depth_of_field: float = 0.0, end_frame: str | None = None,
-                 loras: str | None = None, request: gr.Request | None = None,
+                 loras: str | None = None, guidance_2: str | None = None,
+                 lora_fuse: bool = False, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
         """Queue the job, stream its progress, then show the video and what was used."""
         if not files:
@@ -255,6 +265,7 @@ class WebUI:
                   **finishing_fields(audio, audio_offset, fit_to_audio, upscale, upscaler, style,
                                      style_strength, codec),
                   **intake.clean_fields({"depth_of_field": depth_of_field or None}),
+                  **diffusion_fields(guidance_2, lora_fuse),
                   "lora": [x.strip() for x in (loras or "").splitlines() if x.strip()] or None}
         photos = [intake.Upload(f.name, f) for f in parked[:len(files)]]
         extra = {name: intake.Upload(f.name, f) for (name, _), f in zip(named, parked[len(files):])}

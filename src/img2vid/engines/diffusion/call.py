@@ -1,4 +1,4 @@
-"""One diffusion job's resolved values, as the families receive them, and the photo fitted to them."""
+"""One pipeline call's resolved arguments, as the families receive them, and the photo fitted to them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class DiffusionJob:
+class DiffusionCall:
     """Everything a family module passes to its pipeline, already validated and snapped."""
 
     image: Image.Image  # the photo cropped and resized to width x height
@@ -43,6 +43,9 @@ class DiffusionJob:
     decode_chunk: int
     options: dict[str, Any]  # the family's own (SVD: motion_bucket_id, noise_aug_strength)
     last_image: Image.Image | None = None  # the frame to end on, fitted like `image`
+    # frames per window where the pipeline chains windows itself (SkyReels-V2 DF); None: one
+    window_frames: int | None = None
+    guidance_scale_2: float | None = None  # the low-noise expert's (Wan 2.2 A14B)
 
 
 def fit_image(pixels: np.ndarray, width: int, height: int) -> Image.Image:
