@@ -302,13 +302,9 @@ def test_api_refuses_audio_when_the_servers_default_format_is_silent(tmp_path: P
 
 
 def test_browser_history_restores_the_finishing_fields(styled_server: LiveServer, tone: Path,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, browser: Browser) -> None:
     """A past job's soundtrack offset, upscale, style strength and codec come back into the
     form; its files are named for uploading again (the server kept them only for the job)."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_server_ui import CHROMIUM, CHROMIUM_ARGS
-
     painting = _painting(tmp_path)
     with tone.open("rb") as sound, painting.open("rb") as style:
         _run_job(styled_server, {"audio_offset": "0.25", "fit_to_audio": "true",
@@ -316,27 +312,22 @@ def test_browser_history_restores_the_finishing_fields(styled_server: LiveServer
                                  "codec": "hevc"},
                  [("audio", ("my song.mp3", sound, "audio/mpeg")),
                   ("style", ("painting.png", style, "image/png"))], tmp_path)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(styled_server.base_url + "/")
-            page.get_by_text("Finishing: sound, upscale, style, codec").click()
-            page.locator("#audio input[type=file]").set_input_files(str(tone))
-            page.wait_for_function(
-                "() => document.querySelector('#audio').innerText.includes('song')")
-            page.locator("#history button.thumbnail-item").first.click()
-            page.wait_for_function(
-                "() => document.querySelector('#status').innerText.startsWith('Loaded')")
-            status = page.locator("#status").inner_text()
-            assert "my_song.mp3" in status and "painting.png" in status, status
-            assert page.locator("#audio-offset").get_by_role("textbox").input_value() == "0.25"
-            assert page.locator("#fit-to-audio input").is_checked()
-            assert page.locator("#upscale input").input_value() == "2"
-            assert page.locator("#upscaler input").input_value() == "lanczos"
-            assert page.locator("#style-strength input[type=number]").input_value() == "0.6"
-            assert page.locator("#codec input").input_value() == "hevc"
-            # the soundtrack picked before is cleared: it is not the one the job used
-            assert "song.mp3" not in page.locator("#audio").inner_text()
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(styled_server.base_url + "/")
+    page.get_by_text("Finishing: sound, upscale, style, codec").click()
+    page.locator("#audio input[type=file]").set_input_files(str(tone))
+    page.wait_for_function(
+        "() => document.querySelector('#audio').innerText.includes('song')")
+    page.locator("#history button.thumbnail-item").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.startsWith('Loaded')")
+    status = page.locator("#status").inner_text()
+    assert "my_song.mp3" in status and "painting.png" in status, status
+    assert page.locator("#audio-offset").get_by_role("textbox").input_value() == "0.25"
+    assert page.locator("#fit-to-audio input").is_checked()
+    assert page.locator("#upscale input").input_value() == "2"
+    assert page.locator("#upscaler input").input_value() == "lanczos"
+    assert page.locator("#style-strength input[type=number]").input_value() == "0.6"
+    assert page.locator("#codec input").input_value() == "hevc"
+    # the soundtrack picked before is cleared: it is not the one the job used
+    assert "song.mp3" not in page.locator("#audio").inner_text()
