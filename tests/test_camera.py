@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -69,6 +70,17 @@ def render(engine: CameraEngine, images: list[LoadedImage], **fields: object) ->
     for frame in frames:
         assert frame.shape == (clip.height, clip.width, 3) and frame.dtype == np.uint8
     return frames
+
+
+def before_each_warp(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], None]) -> None:
+    """Run `hook` on the render thread just before each photo's warp (cam.warp wrapped)."""
+    real_warp = cam.warp
+
+    def watched(view: View, out_w: int, out_h: int) -> np.ndarray:
+        hook()
+        return real_warp(view, out_w, out_h)
+
+    monkeypatch.setattr(cam, "warp", watched)
 
 
 def camera_threads() -> list[threading.Thread]:
@@ -205,13 +217,8 @@ def test_render_threads_run_at_background_priority(engine: CameraEngine,
                                                    astronaut: LoadedImage,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     seen = set()
-    real_warp = cam.warp
-
-    def noting_warp(view: View, out_w: int, out_h: int) -> np.ndarray:
-        seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        return real_warp(view, out_w, out_h)
-
-    monkeypatch.setattr(cam, "warp", noting_warp)
+    before_each_warp(monkeypatch,
+                     lambda: seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     render(engine, [astronaut], width=128, height=72, num_frames=8, fps=8)
     assert seen == {min(19, before + slideshow.RENDER_NICE)}
@@ -377,23 +384,16 @@ def test_requested_focus_is_used(engine: CameraEngine, astronaut: LoadedImage) -
 def test_frames_are_rendered_a_bounded_distance_ahead(engine: CameraEngine,
                                                       astronaut: LoadedImage,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    started = 0
-    real_warp = cam.warp
-
-    def counting_warp(view: View, out_w: int, out_h: int) -> np.ndarray:
-        nonlocal started
-        started += 1
-        return real_warp(view, out_w, out_h)
-
-    monkeypatch.setattr(cam, "warp", counting_warp)
+    started: list[None] = []
+    before_each_warp(monkeypatch, lambda: started.append(None))
     request = build_request(images=("a",), width=128, height=72, num_frames=120, fps=30)
     clip = engine.generate(request, [astronaut], no_progress, CancelToken())
     ahead = []
     for consumed, _ in enumerate(clip.frames, start=1):
         time.sleep(0.002)  # a slow consumer: the workers would race ahead if unbounded
-        ahead.append(started - consumed)
+        ahead.append(len(started) - consumed)
     assert max(ahead) <= 2 * engine.threads
-    assert started == 120
+    assert len(started) == 120
 
 
 def test_memory_stays_flat_for_a_long_clip(engine: CameraEngine,
@@ -426,17 +426,13 @@ def test_closing_the_generator_early_stops_the_workers(engine: CameraEngine,
 def test_a_failing_frame_raises_and_stops_the_workers(engine: CameraEngine,
                                                       astronaut: LoadedImage,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = 0
-    real_warp = cam.warp
+    calls = itertools.count(1)
 
-    def failing_warp(view: View, out_w: int, out_h: int) -> np.ndarray:
-        nonlocal calls
-        calls += 1
-        if calls == 10:
+    def fail_the_tenth() -> None:
+        if next(calls) == 10:
             raise RuntimeError("boom")
-        return real_warp(view, out_w, out_h)
 
-    monkeypatch.setattr(cam, "warp", failing_warp)
+    before_each_warp(monkeypatch, fail_the_tenth)
     request = build_request(images=("a",), width=128, height=72, num_frames=100, fps=30)
     clip = engine.generate(request, [astronaut], no_progress, CancelToken())
     with pytest.raises(RuntimeError, match="boom"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,29 +29,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-models")
 
 
-@pytest.fixture(scope="session")
-def i2vgen_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_i2vgen(tiny_dir)
+def _tiny_model(build: Callable[[Path], Path]) -> Any:
+    """A session fixture: the folder of the tiny model `build` saves (built on first use)."""
+
+    @pytest.fixture(scope="session")
+    def folder(tiny_dir: Path) -> Path:
+        return build(tiny_dir)
+
+    return folder
 
 
-@pytest.fixture(scope="session")
-def svd_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_svd(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def wan_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_wan(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def ltx_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_ltx(tiny_dir)
-
-
-@pytest.fixture(scope="session")
-def cogvideox_dir(tiny_dir: Path) -> Path:
-    return tiny_models.build_cogvideox(tiny_dir)
+i2vgen_dir = _tiny_model(tiny_models.build_i2vgen)
+svd_dir = _tiny_model(tiny_models.build_svd)
+wan_dir = _tiny_model(tiny_models.build_wan)
+ltx_dir = _tiny_model(tiny_models.build_ltx)
+cogvideox_dir = _tiny_model(tiny_models.build_cogvideox)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +54,19 @@ def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("photos") / "photo.jpg"
     with Image.open(ROOT / "examples" / "coffee.png") as im:
         im.convert("RGB").resize((150, 100), Image.Resampling.LANCZOS).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="session")
+def end_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64x64 colour gradient, far from the photo: a frame for a video to end on."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("end") / "end.png"
+    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (64, 1)), np.zeros((64, 64), np.uint8),
+                       np.tile(gradient[:, None], (1, 64))], axis=-1)
+    Image.fromarray(pixels).save(path)
     return path
 
 
@@ -99,7 +106,6 @@ def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """Every registered model's tiny hub-layout replica, installed in one Hugging Face cache
     (built once per session). Returns the cache folder and each model's commit."""
     from img2vid.engines.diffusion import runtime
-    from img2vid.engines.diffusion.loading import allow_patterns
     from img2vid.engines.diffusion.registry import MODELS
     from tests.diffusion import replicas
 
@@ -108,7 +114,11 @@ def hub_replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     cache = tmp_path_factory.mktemp("hf") / "hub"
     commits = {}
     for name, spec in MODELS.items():
-        repo = replicas.BUILDERS[name](work / name)
+        built = replicas.BUILDERS[name](work / name)
         commits[name] = replicas.commit_of(name)
-        replicas.install(repo, spec.hub_id, commits[name], cache, allow_patterns(spec))
+        # a model assembled from several repos (FramePack) builds each of them
+        repos = built if isinstance(built, dict) else {spec.hub_id: built}
+        for hub_id, repo in repos.items():
+            commit = commits[name] if hub_id == spec.hub_id else replicas.commit_of(hub_id)
+            replicas.install(repo, hub_id, commit, cache, replicas.patterns_for(spec, hub_id))
     return cache, commits

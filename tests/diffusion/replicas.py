@@ -260,6 +260,18 @@ def commit_of(name: str) -> str:
     return hashlib.sha1(f"replica {name}".encode()).hexdigest()
 
 
+def patterns_for(spec: Any, hub_id: str) -> list[str]:
+    """What img2vid fetches from `hub_id` for a model: its allow_patterns for the main repo,
+    each part's patterns for the repos its components come from."""
+    from img2vid.engines.diffusion.loading import allow_patterns
+    from img2vid.engines.diffusion.parts import PartSource
+
+    if hub_id == spec.hub_id:
+        return allow_patterns(spec)
+    sources = [PartSource.parse(text) for text in spec.components.values()]
+    return [p for s in sources if s.hub_id == hub_id for p in s.allow_patterns()]
+
+
 def install(repo: Path, hub_id: str, commit: str, cache: Path,
             patterns: list[str]) -> Path:
     """Lay the repo out in `cache` as huggingface_hub's snapshot_download does: each file a
@@ -290,9 +302,10 @@ def install(repo: Path, hub_id: str, commit: str, cache: Path,
 
 def _more_builders() -> None:
     # the models issue 14 adds live in their own module (it imports this one)
-    from tests.diffusion import replicas_new, replicas_skyreels
+    from tests.diffusion import replicas_hunyuan, replicas_new, replicas_skyreels
 
     BUILDERS.update(replicas_new.BUILDERS)
+    BUILDERS.update(replicas_hunyuan.BUILDERS)
     BUILDERS.update(replicas_skyreels.BUILDERS)
 
 

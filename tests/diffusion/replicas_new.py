@@ -22,13 +22,8 @@ CLIP_TOKENS = 17  # the tiny CLIP vision tower: (32 / 8)^2 patches + the class t
 
 
 def _wan_transformer(seed: int, **extra):
-    from diffusers import WanTransformer3DModel
-
     torch.manual_seed(seed)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=36,
-        out_channels=16, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
-        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **extra)
+    return tiny_models.wan_transformer(**extra)
 
 
 def _unipc(shift: float):
@@ -39,19 +34,15 @@ def _unipc(shift: float):
 
 
 def wan22_i2v_a14b(work: Path) -> Path:
-    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
-    from transformers import UMT5Config, UMT5EncoderModel
+    from diffusers import WanImageToVideoPipeline
 
     from tests.diffusion import replicas  # imports this module: not at the top
 
     repo = work / "wan2.2-a14b"
     torch.manual_seed(0)
     tokenizer = replicas.t5_tokenizer(work / "_a14b_tok", 512, with_json=True)
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
+    text_encoder = tiny_models.umt5_encoder(len(tokenizer))
+    vae = tiny_models.wan_vae()
     pipe = WanImageToVideoPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=_unipc(5.0),
         transformer=_wan_transformer(1), transformer_2=_wan_transformer(2), boundary_ratio=0.9)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from img2vid.core.config import LogSettings, ModelSettings, OutputSettings, Settings
 from img2vid.core.errors import InputError
@@ -25,16 +24,6 @@ SMALL = {"width": 64, "height": 64, "num_frames": 5, "num_inference_steps": 2, "
 @pytest.fixture(scope="session")
 def a14b_dir(tiny_dir: Path) -> Path:
     return wan22_i2v_a14b(tiny_dir / "a14b")
-
-
-@pytest.fixture(scope="module")
-def end_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("end") / "end.png"
-    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
-    pixels = np.stack([np.tile(gradient, (64, 1)), np.zeros((64, 64), np.uint8),
-                       np.tile(gradient[:, None], (1, 64))], axis=-1)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 def run(engine, model: Path, photo: Path, loaded, **fields):

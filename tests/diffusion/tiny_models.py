@@ -14,6 +14,13 @@ import torch
 VOCAB_WORDS = ("a", "cat", "dog", "the", "blurry", "static", "moving", "waves")
 
 
+def _saved(pipe, folder: Path, name: str) -> Path:
+    """Save `pipe` as folder/name, laid out as a hub checkpoint, and return that folder."""
+    target = folder / name
+    pipe.save_pretrained(target)
+    return target
+
+
 def write_clip_tokenizer(folder: Path, max_length: int = 16) -> Path:
     """vocab.json + merges.txt for a CLIP BPE over printable ASCII (ids far below 49408).
 
@@ -88,9 +95,7 @@ def build_i2vgen(folder: Path) -> Path:
                             image_encoder=_clip_vision(32, 8, projection=True),
                             feature_extractor=_clip_processor(32), unet=unet,
                             scheduler=scheduler)
-    target = folder / "i2vgen-tiny"
-    pipe.save_pretrained(target)
-    return target
+    return _saved(pipe, folder, "i2vgen-tiny")
 
 
 def build_svd(folder: Path) -> Path:
@@ -121,53 +126,67 @@ def build_svd(folder: Path) -> Path:
     pipe = StableVideoDiffusionPipeline(vae=vae, image_encoder=_clip_vision(224, 32, True),
                                         unet=unet, scheduler=scheduler,
                                         feature_extractor=_clip_processor(224))
-    target = folder / "svd-tiny"
-    pipe.save_pretrained(target)
-    return target
+    return _saved(pipe, folder, "svd-tiny")
 
 
 def build_wan(folder: Path, projection: bool = False) -> Path:
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanImageToVideoPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
 
     torch.manual_seed(0)
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    vocab += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    vocab += [("\u2581" + w, -1.0) for w in VOCAB_WORDS]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(vocab), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=36,
-        out_channels=16, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
-        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
-        image_dim=8)
+    tokenizer, vocab_size = _t5_tokenizer()
+    text_encoder = umt5_encoder(vocab_size)
+    vae = wan_vae()
+    transformer = wan_transformer(image_dim=8)
     pipe = WanImageToVideoPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         image_processor=_clip_processor(32), image_encoder=_clip_vision(32, 8, projection),
         transformer=transformer)
-    target = folder / "wan-tiny"
-    pipe.save_pretrained(target)
-    return target
+    return _saved(pipe, folder, "wan-tiny")
 
 
-def _t5(vocab_words=VOCAB_WORDS, d_model: int = 16):
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+def wan_vae():
+    """Wan's VAE (2.1's, as the 2.1 and 2.2 A14B models use), tiny."""
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True])
+
+
+def wan_transformer(**extra):
+    """A tiny Wan transformer; `extra` gives a model's own options (image cross-attention...)."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=36,
+        out_channels=16, text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **extra)
+
+
+def umt5_encoder(vocab_size: int):
+    """Wan's text encoder (UMT5), tiny."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    return UMT5EncoderModel(UMT5Config(
+        vocab_size=vocab_size, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8))
+
+
+def _t5_tokenizer(vocab_words=VOCAB_WORDS):
+    """A T5 tokenizer over a few words (and single letters), and its vocabulary's size."""
+    from transformers import T5Tokenizer
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"]
     vocab += [("\u2581" + w, -1.0) for w in vocab_words]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=4, d_ff=32,
+    return T5Tokenizer(vocab=vocab, extra_ids=0), len(vocab)
+
+
+def _t5(vocab_words=VOCAB_WORDS, d_model: int = 16):
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer, vocab_size = _t5_tokenizer(vocab_words)
+    encoder = T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=4, d_ff=32,
                                       num_layers=2, num_heads=4,
                                       relative_attention_num_buckets=8))
     return tokenizer, encoder
@@ -194,9 +213,7 @@ def build_ltx(folder: Path) -> Path:
     pipe = LTXImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
                                    text_encoder=text_encoder, tokenizer=tokenizer,
                                    transformer=transformer)
-    target = folder / "ltx-tiny"
-    pipe.save_pretrained(target)
-    return target
+    return _saved(pipe, folder, "ltx-tiny")
 
 
 def build_cogvideox(folder: Path) -> Path:
@@ -222,6 +239,4 @@ def build_cogvideox(folder: Path) -> Path:
     pipe = CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder,
                                          vae=vae, transformer=transformer,
                                          scheduler=CogVideoXDDIMScheduler())
-    target = folder / "cogvideox-tiny"
-    pipe.save_pretrained(target)
-    return target
+    return _saved(pipe, folder, "cogvideox-tiny")

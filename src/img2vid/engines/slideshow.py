@@ -20,7 +20,8 @@ import numpy as np
 
 from img2vid.core.config import Settings
 from img2vid.core.progress import CancelToken, Progress, ProgressCallback
-from img2vid.core.request import GenerationRequest, output_size
+from img2vid.core.request import GenerationRequest
+from img2vid.core.sizes import output_size
 from img2vid.engines.focus import FaceFinder
 from img2vid.media.images import LoadedImage
 from img2vid.postprocess.blend import BLENDS

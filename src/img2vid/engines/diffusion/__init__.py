@@ -106,7 +106,7 @@ class DiffusionEngine:
         runtime.import_libraries()
         plan = self.plan(request, (image.width, image.height))
         total = plan.choices.shape.num_frames
-        window = plan.spec.shape_rules.frames.snap(
+        window = total if plan.family.long_video else plan.spec.shape_rules.frames.snap(
             request.window_frames or plan.spec.defaults.num_frames)
         if plan.spec.uses_prompt:
             check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames)
@@ -241,7 +241,7 @@ class DiffusionEngine:
         cancel.raise_if_cancelled()
         previewer = self._loaded.previewer if self._loaded else None
         steps = StepReporter(
-            call.num_inference_steps, progress, cancel,
+            family.denoise_steps(call), progress, cancel,
             preview=(lambda latents: previewer(pipe, call, latents)) if previewer else None,
             every=self.preview_interval or preview_every(call.num_inference_steps))
         runtime.reset_peak(device)
@@ -257,7 +257,7 @@ class DiffusionEngine:
                   runtime.attention_scope(request.attention),
                   step_cache(pipe, family.denoiser, request.step_cache, call.num_inference_steps,
                              ratios_file) as cache_report):
-                progress(Progress("denoise", 0, call.num_inference_steps))
+                progress(Progress("denoise", 0, steps.total))
                 video = family.run(pipe, call, generator, steps)
         except BaseException:
             # a cancel or error mid-run leaves offloaded models wherever they were: put them
@@ -287,7 +287,7 @@ class DiffusionEngine:
 
         resolved, family, device = plan.resolved, plan.family, plan.device
         assert resolved is not None
-        key = (str(resolved.path), device, tuple(sorted(plan.dtypes.items())), resolved.variant,
+        key = (str(resolved.path), *(str(p.path) for p in resolved.parts), device, tuple(sorted(plan.dtypes.items())), resolved.variant,
                memory.offload, request.compile, request.quantize.value)
         if self._loaded is not None and self._loaded.key == key:
             return self._loaded.pipe

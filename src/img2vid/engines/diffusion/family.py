@@ -51,6 +51,9 @@ class ShapeRules:
     side_multiple: int
     frames: FrameRule
     fixed_size: tuple[int, int] | None = None  # (width, height) the model only runs at
+    # the only (width, height) pairs it runs at (resolution buckets); the pipeline picks the
+    # one whose aspect ratio is nearest the photo's (sizing.bucket_for)
+    sizes: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,18 @@ class Family:
     # text encoders whose children are `shared` + `encoder` (T5/UMT5): group offload at block
     # level would move the whole encoder at once, so it recurses into `encoder` instead
     block_modules: ClassVar[dict[str, list[str]]] = {}
+    # components leaf-level offload cannot move (SigLIP's pooling head hands
+    # torch.nn.MultiheadAttention's out_proj weight to a functional call, so no leaf hook
+    # fires): offloaded by blocks even at the minimum memory level
+    no_leaf_offload: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[str, ...]] = ()  # request fields only this family uses
+    # its pipeline makes a video of any length itself (FramePack's sections), so a long
+    # --duration is one call instead of generic window chaining (windows.py)
+    long_video: ClassVar[bool] = False
+    # components a registered model may take from a repo of their own (ModelSpec.components):
+    # name -> (library, class) they load with; the rest come from the model's hub_id
+    part_classes: ClassVar[dict[str, tuple[str, str]]] = {}
+    base_components: ClassVar[tuple[str, ...]] = ()  # with parts: those the hub_id repo gives
 
     def last_image_mode(self, index: dict[str, Any], config: ConfigReader) -> str | None:
         """Whether a folder's model ends on a given frame (--last-image): "optional",
@@ -128,6 +142,9 @@ class Family:
         """Values of this family's own options for one job (recorded in the sidecar)."""
         return {}
 
+    def denoise_steps(self, call: DiffusionCall) -> int:
+        """Step callbacks one call makes (progress counts them)."""
+        return call.num_inference_steps
     def chain(self, total: int, window: int) -> Chain | None:
         """How one call makes at least `total` frames where the pipeline itself chains
         windows of `window` frames, each conditioned on the previous one's latents; None where

@@ -12,7 +12,8 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
     disk with `sizes`, which walks the whole Hugging Face cache)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from img2vid.engines.diffusion.loading import RevisionLock
+    from img2vid.engines.diffusion.loading import RevisionLock, cached_model
+    from img2vid.engines.diffusion.parts import PartSource
     from img2vid.engines.diffusion.registry import MODELS
     from img2vid.engines.parallax.depth import DEPTH_MODELS
 
@@ -23,6 +24,9 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
     for spec in MODELS.values():
         local = settings.models.local_dirs.get(spec.name)
         index = try_to_load_from_cache(spec.hub_id, "model_index.json", cache_dir=cache_dir)
+        cached = isinstance(index, str) and (  # a model of several repos needs them all
+            not spec.components or cached_model(spec.name, settings) is not None)
+        repos = {spec.hub_id} | {PartSource.parse(c).hub_id for c in spec.components.values()}
         rows.append({
             "name": spec.name,
             "hub_id": spec.hub_id,
@@ -32,8 +36,9 @@ def model_rows(settings: Settings, *, sizes: bool = True) -> list[dict[str, Any]
             "revision": locked.get(spec.hub_id, spec.revision),
             "defaults": spec.describe_defaults(),
             "download_gb": spec.download_gb,
-            "cached": isinstance(index, str) or local is not None,
-            "size_on_disk_bytes": on_disk.get(spec.hub_id),
+            "cached": cached or local is not None,
+            "size_on_disk_bytes": (sum(on_disk[r] for r in repos if r in on_disk)
+                                   if spec.hub_id in on_disk else None),
             "local_dir": str(local) if local else None,
             "description": spec.description,
         })

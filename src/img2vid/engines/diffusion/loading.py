@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from img2vid.core.config import Settings
 from img2vid.core.errors import InputError, ModelLoadError, ModelNotAvailableError
+from img2vid.engines.diffusion.census import Census, weight_census
+from img2vid.engines.diffusion.parts import Part, PartSource, base_patterns, load_parts
 from img2vid.engines.diffusion.registry import (
     FAMILIES,
     MODELS,
@@ -23,6 +24,9 @@ from img2vid.engines.diffusion.registry import (
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Census", "weight_census"]  # re-exported: the planner and tests read them here
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model whose files are on disk, with what the sidecar records about where they came from."""
@@ -32,15 +36,27 @@ class ResolvedModel:
     source: str  # "folder" or "hub"
     revision: str | None  # hub commit when known
     variant: str | None  # weight-file variant present in the folder (fp16), if any
+    parts: tuple[Part, ...] = ()  # components from repos of their own (parts.py)
 
     @property
     def model_id(self) -> str:
         return self.spec.hub_id if self.source == "hub" else str(self.path)
 
+    def component_dir(self, component: str) -> Path:
+        part = next((p for p in self.parts if p.name == component), None)
+        return part.path if part else self.path / component
+
+    def config(self, component: str) -> dict[str, Any]:
+        return read_dir_config(self.component_dir(component))
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "id": self.model_id, "source": self.source,
-                "path": str(self.path), "revision": self.revision, "variant": self.variant,
-                "family": self.spec.family.name, "pipeline": self.spec.pipeline_class}
+        described = {"name": self.spec.name, "id": self.model_id, "source": self.source,
+                     "path": str(self.path), "revision": self.revision,
+                     "variant": self.variant, "family": self.spec.family.name,
+                     "pipeline": self.spec.pipeline_class}
+        if self.parts:
+            described["components"] = {p.name: p.describe() for p in self.parts}
+        return described
 
 
 def allow_patterns(spec: ModelSpec) -> list[str]:
@@ -49,8 +65,11 @@ def allow_patterns(spec: ModelSpec) -> list[str]:
     Hub repos also carry original checkpoints at their root and several weight variants;
     fetching only these keeps a download to the size `img2vid models` shows.
     """
+    if spec.components:
+        return base_patterns(spec.family.base_components)
     weights = f"*/*.{spec.variant}*.safetensors" if spec.variant else "*/*.safetensors"
-    return ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", weights]
+    # chat_template.jinja: the Qwen2 tokenizer of HunyuanVideo-1.5 keeps its template there
+    return ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.jinja", weights]
 
 
 class HubClient(Protocol):
@@ -96,10 +115,31 @@ def resolve_model(name: str | None, settings: Settings,
         path = _snapshot(spec, settings, wanted, local_only=True)
     except ModelNotAvailableError:
         path = _snapshot(spec, settings, wanted, local_only=None)  # downloads unless offline
-    resolved = _from_snapshot(spec, path)
+    parts = _parts(spec, settings, locks, local_only=None)
+    resolved = _from_snapshot(spec, path, parts)
     if revision is None:
-        locks.keep(spec.hub_id, resolved.revision)
+        for hub_id, commit in [(spec.hub_id, resolved.revision),
+                               *((p.source.hub_id, p.revision) for p in parts)]:
+            locks.keep(hub_id, commit)
     return resolved
+
+
+def _parts(spec: ModelSpec, settings: Settings, locks: RevisionLock, local_only: bool | None,
+           update: bool = False) -> tuple[Part, ...]:
+    """The components a model takes from other repos, each at its locked commit."""
+    parts = []
+    for name, text in spec.components.items():
+        source = PartSource.parse(text)
+        wanted = None if update else locks.get(source.hub_id)
+        try:
+            root = _snapshot(spec, settings, wanted, local_only=True, source=source)
+        except ModelNotAvailableError:
+            if local_only:
+                raise
+            root = _snapshot(spec, settings, wanted, local_only=local_only, source=source)
+        commit = root.name if root.parent.name == "snapshots" else None
+        parts.append(Part(name, source, root / (source.subfolder or ""), commit))
+    return tuple(parts)
 
 
 def registered(name: str) -> ModelSpec:
@@ -116,7 +156,8 @@ def cached_model(name: str, settings: Settings, revision: str | None = None
     spec = registered(name)
     wanted = revision or RevisionLock(settings).get(spec.hub_id) or spec.revision
     try:
-        return _from_snapshot(spec, _snapshot(spec, settings, wanted, local_only=True))
+        path = _snapshot(spec, settings, wanted, local_only=True)
+        return _from_snapshot(spec, path, _parts(spec, settings, RevisionLock(settings), True))
     except ModelNotAvailableError:
         return None
 
@@ -132,8 +173,11 @@ def download_model(name: str, settings: Settings, update: bool = False) -> Resol
     spec = registered(name)
     locks = RevisionLock(settings)
     wanted = None if update else (locks.get(spec.hub_id) or spec.revision)
-    resolved = _from_snapshot(spec, _snapshot(spec, settings, wanted, local_only=False))
-    locks.keep(spec.hub_id, resolved.revision, replace=update)
+    path = _snapshot(spec, settings, wanted, local_only=False)
+    resolved = _from_snapshot(spec, path, _parts(spec, settings, locks, False, update))
+    for hub_id, commit in [(spec.hub_id, resolved.revision),
+                           *((p.source.hub_id, p.revision) for p in resolved.parts)]:
+        locks.keep(hub_id, commit, replace=update)
     return resolved
 
 
@@ -175,7 +219,8 @@ class RevisionLock:
 
 
 def _snapshot(spec: ModelSpec, settings: Settings, revision: str | None,
-              local_only: bool | None) -> Path:
+              local_only: bool | None, source: PartSource | None = None) -> Path:
+    """The main repo's snapshot, or with `source` a component repo's."""
     from huggingface_hub import is_offline_mode
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -187,33 +232,35 @@ def _snapshot(spec: ModelSpec, settings: Settings, revision: str | None,
     offline = is_offline_mode() if local_only is None else local_only
     cache_dir = settings.models.cache_dir
     at = f"@{revision[:12]}" if revision else ""
+    repo = source.hub_id if source else spec.hub_id
+    patterns = source.allow_patterns() if source else allow_patterns(spec)
     try:
-        folder = HUB.snapshot(spec.hub_id, revision=revision, allow_patterns=allow_patterns(spec),
+        folder = HUB.snapshot(repo, revision=revision, allow_patterns=patterns,
                               cache_dir=str(cache_dir) if cache_dir else None,
                               local_only=offline)
     except GatedRepoError:
         raise ModelNotAvailableError(
-            f"{spec.name} ({spec.hub_id}) is gated on the Hugging Face hub: accept its licence "
+            f"{spec.name} ({repo}) is gated on the Hugging Face hub: accept its licence "
             f"on its hub page, log in with `hf auth login`, then retry") from None
     except RevisionNotFoundError:
         raise ModelNotAvailableError(
-            f"{spec.hub_id} has no revision {revision!r}: give a commit, branch or tag of the "
+            f"{repo} has no revision {revision!r}: give a commit, branch or tag of the "
             "repo (or drop --revision)") from None
     except LocalEntryNotFoundError as exc:
         why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE)" if offline or _is_offline_error(exc)
                else "the Hugging Face hub could not be reached")
         if local_only is False:  # an explicit download
             raise ModelNotAvailableError(
-                f"cannot download {spec.name} ({spec.hub_id}{at}): {why}; retry with internet "
+                f"cannot download {spec.name} ({repo}{at}): {why}; retry with internet "
                 "(and HF_HUB_OFFLINE unset), or use a local copy with --model /path/to/folder"
             ) from None
         raise ModelNotAvailableError(
-            f"model {spec.name} ({spec.hub_id}{at}) is not downloaded and {why}: run "
+            f"model {spec.name} ({repo}{at}) is not downloaded and {why}: run "
             f"`img2vid models download {spec.name}` with internet, or pass --model /path/to/folder"
         ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise ModelNotAvailableError(
-            f"could not download {spec.name} ({spec.hub_id}): {_first_line(exc)}; retry with "
+            f"could not download {spec.name} ({repo}): {_first_line(exc)}; retry with "
             f"internet, or pass --model /path/to/folder") from None
     return Path(folder)
 
@@ -227,13 +274,15 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
-def _from_snapshot(spec: ModelSpec, folder: Path) -> ResolvedModel:
+def _from_snapshot(spec: ModelSpec, folder: Path, parts: tuple[Part, ...] = ()
+                   ) -> ResolvedModel:
     """A downloaded registered model: its shape rules come from its own configs (the same as
     the registry's for the real repos; a fine-tune or a test replica may differ)."""
     revision = folder.name if folder.parent.name == "snapshots" else None
-    rules = spec.family.shape_rules(lambda component: read_config(folder, component))
-    return ResolvedModel(spec=dataclasses.replace(spec, rules=rules), path=folder, source="hub",
-                         revision=revision, variant=_variant_present(folder, spec.variant))
+    resolved = ResolvedModel(spec=spec, path=folder, source="hub", revision=revision,
+                             variant=_variant_present(folder, spec.variant), parts=parts)
+    rules = spec.family.shape_rules(resolved.config)
+    return dataclasses.replace(resolved, spec=dataclasses.replace(spec, rules=rules))
 
 
 def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
@@ -283,8 +332,12 @@ def resolve_folder(folder: Path, name: str | None = None) -> ResolvedModel:
 
 def read_config(folder: Path, component: str) -> dict[str, Any]:
     """A component's config.json, or {} when absent (tokenizers, schedulers...)."""
+    return read_dir_config(folder / component)
+
+
+def read_dir_config(folder: Path) -> dict[str, Any]:
     for name in ("config.json", "scheduler_config.json", "preprocessor_config.json"):
-        path = folder / component / name
+        path = folder / name
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -300,55 +353,6 @@ def _variant_present(folder: Path, variant: str | None) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Census:
-    """A component's parameter count and its largest tensor, from the safetensors headers."""
-
-    elements: int
-    largest: int
-    stored: int = 0  # bytes as stored in the files
-    largest_file: int = 0  # bytes of its largest file: what loading holds at once besides
-
-
-_STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
-                 "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-
-
-def weight_census(folder: Path, variant: str | None) -> dict[str, Census]:
-    """Per component, read from safetensors headers (no weights loaded)."""
-    from safetensors import safe_open
-
-    counts: dict[str, Census] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(sub.glob("*.safetensors"))
-        if variant:
-            chosen = [f for f in files if f".{variant}" in f.name]
-            files = chosen or [f for f in files if ".fp16" not in f.name]
-        else:
-            files = [f for f in files if ".fp16" not in f.name] or files
-        total = largest = stored = largest_file = 0
-        for f in files:
-            with safe_open(str(f), framework="pt") as handle:
-                in_file = 0
-                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-                    piece = handle.get_slice(key)
-                    n = math.prod(int(d) for d in piece.get_shape())
-                    total += n
-                    largest = max(largest, n)
-                    in_file += n * _STORED_BYTES.get(piece.get_dtype(), 4)
-            stored += in_file
-            largest_file = max(largest_file, in_file)
-        if not files:
-            # pickled .bin checkpoints have no readable header: count 2 bytes per element,
-            # which overestimates fp32 files (the planner would rather be conservative)
-            bins = [f.stat().st_size for f in sub.glob("*.bin")]
-            stored, largest_file = sum(bins), max(bins, default=0)
-            total = largest = stored // 2
-        if total:
-            counts[sub.name] = Census(total, largest, stored, largest_file)
-    return counts
-
-
 def load_pipeline(resolved: ResolvedModel, dtypes: dict[str, Any]) -> Any:
     """Load the image-to-video pipeline from the resolved folder (never touches the network),
     each component in its own dtype ("default" for the rest)."""
@@ -356,8 +360,9 @@ def load_pipeline(resolved: ResolvedModel, dtypes: dict[str, Any]) -> Any:
 
     cls = getattr(diffusers, resolved.spec.pipeline_class)
     try:
+        parts = load_parts(resolved.parts, resolved.spec.family.part_classes, dtypes)
         pipe = cls.from_pretrained(resolved.path, dtype=dtypes, variant=resolved.variant,
-                                   local_files_only=True)
+                                   local_files_only=True, **parts)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelLoadError(f"cannot load {resolved.spec.name} from {resolved.path}: "
                              f"{load_failure(exc)}") from None

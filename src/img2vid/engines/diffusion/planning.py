@@ -17,7 +17,6 @@ from img2vid.engines.diffusion.loading import (
     Census,
     ResolvedModel,
     cached_model,
-    read_config,
     resolve_model,
     weight_census,
 )
@@ -67,6 +66,10 @@ class JobPlan:
             "hub_id": self.spec.hub_id if r is None or r.source == "hub" else None,
             "path": str(r.path) if r else None,
             "revision": (r.revision if r else request.revision or self.spec.revision),
+            # components from repos of their own, with the commit each loads at (FramePack)
+            **({"components": {p.name: p.describe() for p in r.parts} if r else
+                {name: {"id": text, "revision": None} for name, text in
+                 self.spec.components.items()}} if self.spec.components else {}),
             "cached": r is not None,
             "download_gb": None if r is not None else self.spec.download_gb,
             "pipeline": self.spec.pipeline_class,
@@ -140,10 +143,9 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
     weight when quantized, activations and decoding from the family's estimate."""
     family = spec.family
     if resolved is not None:
-        census = weight_census(resolved.path, resolved.variant)
-
-        def config(component: str) -> dict[str, Any]:
-            return read_config(resolved.path, component)
+        census = weight_census(resolved.path, resolved.variant,
+                               [(p.name, p.path) for p in resolved.parts])
+        config = resolved.config
     else:
         # the hub files' precision and shards are unknown here: count them as float32 (the
         # widest) in files of at most diffusers' default shard size
@@ -161,7 +163,8 @@ def workload(spec: ModelSpec, resolved: ResolvedModel | None, choices: Choices,
     weights = {name: c.elements * size(name) for name, c in census.items()}
     pieces = {name: _group_piece(family, name, c, config, size(name))
               for name, c in census.items()}
-    leaves = {name: (c.largest or c.elements // 50) * size(name) for name, c in census.items()}
+    leaves = {name: (c.elements if name in family.no_leaf_offload else
+                     c.largest or c.elements // 50) * size(name) for name, c in census.items()}
     run_bytes = DTYPE_BYTES[dtypes.get(family.denoiser, dtypes["default"])]
     activations, full, tiled = family.estimate(config, choices.shape, choices.guidance_scale,
                                                run_bytes)
@@ -195,6 +198,9 @@ def ignored_options(spec: ModelSpec, request: GenerationRequest) -> list[str]:
     if not spec.uses_prompt and (request.prompt or request.negative_prompt):
         notes.append(f"{spec.name} takes no text prompt: the prompt and negative prompt are "
                      "ignored (use i2vgen-xl or wan for prompt-driven motion)")
+    if spec.family.long_video and request.window_frames is not None:
+        notes.append(f"{spec.name} makes long videos in its own sections: window_frames is "
+                     "ignored")
     for family in FAMILIES.values():
         for option in family.options:
             if family is not spec.family and getattr(request, option) is not None:

@@ -10,6 +10,8 @@ import yaml
 
 from img2vid.engines.diffusion.cogvideox import CogVideoX
 from img2vid.engines.diffusion.family import Family, ShapeRules
+from img2vid.engines.diffusion.framepack import FramePack
+from img2vid.engines.diffusion.hunyuan15 import HunyuanVideo15
 from img2vid.engines.diffusion.i2vgen import I2VGenXL
 from img2vid.engines.diffusion.ltx import LTXVideo
 from img2vid.engines.diffusion.skyreels import SkyReelsV2, SkyReelsV2DiffusionForcing
@@ -17,8 +19,8 @@ from img2vid.engines.diffusion.svd import StableVideoDiffusion
 from img2vid.engines.diffusion.wan import Wan
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), SkyReelsV2(),
-    SkyReelsV2DiffusionForcing())}
+    I2VGenXL(), StableVideoDiffusion(), Wan(), LTXVideo(), CogVideoX(), HunyuanVideo15(),
+    FramePack(), SkyReelsV2(), SkyReelsV2DiffusionForcing())}
 TIERS = ("preview", "standard", "high", "max")
 
 
@@ -68,6 +70,8 @@ class ModelSpec:
     tiers: dict[str, Tier] | None = None  # an explicit preset table; else derived (tier())
     # ends on a given frame (--last-image): "optional", "required", or None (not trained for it)
     last_image: str | None = None
+    # components from repos of their own: name -> "org/repo" or "org/repo/subfolder" (parts.py)
+    components: dict[str, str] = field(default_factory=dict)
 
     @property
     def shape_rules(self) -> ShapeRules:
@@ -103,7 +107,7 @@ class ModelSpec:
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 _KEYS = {"family", "hub_id", "description", "download_gb", "defaults", "params_b", "variant",
-         "revision", "side_multiple", "tiers", "last_image"}
+         "revision", "side_multiple", "tiers", "last_image", "components"}
 
 
 def _spec(name: str, entry: dict[str, Any]) -> ModelSpec:
@@ -119,6 +123,7 @@ def _spec(name: str, entry: dict[str, Any]) -> ModelSpec:
         download_gb=float(entry["download_gb"]), defaults=Defaults(**entry["defaults"]),
         params_b=dict(entry.get("params_b", {})), variant=entry.get("variant"),
         revision=entry.get("revision"), last_image=entry.get("last_image"),
+        components=dict(entry.get("components", {})),
         rules=ShapeRules(side, family.rules.frames) if side else None,
         tiers={k: Tier(*v) for k, v in tiers.items()} if tiers else None)
 

@@ -210,18 +210,18 @@ def apply_offload(pipe: Any, family: Family, plan: MemoryPlan, device: str) -> N
     # one computes; leaf level does the same per layer (lowest memory, slowest).
     from diffusers.hooks import apply_group_offloading
 
-    group = plan.offload == "group"
     options = {"onload_device": torch.device(device), "offload_device": torch.device("cpu"),
-               "offload_type": "block_level" if group else "leaf_level",
-               "num_blocks_per_group": 1 if group else None,
                "use_stream": device.startswith("cuda")}
     for name, component in pipe.components.items():
         if not isinstance(component, torch.nn.Module):
             continue
+        by_blocks = plan.offload == "group" or name in family.no_leaf_offload
         # a T5 encoder has no top-level block list: recurse into `encoder` so its blocks
         # stream one at a time instead of the whole encoder landing on the GPU
-        blocks = family.block_modules.get(name) if group else None
-        apply_group_offloading(component, **options, block_modules=blocks)
+        apply_group_offloading(
+            component, **options, offload_type="block_level" if by_blocks else "leaf_level",
+            num_blocks_per_group=1 if by_blocks else None,
+            block_modules=family.block_modules.get(name) if by_blocks else None)
 
 
 def apply_decode(pipe: Any, plan: MemoryPlan) -> None:

@@ -57,6 +57,8 @@ def choose_shape(spec: ModelSpec, request: GenerationRequest, source_width: int,
         asked_w, asked_h = width, height
     if rules.fixed_size is not None:
         width, height = rules.fixed_size
+    elif rules.sizes:
+        width, height = bucket_for(rules.sizes, width, height)
     asked_frames = request.num_frames or (max(1, round(request.duration * fps))
                                           if request.duration else tier.num_frames)
     return Shape(asked_w, asked_h, asked_frames, width, height, rules.frames.snap(asked_frames))
@@ -69,14 +71,30 @@ def native_size(area: int, aspect: float, multiple: int) -> tuple[int, int]:
             max(multiple, round(height / multiple) * multiple))
 
 
+def bucket_for(sizes: tuple[tuple[int, int], ...], width: int, height: int) -> tuple[int, int]:
+    """The (width, height) bucket HunyuanVideo-1.5's pipeline runs a width x height photo at:
+    the nearest height/width ratio that is no further from square than the photo's
+    (diffusers' hunyuan_video1_5 image_processor.get_closest_ratio)."""
+    aspect = height / width
+
+    def ratio(size: tuple[int, int]) -> float:
+        return round(size[1] / size[0], 5)
+
+    side = [s for s in sizes if (ratio(s) <= aspect if aspect >= 1 else ratio(s) >= aspect)]
+    return min(side or sizes, key=lambda s: abs(ratio(s) - aspect))
+
+
 def shape_notes(shape: Shape, spec: ModelSpec) -> list[str]:
     """What snapping changed, said out loud."""
     notes = []
     rules = spec.shape_rules
     if (shape.width, shape.height) != (shape.asked_width, shape.asked_height):
-        rule = (f"only runs at {rules.fixed_size[0]}x{rules.fixed_size[1]}"
-                if rules.fixed_size else f"needs sides that are multiples of "
-                f"{rules.side_multiple}")
+        if rules.fixed_size:
+            rule = f"only runs at {rules.fixed_size[0]}x{rules.fixed_size[1]}"
+        elif rules.sizes:
+            rule = "runs at its resolution buckets (the one nearest the aspect ratio)"
+        else:
+            rule = f"needs sides that are multiples of {rules.side_multiple}"
         notes.append(f"{spec.name} {rule}: size {shape.asked_width}x{shape.asked_height} -> "
                      f"{shape.width}x{shape.height}")
     if shape.num_frames != shape.asked_frames:
