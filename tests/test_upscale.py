@@ -178,3 +178,64 @@ def test_a_hub_id_is_read_from_the_hugging_face_cache(tmp_path, settings, monkey
 
     with pytest.raises(ModelNotAvailableError, match="could not be fetched from the hub"):
         find_model("someone/sr-models/x4.pth", settings)
+
+
+# --- spandrel: other architectures, and why they cannot load here -------------------------------
+
+def _swinir_like(path: Path) -> Path:
+    """Keys of a SwinIR checkpoint (neither RRDBNet nor SRVGGNetCompact)."""
+    torch.save({"params": {"conv_first.weight": torch.zeros(12, 3, 3, 3),
+                           "layers.0.residual_group.blocks.0.norm1.weight": torch.zeros(12),
+                           "layers.0.residual_group.blocks.0.mlp.fc1.bias": torch.zeros(24)}},
+               path)
+    return path
+
+
+def test_other_architectures_without_spandrel_are_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "spandrel", None)  # as if not installed
+    with pytest.raises(UpscaleModelError) as caught:
+        ModelUpscaler(_swinir_like(tmp_path / "swinir.pth"), 2)
+    message = str(caught.value)
+    assert "\n" not in message and "swinir.pth is not a checkpoint img2vid recognises" in message
+    assert "spandrel is not installed" in message and "--upscaler lanczos" in message
+
+
+def test_spandrel_without_torchvision_says_so(tmp_path, monkeypatch):
+    """spandrel's __init__ imports every architecture, and LaMa's and RestoreFormer's import
+    torchvision: a package that does the same where torchvision is missing."""
+    import sys
+
+    package = tmp_path / "site" / "spandrel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import torchvision  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "spandrel", raising=False)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # missing, as on CPU-only torch here
+    with pytest.raises(UpscaleModelError) as caught:
+        ModelUpscaler(_swinir_like(tmp_path / "swinir.pth"), 2)
+    message = str(caught.value)
+    assert "spandrel is installed but cannot be imported: it needs torchvision" in message
+    assert "\n" not in message and "--upscaler lanczos" in message
+    # RRDBNet and SRVGGNetCompact never need spandrel
+    assert ModelUpscaler(save_srvgg(tmp_path / "x2.pth", 2), 2).architecture == "SRVGGNetCompact"
+
+
+def test_spandrel_loads_an_architecture_img2vid_does_not_build(tmp_path):
+    """The upscale extra: a SwinIR checkpoint with random weights, identified and run by
+    spandrel through the same tiled upscaler."""
+    pytest.importorskip("spandrel", reason="the upscale extra (spandrel, torchvision) is not "
+                        "installed; the tests above cover its absence")
+    from spandrel.architectures.SwinIR import SwinIR
+
+    torch.manual_seed(0)
+    model = SwinIR(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4,
+                   upscale=2, upsampler="pixelshuffledirect")
+    torch.save({"params": model.state_dict()}, tmp_path / "swinir_x2.pth")
+    upscaler = ModelUpscaler(tmp_path / "swinir_x2.pth", 2)
+    assert upscaler.architecture == "SwinIR"
+    frame = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    assert upscaler(frame).shape == (80, 112, 3)
+    with pytest.raises(UpscaleModelError, match="is a 2x model and 4x was asked"):
+        ModelUpscaler(tmp_path / "swinir_x2.pth", 4)

@@ -17,7 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "gradio", "multipart"),
     "ray": ("ray",),
     "quantize": ("torchao",),
-    "upscale": ("spandrel",),
+    "upscale": ("spandrel", "torchvision"),  # spandrel imports torchvision
 }
 
 

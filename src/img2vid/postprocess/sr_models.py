@@ -2,9 +2,10 @@
 most published upscalers use (ESRGAN/Real-ESRGAN's RRDBNet and Real-ESRGAN's
 SRVGGNetCompact), recognised from their state-dict keys and loaded strictly.
 
-spandrel imports torchvision at import time (two of its architectures need it), and
-torchvision has no CPU build for every torch; so it is optional, and these two layouts
-keep upscaling available without it. torch is imported only when a model is loaded.
+spandrel imports torchvision at import time (two of its architectures, LaMa and
+RestoreFormer, use it), and torchvision has no CPU build for every torch; so it is optional,
+and these two layouts keep upscaling available without it. torch is imported only when a
+model is loaded.
 """
 
 from __future__ import annotations
@@ -171,8 +172,21 @@ def identify(state: dict[str, torch.Tensor], name: str) -> LoadedModel:
                                  out_ch=in_ch)
             return _load(module, state, name, scale, "SRVGGNetCompact")
     raise UnknownArchitectureError(f"{name} is not a checkpoint img2vid recognises: expected "
-                            f"{ARCHITECTURES}; install spandrel (with torchvision) for "
-                            "SwinIR, HAT, DAT and others")
+                                   f"{ARCHITECTURES}")
+
+
+def spandrel_problem() -> str | None:
+    """Why spandrel cannot load checkpoints here (not installed, or installed without the
+    torchvision it imports), or None when it can."""
+    try:
+        import spandrel  # noqa: F401
+    except ImportError as exc:
+        if exc.name == "spandrel":
+            return "spandrel is not installed (pip install spandrel torchvision)"
+        return (f"spandrel is installed but cannot be imported: it needs {exc.name or exc}, "
+                "which is not installed here (torchvision has no CPU build for every torch "
+                "release: install the torchvision made for this torch)")
+    return None
 
 
 def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, scale: int,
@@ -193,15 +207,20 @@ def load_model(path: Path) -> LoadedModel:
     try:
         return identify(state, path.name)
     except UnknownArchitectureError as unknown:
-        try:
-            import spandrel
-        except ImportError:
-            raise unknown from None
+        problem = spandrel_problem()
+        if problem:
+            raise UnknownArchitectureError(f"{unknown}; others (SwinIR, HAT, DAT...) load "
+                                           f"through spandrel, but {problem}; or use "
+                                           "--upscaler lanczos (no weights)") from None
+    import spandrel
+
     try:
         described = spandrel.ModelLoader().load_from_state_dict(state)
     except Exception as exc:  # spandrel raises many kinds for unknown layouts
-        raise UpscaleModelError(f"{path.name}: neither img2vid nor spandrel recognises it "
-                                f"({type(exc).__name__}: {str(exc)[:160]})") from None
+        detail = f"{type(exc).__name__}: {str(exc)[:160]}".rstrip(": ")
+        raise UpscaleModelError(f"{path.name} is not a checkpoint img2vid recognises: not "
+                                f"{ARCHITECTURES}, and spandrel does not know it either "
+                                f"({detail})") from None
     if not isinstance(described, spandrel.ImageModelDescriptor):
         raise UpscaleModelError(f"{path.name} is not an image-to-image model")
     return LoadedModel(described.model.eval(), described.scale, described.architecture.name)

@@ -2,8 +2,9 @@
 adaptive instance normalisation, the published decoder. Applied to a photo once, before an
 engine animates it, so every frame shares one stylisation (no flicker).
 
-The layers are those of the authors' PyTorch port (naoto0804/pytorch-AdaIN, net.py), so its
-vgg_normalised.pth and decoder.pth load strictly. torch is imported only here, lazily.
+The layers are those of the PyTorch conversion of the authors' models (naoto0804/pytorch-AdaIN,
+net.py), so its vgg_normalised.pth and decoder.pth load strictly; `img2vid models download
+adain` fetches them (media/models_cache.py). torch is imported only here, lazily.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ ENCODER_LAYERS = 31  # vgg_normalised up to relu4_1, as the authors' test.py sli
 WORK_SIDE = 768
 STYLE_SIDE = 512
 EPS = 1e-5
-WEIGHTS_HELP = ("put the AdaIN weights (vgg_normalised.pth and decoder.pth from the "
-                "pytorch-AdaIN release v0.0.0) in {folder}, or give --style-weights DIR")
+WEIGHTS_HELP = ("run `img2vid models download adain` (fetches both from the pytorch-AdaIN "
+                "release v0.0.0, SHA-256 checked), put them in {folder} yourself, or give "
+                "--style-weights DIR")
 
 
 class StyleWeightsError(InputError):
@@ -99,10 +101,10 @@ def build_decoder() -> torch.nn.Sequential:
 def find_weights(explicit: str | Path | None, settings: Settings | None = None) -> Path:
     """The folder holding both files: --style-weights, else models.style_weights, else the
     model cache's adain/ folder."""
-    from img2vid.media.models_cache import cache_dir
+    from img2vid.media.models_cache import adain_weights_dir, cache_dir
 
     configured = settings.models.style_weights if settings is not None else None
-    folder = Path(explicit or configured or cache_dir(settings) / "adain").expanduser()
+    folder = Path(explicit or configured or adain_weights_dir(cache_dir(settings))).expanduser()
     missing = [name for name in (VGG_FILE, DECODER_FILE) if not (folder / name).is_file()]
     if missing:
         where = "the folder given" if explicit or configured else "the model cache"

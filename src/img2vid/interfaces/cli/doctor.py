@@ -19,7 +19,7 @@ OPTIONAL_ENCODERS = ("libx265", "libsvtav1", "libvpx-vp9", "ffv1", "gif", "png",
                      "libopus", "flac")
 # the packages whose versions doctor shows for each installed extra
 EXTRA_PACKAGES = {"diffusion": ("diffusers", "transformers"), "server": ("fastapi", "gradio"),
-                  "ray": ("ray",), "quantize": ("torchao",), "upscale": ("spandrel",)}
+                  "ray": ("ray",), "quantize": ("torchao",), "upscale": ("spandrel", "torchvision")}
 
 
 def report(settings: Settings, config_path: str | None = None) -> tuple[list[str], bool]:
@@ -124,8 +124,16 @@ def _version(package: str) -> str:
 
 
 def _finishing_models(settings: Settings, line: Callable[[str, str, str], None]) -> None:
-    """Whether --upscale (model) and --style have their weights here."""
+    """Whether --upscale (model) and --style have their weights here, and which upscaler
+    checkpoints load."""
+    from img2vid.postprocess.sr_models import spandrel_problem
     from img2vid.postprocess.style import find_weights
+
+    problem = spandrel_problem()
+    line("ok" if problem is None else "info", "upscale checkpoints",
+         "ESRGAN, Real-ESRGAN (built in); " + (f"SwinIR, HAT, DAT... (spandrel "
+                                               f"{_version('spandrel')})" if problem is None
+                                               else f"not SwinIR, HAT, DAT...: {problem}"))
 
     model = settings.models.upscale_model
     line("ok" if model else "info", "upscale model",
@@ -133,4 +141,4 @@ def _finishing_models(settings: Settings, line: Callable[[str, str, str], None])
     try:
         line("ok", "style weights (AdaIN)", str(find_weights(None, settings)))
     except InputError as exc:
-        line("info", "style weights (AdaIN)", str(exc).split(": ", 1)[-1])
+        line("info", "style weights (AdaIN)", str(exc).removeprefix("--style needs "))

@@ -21,6 +21,12 @@ def _download_rife(settings: Settings) -> Path:
     return download_rife(cache_dir(settings))
 
 
+def _download_adain(settings: Settings) -> Path:
+    from img2vid.media.models_cache import cache_dir, download_adain
+
+    return download_adain(cache_dir(settings))
+
+
 def _download_depth(name: str) -> Callable[[Settings], Path]:
     def fetch(settings: Settings) -> Path:
         from img2vid.engines.parallax.depth import resolve_depth_model
@@ -33,6 +39,7 @@ def _download_depth(name: str) -> Callable[[Settings], Path]:
 # Downloads that are not diffusers pipelines, by name -> function(settings) -> path.
 EXTRA_DOWNLOADS: dict[str, Callable[[Settings], Path]] = {
     "rife": _download_rife,
+    "adain": _download_adain,  # --style's weights
     # the parallax engine's depth model (a transformers repo; its registry lives with it)
     "depth-anything-v2-small": _download_depth("depth-anything-v2-small"),
 }
@@ -51,7 +58,8 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=list_models)
     download = actions.add_parser("download", help="download a model (needs internet)")
     download.add_argument("name", metavar="NAME",
-                          help="a model name from `img2vid models`")
+                          help="a model name from `img2vid models`, or rife / adain (the "
+                          "weights of --interpolator rife / --style)")
     download.set_defaults(handler=download_model)
     update = actions.add_parser("update", help="move a model to the hub's newest commit "
                                 "(needs internet); runs keep the commit first downloaded "

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
 
 from img2vid.core.errors import InputError
 from img2vid.core.request import PRESET_DESCRIPTIONS, PRESETS, EngineKind
@@ -22,7 +18,7 @@ from img2vid.core.sidecar import Sidecar
 from img2vid.core.version import __version__
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.execution.jobstore import Job, JobStatus, QueueFullError, ShuttingDownError
-from img2vid.interfaces.server import intake, shown
+from img2vid.interfaces.server import bodies, intake, shown
 from img2vid.interfaces.server.catalog import ModelInfo, list_models
 from img2vid.interfaces.server.schema import SUBMIT_BODY
 
@@ -161,9 +157,9 @@ async def create_job(request: Request) -> Any:
             await run_in_threadpool(queue.check_room)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            fields, uploads = await _read_multipart(request)
+            fields, uploads = await bodies.read_multipart(request)
         elif content_type == "application/json":
-            fields, uploads = await _read_json(request)
+            fields, uploads = await bodies.read_json(request)
         else:
             raise HTTPException(415, "send multipart/form-data (image files + fields) or "
                                      "application/json (images as base64)")
@@ -188,72 +184,6 @@ async def create_job(request: Request) -> Any:
     if dry_run:
         return JSONResponse(job, status_code=200)
     return job_out(job)
-
-
-# form fields a client may give several times (a prompt per window of a longer clip)
-REPEATABLE = {"lora", "prompt"}
-
-
-async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    form = await request.form(max_files=intake.MAX_IMAGES + len(intake.FILE_FIELDS),
-                              max_fields=100,
-                              max_part_size=64 * 1024)
-    fields: dict[str, Any] = {}
-    uploads: list[intake.Upload] = []
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if key in intake.FILE_FIELDS and key not in fields:
-                if value.filename:  # an HTML form sends an unused file input as no name
-                    fields[key] = intake.Upload(value.filename, value.file)
-                continue
-            if key != "images":
-                raise HTTPException(400, f"unexpected file field {key!r}; send photos as "
-                                         "'images'" + "".join(f", {k} as '{k}'"
-                                                              for k in intake.FILE_FIELDS))
-            uploads.append(intake.Upload(value.filename or f"image{len(uploads)}", value.file))
-        elif key == "images":
-            raise HTTPException(400, "images must be uploaded as files, not text")
-        elif key in REPEATABLE:
-            fields.setdefault(key, []).append(value)
-        elif key in fields:
-            raise HTTPException(422, f"{key} is given more than once")
-        else:
-            fields[key] = value
-    uploaded = {k: v for k, v in fields.items() if isinstance(v, intake.Upload)}
-    return {**intake.clean_fields(fields), **uploaded}, uploads
-
-
-async def _read_json(request: Request) -> tuple[dict[str, Any], list[intake.Upload]]:
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HTTPException(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPException(400, "the JSON body must be an object with 'images' and fields")
-    images = body.pop("images", None)
-    if isinstance(images, str):
-        images = [images]
-    if not isinstance(images, list) or not images:
-        raise HTTPException(400, "'images' must be a list of base64-encoded photos")
-    uploads = []
-    for index, item in enumerate(images):
-        if not isinstance(item, str):
-            raise HTTPException(400, f"images[{index}] must be a base64 string")
-        uploads.append(intake.Upload(f"image{index}", _decode_base64(item, f"images[{index}]")))
-    fields: dict[str, Any] = {k: v for k, v in body.items() if v is not None}
-    for name in intake.FILE_FIELDS:
-        if isinstance(fields.get(name), str):
-            fields[name] = intake.Upload(name, _decode_base64(fields[name], name))
-    return fields, uploads
-
-
-def _decode_base64(text: str, what: str) -> bytes:
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise HTTPException(400, f"{what} is not valid base64") from None
 
 
 @router.get("/jobs", response_model=JobListOut, responses=_ERRORS, summary="List jobs")

@@ -18,13 +18,13 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
     for name in intake.SERVER_ONLY_FIELDS:
         props.pop(name, None)
     item = ({"type": "string", "format": "binary"} if multipart else
-            {"type": "string", "description": "base64 image bytes, or a data: URL"})
+            _json_file("base64 image bytes, or a data: URL"))
     props["images"] = {"type": "array", "items": item, "minItems": 1,
                        "maxItems": intake.MAX_IMAGES, "description": "the photo(s)"}
     for name, what in intake.FILE_FIELDS.items():
         props[name] = ({"type": "string", "format": "binary", "description": what}
                        if multipart else
-                       {"type": "string", "description": f"{what}: base64 bytes or a data: URL"})
+                       _json_file(f"{what}: base64 bytes or a data: URL"))
     props["prompt"] = {  # the request joins a list as the CLI's "a | b | c"
         "anyOf": [{"type": "string", "maxLength": 2000},
                   {"type": "array", "items": {"type": "string"}, "minItems": 1}],
@@ -34,6 +34,17 @@ def _submission_schema(multipart: bool) -> dict[str, Any]:
     schema["required"] = ["images"]
     schema["additionalProperties"] = False
     return schema
+
+
+def _json_file(what: str) -> dict[str, Any]:
+    """A file in a JSON body: its bytes as text, or with the name the job records."""
+    text = {"type": "string", "description": what}
+    return {"anyOf": [text, {"type": "object", "additionalProperties": False,
+                             "required": ["data"],
+                             "properties": {"name": {"type": "string",
+                                                     "description": "the file's name, as the "
+                                                     "job and its sidecar record it"},
+                                            "data": text}}]}
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

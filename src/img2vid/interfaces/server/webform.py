@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from img2vid.core.errors import InputError
-from img2vid.core.request import VideoCodec
+from img2vid.core.request import Upscaler, VideoCodec
 from img2vid.execution.jobqueue import JobQueue
 from img2vid.interfaces.server import intake
 
@@ -49,6 +49,23 @@ def finishing_fields(audio: str | None, audio_offset: str | None, fit_to_audio: 
         "upscaler": upscaler if upscale != NO_UPSCALE else None,
         "style_strength": style_strength if style else None,
         "codec": None if codec == VideoCodec.H264.value else codec})
+
+
+def finishing_values(req: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """A past request's finishing part as the form shows it (the inverse of
+    finishing_fields), and a note naming its soundtrack and painting: the server kept them only
+    while the job ran, so the user uploads them again, as they do the photos."""
+    audio, style = (Path(req[k]).name if req.get(k) else None for k in ("audio", "style"))
+    values = (None, "" if not req.get("audio_offset") else f"{req['audio_offset']:g}",
+              bool(req.get("fit_to_audio")),
+              str(req["upscale"]) if req.get("upscale") else NO_UPSCALE,
+              req.get("upscaler") or Upscaler.MODEL.value, None,
+              float(req.get("style_strength", 1.0)), req.get("codec") or VideoCodec.H264.value)
+    named = [f"the soundtrack {audio}" if audio else "", f"the style painting {style}"
+             if style else ""]
+    again = " and ".join(n for n in named if n)
+    return values, (f" Upload {again} again to reuse {'them' if all(named) else 'it'}."
+                    if again else "")
 
 
 def text(value: object) -> str | None:

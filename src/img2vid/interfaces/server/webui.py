@@ -38,6 +38,7 @@ from img2vid.interfaces.server.webform import (
     NO_UPSCALE,
     diffusion_fields,
     finishing_fields,
+    finishing_values,
     form_fields,
     plan_markdown,
 )
@@ -213,7 +214,7 @@ class WebUI:
             preset.change(lambda name: gr.update(info=PRESET_DESCRIPTIONS[PresetName(name)]),
                           inputs=[preset], outputs=[preset], api_visibility="private")
             history.select(self.load_from_history, inputs=[history_paths],
-                           outputs=[*form, video, saved, params, status],
+                           outputs=[*form, *finishing, video, saved, params, status],
                            api_visibility="private")
             demo.load(self.history, outputs=[history, history_paths], api_visibility="private")
         return demo
@@ -375,8 +376,9 @@ class WebUI:
                 ",".join(map(str, focus)) if isinstance(focus, list) else focus,
                 req.get("easing", Easing.EASE_IN_OUT.value),
                 str(req["interpolate"]) if req.get("interpolate") else NO_INTERPOLATION)
-        return (*form, thumbnails.playable(output, self.shown_dir), output.name, shown.parameters_used(info),
-                f"Loaded the settings of {output.name}.")
+        finishing, reupload = finishing_values(req)
+        return (*form, *finishing, thumbnails.playable(output, self.shown_dir), output.name,
+                shown.parameters_used(info), f"Loaded the settings of {output.name}.{reupload}")
 
     def _thumbnail(self, output: Path) -> np.ndarray:
         key = (str(output), output.stat().st_mtime_ns)
