@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,16 @@ def test_gradio_call_with_a_server_path_makes_no_video(server: LiveServer, clien
 def test_gradio_call_with_a_real_upload_works(server: LiveServer, client: httpx.Client) -> None:
     status, text = gradio_generate(client, [file_data(upload(client))])
     assert status == 200 and "event: complete" in text, text
+
+
+def test_uploads_land_in_a_private_cache_of_this_server(client: httpx.Client) -> None:
+    # not Gradio's machine-wide /tmp/gradio: there another server's clean-up of the same photo
+    # (same content, same path) removed this one's parked upload, and other users could read it
+    parked = Path(upload(client)).resolve()
+    shared = (Path(tempfile.gettempdir()) / "gradio").resolve()
+    assert not parked.is_relative_to(shared)
+    cache = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert parked.is_relative_to(cache.resolve()) and cache.stat().st_mode & 0o077 == 0
 
 
 def test_gradio_client_still_works(server: LiveServer) -> None:

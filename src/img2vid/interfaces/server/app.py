@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -109,6 +112,14 @@ def _add_docs(app: FastAPI) -> None:
 def _mount_ui(app: FastAPI, settings: Settings, queue: JobQueue) -> None:
     # Gradio reads these when imported: no telemetry, no update checks, nothing off-machine.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Uploads go to a private (0700) cache of this process unless the user names one: Gradio's
+    # default /tmp/gradio is shared by every Gradio app on the machine and names a file by its
+    # content, so another server removing its parked copy of the same photo would pull this
+    # one's from under it (and other local users could read the photos).
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        cache = tempfile.mkdtemp(prefix="img2vid-gradio-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        os.environ["GRADIO_TEMP_DIR"] = cache
     import gradio as gr
     from gradio.utils import get_upload_folder
 
