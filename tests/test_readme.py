@@ -259,6 +259,7 @@ def test_the_readme_leads_with_make_demo_and_make_test():
     assert [c.text for c in commands[:2]] == ["make demo", "make test"]
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(workdir: Path):
     server: Server | None = None
     failures = []
