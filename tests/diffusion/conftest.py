@@ -89,6 +89,16 @@ def frames_of(clip) -> np.ndarray:
     return np.stack(list(clip.frames))
 
 
+def run_model(engine, model: Path, photo: Path, loaded, *, small: dict, **fields):
+    """One engine call on a tiny model folder: a test file's small settings, then `fields`
+    (test files bind `small` with functools.partial)."""
+    from img2vid.core.progress import CancelToken
+    from img2vid.core.request import build_request
+
+    request = build_request(images=(str(photo),), model=str(model), **{**small, **fields})
+    return engine.generate(request, [loaded], lambda _: None, CancelToken())
+
+
 def fake_hub_cache(home: Path, repo_id: str, source: Path) -> str:
     """Lay `source` out as huggingface_hub's cache holds a downloaded snapshot of `repo_id`."""
     import shutil

@@ -5,6 +5,7 @@ API and batch manifest."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,8 @@ import pytest
 
 from img2vid.core.config import LogSettings, ModelSettings, OutputSettings, Settings
 from img2vid.core.errors import InputError
-from img2vid.core.progress import CancelToken
-from img2vid.core.request import build_request
 from img2vid.media.images import file_sha256
-from tests.diffusion.conftest import frames_of
+from tests.diffusion.conftest import frames_of, run_model
 from tests.diffusion.replicas_new import wan22_i2v_a14b
 
 SMALL = {"width": 64, "height": 64, "num_frames": 5, "num_inference_steps": 2, "seed": 3}
@@ -26,9 +25,7 @@ def a14b_dir(tiny_dir: Path) -> Path:
     return wan22_i2v_a14b(tiny_dir / "a14b")
 
 
-def run(engine, model: Path, photo: Path, loaded, **fields):
-    request = build_request(images=(str(photo),), model=str(model), **{**SMALL, **fields})
-    return engine.generate(request, [loaded], lambda _: None, CancelToken())
+run = partial(run_model, small=SMALL)
 
 
 def test_wan22_a14b_ends_on_the_last_image_and_records_it(engine, a14b_dir, small_photo,

@@ -4,16 +4,15 @@ unloads cleanly; a LoRA made for other layers is refused with exit 2 and one lin
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from img2vid.core.progress import CancelToken
-from img2vid.core.request import build_request
 from img2vid.media.images import file_sha256
-from tests.diffusion.conftest import frames_of
+from tests.diffusion.conftest import frames_of, run_model
 
 SMALL = {"width": 64, "height": 64, "num_frames": 5, "num_inference_steps": 2, "seed": 5}
 
@@ -45,9 +44,7 @@ def wan14b_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_lora(tmp_path_factory.mktemp("lora") / "wan14b.safetensors", 40, 5120, rank=1)
 
 
-def run(engine, model: Path, photo: Path, loaded, **fields):
-    request = build_request(images=(str(photo),), model=str(model), **{**SMALL, **fields})
-    return engine.generate(request, [loaded], lambda _: None, CancelToken())
+run = partial(run_model, small=SMALL)
 
 
 def test_lora_changes_the_output_is_recorded_and_unloads(engine, wan_dir, small_photo,

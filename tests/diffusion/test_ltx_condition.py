@@ -5,14 +5,13 @@ condition (not only its last frame)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from img2vid.core.progress import CancelToken
-from img2vid.core.request import build_request
 from img2vid.engines.diffusion.call import DiffusionCall
 from img2vid.engines.diffusion.ltx_condition import (
     DISTILLED_TIMESTEPS,
@@ -20,7 +19,7 @@ from img2vid.engines.diffusion.ltx_condition import (
     LTXConditionDistilled,
 )
 from img2vid.media.images import file_sha256
-from tests.diffusion.conftest import frames_of
+from tests.diffusion.conftest import frames_of, run_model
 from tests.diffusion.replicas_ltx import ltx_condition
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2, "seed": 5, "prompt": "a cat"}
@@ -60,9 +59,7 @@ def calls(monkeypatch) -> list[dict]:
     return seen
 
 
-def run(engine, model: Path, photo: Path, loaded, **fields):
-    request = build_request(images=(str(photo),), model=str(model), **{**SMALL, **fields})
-    return engine.generate(request, [loaded], lambda _: None, CancelToken())
+run = partial(run_model, small=SMALL)
 
 
 def test_the_end_frame_is_a_condition_at_the_last_index(engine, condition_dir, small_photo,

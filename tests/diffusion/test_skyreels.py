@@ -4,6 +4,7 @@ the authors' flow shift."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,9 @@ import pytest
 from PIL import Image
 
 from img2vid.core.errors import InputError
-from img2vid.core.progress import CancelToken
 from img2vid.core.request import build_request
 from img2vid.engines.diffusion.skyreels import SkyReelsV2DiffusionForcing, overlap_history
-from tests.diffusion.conftest import frames_of
+from tests.diffusion.conftest import frames_of, run_model
 from tests.diffusion.replicas_skyreels import skyreels_df, skyreels_i2v
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2, "seed": 5}
@@ -30,9 +30,7 @@ def i2v_dir(tiny_dir: Path) -> Path:
     return skyreels_i2v(tiny_dir / "sky-i2v")
 
 
-def run(engine, model: Path, photo: Path, loaded, **fields):
-    request = build_request(images=(str(photo),), model=str(model), **{**SMALL, **fields})
-    return engine.generate(request, [loaded], lambda _: None, CancelToken())
+run = partial(run_model, small=SMALL)
 
 
 def test_chain_plan_asks_for_whole_windows_and_names_the_seams():
