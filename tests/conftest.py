@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The slow tests' files first: `make test`'s two workers (pytest-xdist, a file at a time,
+    # The slow tests' files first: `make test`'s workers (pytest-xdist, a file at a time,
     # in collection order) start them at once instead of ending the run on a long one.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
