@@ -162,3 +162,36 @@ def test_planner_counts_the_13b_width_and_the_end_frames_tokens():
         lambda c: {"num_attention_heads": 2, "attention_head_dim": 8} if c == "transformer"
         else {}, shape, 5.0, 2)
     assert tiny < big / 100
+
+
+def test_extend_starts_from_the_clips_last_frames_as_a_video_condition(
+        engine, condition_dir, tmp_path, settings, calls):
+    import av
+
+    from img2vid.core.request import OutputFormat
+    from img2vid.execution.extend import extend_clip
+    from img2vid.media.encode import EncodeOptions, open_writer
+    from img2vid.media.outputs import sidecar_path
+
+    clip = tmp_path / "clip.mp4"
+    gradient = np.linspace(30, 220, 64, dtype=np.uint8)
+    with open_writer(clip, 64, 64, 24.0, EncodeOptions(format=OutputFormat.MP4)) as writer:
+        for i in range(12):
+            writer.write(np.ascontiguousarray(
+                np.stack([np.roll(np.tile(gradient, (64, 1)), 3 * i, 1)] * 3, axis=-1)))
+        writer.close()
+    with av.open(str(clip)) as container:
+        source = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    out = tmp_path / "longer.mp4"
+    extend_clip(clip, {"model": str(condition_dir), "num_frames": 41,
+                                "window_frames": 41, "num_inference_steps": 2, "seed": 2,
+                                "prompt": "waves"}, settings, output=out, engine=engine)
+    (call,) = calls
+    (lead,) = call["conditions"]
+    # a quarter window of whole latent frames: the clip's last 9, as they were decoded
+    assert lead.frame_index == 0 and lead.image is None and len(lead.video) == 9
+    for image, frame in zip(lead.video, source[-9:]):
+        assert np.array_equal(np.asarray(image), frame)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].frames == 12 + 41 - 9  # the 9 are not repeated
+    assert json.loads(sidecar_path(out).read_text())["engine_info"]["lead_frames"] == 9

@@ -32,7 +32,7 @@ FROM_CLIP = ("width", "height", "resolution", "fps")
 
 
 class _Continuing:
-    """An engine that makes new frames from the clip's last one and appends them to it."""
+    """An engine that makes new frames from the clip's end and appends them to it."""
 
     name = "diffusion"
 
@@ -42,13 +42,16 @@ class _Continuing:
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
-        new = self.inner.generate(request, images, progress, cancel)
+        # the clip's frames go along: a model that takes a video condition starts from its
+        # last few (as a chained window does), the others from the last one
+        new = self.inner.generate(request, images, progress, cancel, lead=self.frames)
         height, width = self.frames[0].shape[:2]
         fresh = [f if f.shape[:2] == (height, width) else
                  cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
                  for f in new.frames]
-        # the first new frame is the model's copy of the clip's last one
-        video, seams = join_windows([self.frames, fresh[1:]], overlap=0, match=True)
+        # the first new frames are the model's copies of the clip's last ones
+        skip = new.info.get("lead_frames", 1)
+        video, seams = join_windows([self.frames, fresh[skip:]], overlap=0, match=True)
         info = {**new.info, "extended_from": self.source,
                 "seams": [s.as_dict() for s in seams] + new.info.get("seams", [])}
         return Clip(iter(video), self.fps, width, height, len(video), info)

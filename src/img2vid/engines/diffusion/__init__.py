@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from img2vid.core.clip import Clip
 from img2vid.core.config import Settings
@@ -37,6 +37,9 @@ from img2vid.engines.memory import (
     step_down,
 )
 from img2vid.media.images import LoadedImage, load_image
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +74,18 @@ class DiffusionEngine:
         self.preview_interval = 0
 
     def generate(self, request: GenerationRequest, images: Sequence[LoadedImage],
-                 progress: ProgressCallback, cancel: CancelToken) -> Clip:
+                 progress: ProgressCallback, cancel: CancelToken,
+                 lead: Sequence[np.ndarray] = ()) -> Clip:
+        """`lead`: frames the video continues (extend): the model starts from its last frames
+        where it takes a video condition, else from the photo; info["lead_frames"] says how
+        many of the clip's first frames reproduce them."""
         if len(images) != 1:
             raise InputError(f"the diffusion engine animates one photo; got {len(images)} "
                              "(use the camera engine for slideshows)")
         from img2vid.engines.diffusion import runtime
 
         with self._lock, runtime.on_device(self._device):
-            return self._generate(request, images[0], progress, cancel)
+            return self._generate(request, images[0], progress, cancel, lead)
 
     def release(self) -> None:
         """Drop the cached pipeline and give its memory back."""
@@ -105,7 +112,8 @@ class DiffusionEngine:
     # -- one job ---------------------------------------------------------------------------
 
     def _generate(self, request: GenerationRequest, image: LoadedImage,
-                  progress: ProgressCallback, cancel: CancelToken) -> Clip:
+                  progress: ProgressCallback, cancel: CancelToken,
+                  lead: Sequence[np.ndarray] = ()) -> Clip:
         from img2vid.engines.diffusion import runtime
 
         runtime.import_libraries()
@@ -143,6 +151,10 @@ class DiffusionEngine:
             guidance_scale_2=choices.guidance_scale_2,
             decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
+        count = spec.family.lead_frames(window)
+        if count > 1 and len(lead) >= count:  # a continued clip conditions like a window
+            starts = tuple(fit_image(f, shape.width, shape.height) for f in lead[-count:])
+            call = replace(call, image=starts[0], lead_frames=starts)
 
         attempts: list[dict[str, Any]] = []
         results: list[Any] = []
@@ -179,6 +191,8 @@ class DiffusionEngine:
             **({"guidance_scale_2": call.guidance_scale_2}
                if call.guidance_scale_2 is not None else {}),
             "fps": call.fps,
+            # a continued clip's last frames, reproduced at the start (extend drops them)
+            **({"lead_frames": len(call.lead_frames)} if call.lead_frames else {}),
             "preset": request.preset.value,
             "device": plan.device,
             "dtype": plan.dtypes["default"],
