@@ -49,7 +49,7 @@ browser:
 # servers and subprocesses (6.9 min vs 8.7 with two). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 3
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The wheel and sdist built, the wheel installed in fresh venvs: core only (also in `make
 # test`) and with the server and diffusion extras (minutes: torch, gradio).

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +32,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The slow tests' files first: `make test`'s workers (pytest-xdist, a file at a time,
-    # in collection order) start them at once instead of ending the run on a long one.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # `make test`'s workers take a file at a time in this order (pytest-xdist with
+    # --no-loadscope-reorder): the files with slow tests first, then the larger files, so the
+    # run does not end waiting on one long file. A file's own tests keep their order.
+    slow, size = Counter(), Counter()
+    for item in items:
+        size[item.path] += 1
+        slow[item.path] += item.get_closest_marker("slow") is not None
+    items.sort(key=lambda item: (not slow[item.path], -size[item.path]))
 
 
 @pytest.fixture(scope="session")
