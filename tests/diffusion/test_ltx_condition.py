@@ -183,15 +183,18 @@ def test_extend_starts_from_the_clips_last_frames_as_a_video_condition(
     with av.open(str(clip)) as container:
         source = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     out = tmp_path / "longer.mp4"
-    extend_clip(clip, {"model": str(condition_dir), "num_frames": 41,
+    extend_clip(clip, {"model": str(condition_dir), "num_frames": 33,
                                 "window_frames": 41, "num_inference_steps": 2, "seed": 2,
                                 "prompt": "waves"}, settings, output=out, engine=engine)
     (call,) = calls
+    assert call["num_frames"] == 41  # 33 new ones after the 9 it starts from
     (lead,) = call["conditions"]
     # a quarter window of whole latent frames: the clip's last 9, as they were decoded
     assert lead.frame_index == 0 and lead.image is None and len(lead.video) == 9
     for image, frame in zip(lead.video, source[-9:]):
         assert np.array_equal(np.asarray(image), frame)
     with av.open(str(out)) as container:
-        assert container.streams.video[0].frames == 12 + 41 - 9  # the 9 are not repeated
+        # the 33 asked for (their first is the clip's last frame, as on every model), made
+        # after the 9 lead frames, which are not repeated: one window of 41
+        assert container.streams.video[0].frames == 12 + 41 - 9
     assert json.loads(sidecar_path(out).read_text())["engine_info"]["lead_frames"] == 9

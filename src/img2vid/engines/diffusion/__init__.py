@@ -121,9 +121,15 @@ class DiffusionEngine:
         total = plan.choices.shape.num_frames
         window = total if plan.family.long_video else plan.spec.shape_rules.frames.snap(
             request.window_frames or plan.spec.defaults.num_frames)
+        count = plan.spec.family.lead_frames(window)
+        continues = count > 1 and len(lead) >= count
+        if continues:  # a continued clip's last `count` frames come back first: make as many more
+            total += count - 1
+            if total <= window:
+                plan = self.plan(request.model_copy(update={"num_frames": total, "duration": None}),
+                                 (image.width, image.height))
         if plan.spec.uses_prompt:
-            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames,
-                          plan.spec.family.lead_frames(window))
+            check_prompts(request.prompt, total, window, plan.spec.shape_rules.frames, count)
         if total > window:  # longer than one window: plan (memory too) for one window
             plan = self.plan(request.model_copy(update={"num_frames": window, "duration": None}),
                              (image.width, image.height))
@@ -151,8 +157,7 @@ class DiffusionEngine:
             guidance_scale_2=choices.guidance_scale_2,
             decode_chunk=plan.memory.decode_chunk, options=spec.family.job_options(request),
             last_image=fit_image(last.pixels, shape.width, shape.height) if last else None)
-        count = spec.family.lead_frames(window)
-        if count > 1 and len(lead) >= count:  # a continued clip conditions like a window
+        if continues:  # a continued clip conditions like a window
             starts = tuple(fit_image(f, shape.width, shape.height) for f in lead[-count:])
             call = replace(call, image=starts[0], lead_frames=starts)
 
