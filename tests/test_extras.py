@@ -30,6 +30,8 @@ CASES = [
                                 "rife"], "diffusion", "--interpolator rife"),
     ("rife-interpolate", "torch", ["interpolate", "{photo}", "-o", "x.mp4", "--interpolate", "2",
                                    "--interpolator", "rife"], "diffusion", "--interpolator rife"),
+    ("dry-run", "torch", ["generate", "{photo}", "--model", "ltx-video", "--dry-run"],
+     "diffusion", "--model ltx-video"),
     ("serve", "gradio", ["serve", "--port", "1"], "server", "img2vid serve"),
     ("ray", "ray", ["batch", "{photo}", "--ray", "127.0.0.1:1"], "ray", "batch --ray"),
     ("quantize", "torchao", ["generate", "{photo}", "--model", "i2vgen-xl", "--quantize",

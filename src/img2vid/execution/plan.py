@@ -6,6 +6,7 @@ from typing import Any
 
 from img2vid.core.config import Settings
 from img2vid.core.request import EngineKind, GenerationRequest, output_size
+from img2vid.execution.pipeline import require_extras
 from img2vid.media.images import load_image
 
 
@@ -13,6 +14,7 @@ def plan_request(request: GenerationRequest, settings: Settings) -> dict[str, An
     """Resolve everything a run would use. Diffusion: model, hub id and revision, pipeline,
     asked vs used values, dtypes per component, memory level and estimate against the free
     memory, and the download size when the model is not cached (nothing is downloaded)."""
+    require_extras(request)  # the planner reads devices and configs with torch/diffusers
     images = [load_image(path, settings.images) for path in request.images]
     first = images[0]
     if request.engine is EngineKind.DIFFUSION:
